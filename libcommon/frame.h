@@ -1,0 +1,83 @@
+/* frame: the one message model of nws (DESIGN.md §2) and its two encodings, JSON Lines
+ * (jansson) and CBOR Sequence maps (libcbor). Both are lossless for every field. */
+#ifndef NWS_FRAME_H
+#define NWS_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+enum frame_format {
+	FORMAT_UNKNOWN = 0,
+	FORMAT_JSON,   /* one object per line, '\n' terminated */
+	FORMAT_CBOR,   /* a CBOR map per frame, concatenated (RFC 8742) */
+};
+
+enum frame_action {
+	ACTION_UNKNOWN = 0,   /* any other string: kept in frame.action_name, passed on */
+	ACTION_OPEN,
+	ACTION_CLOSE,
+	ACTION_FOUND,
+	ACTION_LOST,
+	ACTION_LISTENING,
+	ACTION_ADVERTISED,
+	ACTION_CONNECT,
+	ACTION_DISCONNECT,
+	ACTION_BROADCAST,
+	ACTION_MESSAGE,
+	ACTION_STATUS,
+	ACTION_LINKED,
+	ACTION_UNLINKED,
+	ACTION_ERROR,
+};
+
+enum frame_data {
+	DATA_NONE = 0,   /* no "data" key */
+	DATA_TEXT,       /* a text string (UTF-8, may be empty) */
+	DATA_BYTES,      /* a byte string (CBOR bstr; JSON "encoding":"base64") */
+	DATA_JSON,       /* any other JSON value, held as its compact JSON text (CBOR tag 262) */
+};
+
+/* String fields are NUL-terminated and owned by the frame; NULL means absent, "" is an
+ * empty string that was present. Text may not contain NUL (such input is rejected). */
+struct frame {
+	enum frame_action action;
+	char *action_name;   /* set when action == ACTION_UNKNOWN */
+	char *channel, *source, *target;
+	char *instance, *host, *address, *path, *interface, *domain, *node, *reason;
+	int64_t port;        /* -1: absent */
+	int64_t code;        /* -1: absent */
+	enum frame_data data_kind;
+	unsigned char *data; /* owned; NUL-terminated for DATA_TEXT and DATA_JSON */
+	size_t data_len;
+};
+
+void frame_init(struct frame *f);
+void frame_free(struct frame *f);   /* frees the fields; the frame is then as after frame_init */
+
+const char *frame_action_name(const struct frame *f);
+enum frame_action frame_action_parse(const char *s);
+
+/* Replaces a string field with a copy of s (NULL makes it absent). -1 on out of memory. */
+int frame_set(char **field, const char *s);
+/* Replaces data with a copy of n bytes of the given kind. -1 on out of memory. */
+int frame_set_data(struct frame *f, enum frame_data kind, const void *p, size_t n);
+
+/* Decodes exactly one frame from buf[0..len) (for JSON: one line, with or without its
+ * '\n'). On error returns -1, leaves f freed, and writes a one-line reason to err. */
+int frame_decode(struct frame *f, enum frame_format fmt, const void *buf, size_t len,
+    char *err, size_t errlen);
+
+/* Appends one encoded frame (JSON with its '\n') to out. -1 on out of memory or bound. */
+int frame_encode(const struct frame *f, enum frame_format fmt, struct buf *out);
+
+/* The action of an encoded frame without decoding the rest, for pass-through stages
+ * that only route on it. ACTION_UNKNOWN when there is none or it is not a known one. */
+enum frame_action frame_peek_action(enum frame_format fmt, const void *buf, size_t len);
+
+/* The format a stream starting with this byte is in: '{' (after optional whitespace is
+ * the caller's concern) is JSON, 0xa0..0xbf is a CBOR map, anything else UNKNOWN. */
+enum frame_format frame_detect(unsigned char first);
+
+#endif

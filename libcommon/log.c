@@ -1,0 +1,86 @@
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const char *log_prog = "nws";
+int log_level;
+
+void
+log_init(const char *prog)
+{
+	const char *slash = strrchr(prog, '/');
+	log_prog = slash ? slash + 1 : prog;
+}
+
+static void
+vlog(const char *fmt, va_list ap)
+{
+	char line[1024];
+	int n = snprintf(line, sizeof line, "%s: ", log_prog);
+	if (n < 0 || (size_t)n >= sizeof line)
+		n = 0;
+	vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+	/* One write per line, so lines from the stages of a pipeline do not interleave. */
+	fprintf(stderr, "%s\n", line);
+}
+
+void
+log_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(fmt, ap);
+	va_end(ap);
+}
+
+void
+log_info(const char *fmt, ...)
+{
+	if (log_level < 1)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(fmt, ap);
+	va_end(ap);
+}
+
+void
+log_debug(const char *fmt, ...)
+{
+	if (log_level < 2)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(fmt, ap);
+	va_end(ap);
+}
+
+void
+log_fatal(int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(fmt, ap);
+	va_end(ap);
+	exit(code);
+}
+
+int
+log_once_per_burst(const char *key)
+{
+	static char last[64];
+	static struct timespec at;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	int same = strncmp(last, key, sizeof last - 1) == 0;
+	long elapsed_ms = (now.tv_sec - at.tv_sec) * 1000 + (now.tv_nsec - at.tv_nsec) / 1000000;
+	at = now;
+	if (same && elapsed_ms < 1000)
+		return 0;
+	snprintf(last, sizeof last, "%s", key);
+	return 1;
+}

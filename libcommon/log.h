@@ -1,0 +1,22 @@
+/* log: every message a tool prints on stderr, as "program: message". Errors always;
+ * -v adds what a user debugging a setup wants; -vv adds per-event detail. Nothing here
+ * ever prints a channel name: callers pass names only to log_debug. */
+#ifndef NWS_LOG_H
+#define NWS_LOG_H
+
+extern const char *log_prog;
+extern int log_level;   /* 0 default, 1 -v, 2 -vv */
+
+void log_init(const char *prog);
+void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* log_error, then exit(code). */
+void log_fatal(int code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
+
+/* Says the same thing at most once per burst: returns 1 (and the caller prints) unless
+ * the same key was reported less than a second ago. */
+int log_once_per_burst(const char *key);
+
+#endif

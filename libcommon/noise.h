@@ -1,0 +1,86 @@
+/* noise: Noise_NNpsk0_25519_ChaChaPoly_BLAKE2b (Noise spec rev. 34) on libsodium, and
+ * the piece framing that carries frames larger than one Noise message (DESIGN.md §5).
+ * Every key-bearing struct is wiped by its *_clear function. */
+#ifndef NWS_NOISE_H
+#define NWS_NOISE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+#define NOISE_DHLEN 32
+#define NOISE_HASHLEN 64
+#define NOISE_TAGLEN 16
+#define NOISE_MAX_MSG 65535
+/* Plaintext of a transport message: 1 flag byte + piece. */
+#define NOISE_MAX_PIECE (NOISE_MAX_MSG - NOISE_TAGLEN - 1)
+#define NOISE_PIECE_FINAL 0x01
+
+struct noise_cipher {
+	unsigned char k[32];
+	uint64_t n;
+	int has_key;
+};
+
+struct noise_handshake {
+	int initiator;
+	int step;                            /* messages processed so far: 0, 1, 2 */
+	unsigned char ck[NOISE_HASHLEN];
+	unsigned char h[NOISE_HASHLEN];
+	unsigned char psk[32];
+	unsigned char e_pk[NOISE_DHLEN], e_sk[NOISE_DHLEN];
+	unsigned char re[NOISE_DHLEN];
+	int fixed_e;                         /* e set by noise_handshake_set_ephemeral */
+	struct noise_cipher cs;
+};
+
+struct noise_session {
+	struct noise_cipher send, recv;
+	unsigned char h[NOISE_HASHLEN];      /* handshake hash, for tests and channel binding */
+};
+
+int noise_handshake_init(struct noise_handshake *hs, int initiator,
+    const unsigned char psk[32], const void *prologue, size_t prologue_len);
+/* Use this ephemeral private key instead of a random one (test vectors only). */
+void noise_handshake_set_ephemeral(struct noise_handshake *hs, const unsigned char sk[32]);
+/* Writes the next handshake message carrying payload. out must hold
+ * NOISE_DHLEN + plen + NOISE_TAGLEN bytes. Returns its length, -1 if out of turn. */
+long noise_handshake_write(struct noise_handshake *hs, const void *payload, size_t plen,
+    unsigned char *out);
+/* Reads the peer's next handshake message; payload must hold len bytes. Returns the
+ * payload length, -1 if it does not authenticate (wrong psk, tampering) or is out of turn. */
+long noise_handshake_read(struct noise_handshake *hs, const unsigned char *msg, size_t len,
+    unsigned char *payload);
+/* After both messages: the transport ciphers. Wipes hs. -1 if the handshake is not done. */
+int noise_handshake_split(struct noise_handshake *hs, struct noise_session *s);
+void noise_handshake_clear(struct noise_handshake *hs);
+
+/* Transport: out holds len + NOISE_TAGLEN bytes; returns the ciphertext length. */
+long noise_encrypt(struct noise_cipher *c, const void *pt, size_t len, unsigned char *out);
+/* Returns the plaintext length, -1 when the message does not authenticate with the next
+ * nonce (tampered, replayed, reordered or truncated). */
+long noise_decrypt(struct noise_cipher *c, const unsigned char *ct, size_t len,
+    unsigned char *out);
+void noise_session_clear(struct noise_session *s);
+
+/* Pieces: a frame of any size goes out as ceil(len / NOISE_MAX_PIECE) transport messages
+ * (at least one), each emitted through emit(ctx, msg, msglen). Returns 0, or the first
+ * non-zero value emit returned. */
+typedef int (*noise_emit_fn)(void *ctx, const unsigned char *msg, size_t len);
+int noise_send_frame(struct noise_cipher *c, const void *frame, size_t len,
+    noise_emit_fn emit, void *ctx);
+
+/* Reassembles frames from transport messages. acc is bounded by max_frame. */
+struct noise_reassembly {
+	struct buf acc;
+};
+void noise_reassembly_init(struct noise_reassembly *r, size_t max_frame);
+void noise_reassembly_clear(struct noise_reassembly *r);
+/* Decrypts one transport message into r: 1 when a whole frame is ready in r->acc (the
+ * caller uses it, then buf_reset(&r->acc)), 0 when more pieces are needed, -1 when the
+ * message fails to decrypt, is malformed, or the frame would pass max_frame. */
+int noise_recv_piece(struct noise_cipher *c, struct noise_reassembly *r,
+    const unsigned char *msg, size_t len);
+
+#endif

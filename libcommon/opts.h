@@ -1,0 +1,63 @@
+/* opts: the options every tool shares (-h, -V, -v, --json, --cbor, -d, --max-frame,
+ * --channel-file) and where channel names come from: arguments, NWS_CHANNEL, a file. */
+#ifndef NWS_OPTS_H
+#define NWS_OPTS_H
+
+#include <getopt.h>
+#include <stddef.h>
+
+#include "frame.h"
+
+#ifndef NWS_VERSION
+#define NWS_VERSION "0.1.0"
+#endif
+
+enum {
+	OPT_JSON = 0x100,
+	OPT_CBOR,
+	OPT_MAX_FRAME,
+	OPT_CHANNEL_FILE,
+	OPT_TOOL = 0x200,    /* first value free for a tool's own long-only options */
+};
+
+#define OPTS_SHORT "hVvd:"
+#define OPTS_LONG \
+	{ "help", no_argument, 0, 'h' }, \
+	{ "version", no_argument, 0, 'V' }, \
+	{ "verbose", no_argument, 0, 'v' }, \
+	{ "domain", required_argument, 0, 'd' }, \
+	{ "json", no_argument, 0, OPT_JSON }, \
+	{ "cbor", no_argument, 0, OPT_CBOR }, \
+	{ "max-frame", required_argument, 0, OPT_MAX_FRAME }, \
+	{ "channel-file", required_argument, 0, OPT_CHANNEL_FILE }
+
+struct opts {
+	const char *usage;             /* printed by -h, and after a usage error */
+	enum frame_format out_fmt;     /* FORMAT_JSON unless --cbor */
+	size_t max_frame;
+	const char *domain;            /* NULL: avahi's default ("local") */
+	const char *channel_file;
+	char **channels;               /* owned, validated, deduplicated */
+	size_t nchannels;
+};
+
+void opts_init(struct opts *o, const char *usage);
+void opts_free(struct opts *o);   /* wipes the channel names: they are keys */
+
+/* Handles c if it is a shared option and returns 1; 0 if it is not. -h prints usage on
+ * stdout and exits 0, -V the version, a bad value or '?' exits 2 via opts_usage. */
+int opts_common(struct opts *o, int c, const char *arg);
+/* Prints "prog: msg" (if msg) and the usage on stderr, exits 2. */
+void opts_usage(const struct opts *o, const char *msg) __attribute__((noreturn));
+
+/* After getopt: collects the channel names of argv[first..], NWS_CHANNEL (names separated
+ * by white space or commas) and --channel-file (one per line, '#' comments). An invalid
+ * name or unreadable file exits 2 with a message that never echoes a name. */
+void opts_channels(struct opts *o, int argc, char **argv, int first);
+/* Adds one name (copied) unless already present. 0 added or present, -1 invalid. */
+int opts_channel_add(struct opts *o, const char *name);
+
+/* "16M", "512k", "1048576" -> bytes; -1 when not a size. */
+long long opts_size(const char *s);
+
+#endif

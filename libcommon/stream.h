@@ -1,0 +1,66 @@
+/* stream: frames over non-blocking file descriptors. A reader turns whatever read(2)
+ * returns into whole frames (format detected from the first byte, bounded by max_frame);
+ * a writer queues encoded frames up to a bound and flushes them in as few writes as it can. */
+#ifndef NWS_STREAM_H
+#define NWS_STREAM_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "frame.h"
+
+#define STREAM_MAX_FRAME_DEFAULT (16u << 20)
+#define STREAM_MAX_QUEUE_DEFAULT (8u << 20)
+
+struct stream_reader {
+	int fd;
+	enum frame_format fmt;     /* FORMAT_UNKNOWN until the first byte is seen */
+	size_t max_frame;
+	struct buf in;
+	int broken;                /* CBOR stream that lost sync: nothing more is read */
+	int skipping;              /* JSON: discarding an oversized line up to its '\n' */
+	int eof;
+	size_t scanned;            /* bytes of in already searched for a frame end */
+};
+
+void stream_reader_init(struct stream_reader *r, int fd, size_t max_frame);
+void stream_reader_free(struct stream_reader *r);
+
+/* One read(2) into the buffer: >0 bytes read, 0 end of file, -1 with errno (EAGAIN when
+ * nothing is ready). */
+ssize_t stream_reader_fill(struct stream_reader *r);
+/* Adds bytes that came from elsewhere (a WebSocket message) as if read. -1 past max_frame. */
+int stream_reader_feed(struct stream_reader *r, const void *p, size_t n);
+
+/* The next whole frame in the buffer: 1 with *raw/*len set (valid until the next call on
+ * r), 0 when more input is needed, -1 for a bad frame with a reason in err. After -1 a JSON
+ * reader has skipped that line and can go on; a CBOR reader is r->broken. A frame that is
+ * still incomplete at end of file is reported once as truncated. */
+int stream_reader_next(struct stream_reader *r, const unsigned char **raw, size_t *len,
+    char *err, size_t errlen);
+
+struct stream_writer {
+	int fd;
+	enum frame_format fmt;     /* the format frames are written in */
+	struct buf out;            /* bounded by max_queue */
+};
+
+void stream_writer_init(struct stream_writer *w, int fd, enum frame_format fmt,
+    size_t max_queue);
+void stream_writer_free(struct stream_writer *w);
+
+/* Queue one frame, encoded in w->fmt. -1 when the queue bound would be passed. */
+int stream_writer_frame(struct stream_writer *w, const struct frame *f);
+/* Queue an encoded frame read in format fmt: copied as is when fmt is w->fmt, re-encoded
+ * otherwise. -1 when over the bound or the frame does not decode. */
+int stream_writer_raw(struct stream_writer *w, enum frame_format fmt,
+    const unsigned char *raw, size_t len);
+/* Write as much as the fd takes now: 1 all written, 0 some left (wait for POLLOUT),
+ * -1 with errno on a write error (EPIPE when the reader went away). */
+int stream_writer_flush(struct stream_writer *w);
+/* Blocking variant for short-lived tools and exit paths: flushes everything, polling. */
+int stream_writer_drain(struct stream_writer *w);
+size_t stream_writer_pending(const struct stream_writer *w);
+
+#endif
