@@ -1,0 +1,39 @@
+/* loop: framed pipes on the libwebsockets event loop. nws-link, nws-pipe and nws-proxy
+ * adopt their stdin/stdout (or a spawned pipeline's ends) as raw file descriptors with
+ * this module, so frames and network events share one poll loop and no thread. */
+#ifndef NWS_LOOP_H
+#define NWS_LOOP_H
+
+#include <stddef.h>
+#include <libwebsockets.h>
+
+#include "frame.h"
+#include "stream.h"
+
+struct loop_pipe;
+
+/* A whole frame arrived: raw/len in format fmt, valid during the call only. */
+typedef void (*loop_frame_fn)(void *ctx, struct loop_pipe *p, enum frame_format fmt,
+    const unsigned char *raw, size_t len);
+/* The read side reached end of file or an error, or the write side's reader went away
+ * (EPIPE). Called once; the pipe is freed after it returns. */
+typedef void (*loop_close_fn)(void *ctx, struct loop_pipe *p);
+
+/* The protocol that must be in the protocol list of any vhost pipes are adopted into. */
+extern const struct lws_protocols loop_protocol;
+
+/* Adopts rfd (read, may be -1) and wfd (write, may be -1, may equal rfd) into vh. Frames
+ * written go out in out_fmt; input format is detected. Both fds are made non-blocking. */
+struct loop_pipe *loop_pipe_adopt(struct lws_vhost *vh, int rfd, int wfd,
+    enum frame_format out_fmt, size_t max_frame, size_t max_queue,
+    loop_frame_fn on_frame, loop_close_fn on_close, void *ctx);
+/* Queue a frame; -1 when the write queue bound would be passed (caller decides). */
+int loop_pipe_send(struct loop_pipe *p, const struct frame *f);
+/* Queue an encoded frame read in fmt (copied when fmt is the pipe's format). */
+int loop_pipe_send_raw(struct loop_pipe *p, enum frame_format fmt,
+    const unsigned char *raw, size_t len);
+size_t loop_pipe_pending(const struct loop_pipe *p);
+/* Stops reading; closes the fds once the write queue is flushed. on_close is called. */
+void loop_pipe_close(struct loop_pipe *p);
+
+#endif
