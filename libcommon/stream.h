@@ -33,7 +33,7 @@ ssize_t stream_reader_fill(struct stream_reader *r);
 /* Adds bytes that came from elsewhere (a WebSocket message) as if read. -1 past max_frame. */
 int stream_reader_feed(struct stream_reader *r, const void *p, size_t n);
 
-/* The next whole frame in the buffer: 1 with *raw/*len set (valid until the next call on
+/* The next whole frame in the buffer: 1 with *raw and *len set (valid until the next call on
  * r), 0 when more input is needed, -1 for a bad frame with a reason in err. After -1 a JSON
  * reader has skipped that line and can go on; a CBOR reader is r->broken. A frame that is
  * still incomplete at end of file is reported once as truncated. */
