@@ -25,11 +25,12 @@ endif
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-# Debian packages the build, the tests and the benchmarks need (DESIGN.md §7).
+# Debian packages the build, the tests and the benchmarks need (DESIGN.md §7). Node.js
+# and npm count as present when the commands are, whoever packaged them.
 DEBS := build-essential pkg-config libwebsockets-dev libsodium-dev libavahi-client-dev \
         libcbor-dev libjansson-dev libcmocka-dev python3 python3-pytest python3-websockets \
         python3-cbor2 python3-nacl avahi-daemon dbus iproute2 tcpdump procps \
-        chromium nodejs npm
+        chromium
 
 LIB_SRC  := $(wildcard libcommon/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(O)/%.o)
@@ -66,7 +67,8 @@ units: $(UNITS)
 
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
-		grep -q '^install ok installed' || echo $$p; done); \
+		grep -q '^install ok installed' || echo $$p; done; \
+		command -v node >/dev/null || echo nodejs; command -v npm >/dev/null || echo npm); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 		echo "installing:" $$missing; \
