@@ -1,0 +1,66 @@
+/* pipeline: runs `nws-browse --cbor | nws-link --cbor | nws-advertise --cbor` for a caller
+ * on the libwebsockets loop (nws-pipe, nws-proxy). The caller writes frames into the head
+ * and gets every frame of the tail. The module keeps the state the caller sent (open
+ * channels, the connect of each local peer), so when a stage dies it says so on stderr,
+ * ends the rest, starts a new pipeline (with backoff if it dies again soon) and replays
+ * that state: local peers stay connected, remote peers come back. Remote peers the dead
+ * pipeline had announced get a disconnect from the module first, so callers see
+ * disconnect then connect, never a peer that silently went away.
+ *
+ * Stages are found in NWS_LIBEXEC if set, else beside the running program, else on PATH.
+ * Their stderr is the caller's stderr; no other fd of the caller leaks into them.
+ * The caller's vhost must list loop_protocol (loop.h). SIGPIPE is ignored from
+ * pipeline_start on (writes to a dead stage must fail with EPIPE, not kill the caller). */
+#ifndef NWS_PIPELINE_H
+#define NWS_PIPELINE_H
+
+#include <stddef.h>
+#include <libwebsockets.h>
+
+#include "frame.h"
+
+struct pipeline;
+
+struct pipeline_config {
+	const char *domain;             /* -d DOMAIN for browse and advertise; NULL: default */
+	int verbose;                    /* this many -v for every stage */
+	size_t max_frame;               /* --max-frame for every stage; 0: default (16 MiB) */
+	size_t max_queue;               /* bound of the head's write queue; 0: default (8 MiB) */
+	/* Extra arguments per stage (e.g. { "--listen", "127.0.0.1:0", NULL }), or NULL. */
+	const char *const *browse_args;
+	const char *const *link_args;
+	const char *const *advertise_args;
+};
+
+/* A frame from the tail, in format fmt (CBOR in practice), valid during the call only. */
+typedef void (*pipeline_frame_fn)(void *ctx, enum frame_format fmt,
+    const unsigned char *raw, size_t len);
+/* pipeline_send returned -1 because the head's queue was full: there is room again. */
+typedef void (*pipeline_drain_fn)(void *ctx);
+/* pipeline_stop finished: every stage is reaped and the pipeline is freed. */
+typedef void (*pipeline_done_fn)(void *ctx);
+
+/* Starts the stages. NULL (with the reason on stderr) when a stage cannot be found or
+ * spawned at all; later deaths are handled inside. on_drain may be NULL. */
+struct pipeline *pipeline_start(struct lws_vhost *vh, const struct pipeline_config *cfg,
+    pipeline_frame_fn on_frame, pipeline_drain_fn on_drain, void *ctx);
+
+/* Queue a frame for the head. open/close/connect/disconnect also update the replayed
+ * state. While the pipeline is down (a restart is pending) broadcast and message frames
+ * are dropped (there is no link to hand them to) and 0 is returned. -1 when the head's
+ * queue is full: the frame was not taken, on_drain follows. */
+int pipeline_send(struct pipeline *p, const struct frame *f);
+/* The same for an already encoded frame in format fmt. */
+int pipeline_send_raw(struct pipeline *p, enum frame_format fmt,
+    const unsigned char *raw, size_t len);
+/* Bytes queued for the head and not yet written. */
+size_t pipeline_pending(const struct pipeline *p);
+/* 1 while all stages run (0 while a restart is pending or after pipeline_stop). */
+int pipeline_up(const struct pipeline *p);
+
+/* Ends the pipeline: EOF to the head once its queue is written, waits up to 2 s for the
+ * stages to exit (tail frames are still delivered meanwhile), then SIGTERM, then SIGKILL
+ * after 1 s more. done (may be NULL) is called once all are reaped; p is then freed. */
+void pipeline_stop(struct pipeline *p, pipeline_done_fn done, void *ctx);
+
+#endif
