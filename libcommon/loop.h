@@ -16,7 +16,8 @@ struct loop_pipe;
 typedef void (*loop_frame_fn)(void *ctx, struct loop_pipe *p, enum frame_format fmt,
     const unsigned char *raw, size_t len);
 /* The read side reached end of file or an error, or the write side's reader went away
- * (EPIPE). Called once; the pipe is freed after it returns. */
+ * (EPIPE), or loop_pipe_close was called. Called once; p must not be used after it
+ * returns. Frames sent during the call are still written before the fds close. */
 typedef void (*loop_close_fn)(void *ctx, struct loop_pipe *p);
 
 /* The protocol that must be in the protocol list of any vhost pipes are adopted into. */
@@ -33,7 +34,12 @@ int loop_pipe_send(struct loop_pipe *p, const struct frame *f);
 int loop_pipe_send_raw(struct loop_pipe *p, enum frame_format fmt,
     const unsigned char *raw, size_t len);
 size_t loop_pipe_pending(const struct loop_pipe *p);
-/* Stops reading; closes the fds once the write queue is flushed. on_close is called. */
+/* Stops reading; closes the fds once the write queue is flushed. on_close is called
+ * (from inside this call). */
 void loop_pipe_close(struct loop_pipe *p);
+/* Pipes whose fds are still open, including closed ones still flushing their queue: a
+ * tool that is stopping runs lws_service until this is 0, then destroys the context
+ * (destroying it earlier calls on_close from inside lws_context_destroy). */
+size_t loop_pipes_open(void);
 
 #endif

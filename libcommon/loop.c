@@ -1,0 +1,343 @@
+#include "loop.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* A pipe is one or two lws wsi: the read fd and, when it is a different fd, the write
+ * fd. It is freed when the last of them has closed. */
+struct loop_pipe {
+	struct lws *rwsi, *wwsi;
+	struct lws_context *ctx;
+	struct stream_reader r;
+	struct stream_writer w;
+	loop_frame_fn on_frame;
+	loop_close_fn on_close;
+	void *ctx_user;
+	int closing;       /* no more reading; the fds close once the queue is flushed */
+	int notified;      /* on_close was called */
+	int dead;          /* the write side failed: nothing more is written */
+	lws_sorted_usec_list_t sul;     /* watches a write-only fd whose reader may be gone */
+	lws_sorted_usec_list_t rearm;   /* asks for POLLOUT again after a short write */
+	struct loop_pipe *next;
+};
+
+static struct loop_pipe *pipes;
+static size_t npipes;
+
+/* How often an idle write-only fd is checked for a reader that went away: poll(2) reports
+ * that as POLLERR even when nothing is asked for, which lws does not act on. */
+#define LOOP_ERR_CHECK_US (1000 * LWS_US_PER_MS)
+
+static void
+pipe_notify(struct loop_pipe *p)
+{
+	if (p->notified)
+		return;
+	p->notified = 1;
+	p->on_close(p->ctx_user, p);
+}
+
+static void
+pipe_kill(struct lws *wsi)
+{
+	if (wsi)
+		lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+}
+
+/* Ends the pipe: the read wsi goes at once, the write wsi once its queue is empty (or at
+ * once when writing failed). */
+static void
+pipe_finish(struct loop_pipe *p)
+{
+	p->closing = 1;
+	if (p->rwsi && p->rwsi != p->wwsi)
+		pipe_kill(p->rwsi);
+	else if (p->rwsi)
+		lws_rx_flow_control(p->rwsi, 0);   /* a read fd at its end stays readable */
+	if (!p->wwsi)
+		return;
+	if (p->dead || stream_writer_pending(&p->w) == 0)
+		pipe_kill(p->wwsi);
+	else
+		lws_callback_on_writable(p->wwsi);
+}
+
+static void
+pipe_unlink(struct loop_pipe *p)
+{
+	for (struct loop_pipe **pp = &pipes; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			npipes--;
+			break;
+		}
+}
+
+static void
+pipe_err_check(lws_sorted_usec_list_t *sul)
+{
+	struct loop_pipe *p = lws_container_of(sul, struct loop_pipe, sul);
+	struct pollfd pfd = { .fd = p->w.fd, .events = 0 };
+
+	if (!p->wwsi || p->dead)
+		return;
+	if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLERR | POLLHUP | POLLNVAL))) {
+		p->dead = 1;
+		pipe_notify(p);
+		pipe_finish(p);
+		return;
+	}
+	lws_sul_schedule(p->ctx, 0, &p->sul, pipe_err_check, LOOP_ERR_CHECK_US);
+}
+
+static void
+pipe_read(struct loop_pipe *p)
+{
+	const unsigned char *raw;
+	size_t len;
+	char err[160];
+	ssize_t n = stream_reader_fill(&p->r);
+
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n < 0)
+		log_error("cannot read input: %s", strerror(errno));
+	for (;;) {
+		if (p->closing)
+			break;
+		int rc = stream_reader_next(&p->r, &raw, &len, err, sizeof err);
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			if (log_once_per_burst("loop: bad frame"))
+				log_error("skipping a frame that does not decode: %s", err);
+			if (p->r.broken)
+				break;
+			continue;
+		}
+		p->on_frame(p->ctx_user, p, p->r.fmt, raw, len);
+	}
+	if (n > 0 && !p->r.broken)
+		return;
+	if (p->r.broken && !p->closing)
+		log_error("input is not a CBOR sequence any more; stopping reading it");
+	if (!p->notified)
+		pipe_notify(p);
+	pipe_finish(p);
+}
+
+static void
+pipe_rearm(lws_sorted_usec_list_t *sul)
+{
+	struct loop_pipe *p = lws_container_of(sul, struct loop_pipe, rearm);
+
+	if (p->wwsi && !p->dead)
+		lws_callback_on_writable(p->wwsi);
+}
+
+/* lws 4.1 clears POLLOUT of a raw file after its writeable callback returns, so asking
+ * again from inside the callback is lost: ask from a timer that is due at once. */
+static void
+pipe_more(struct loop_pipe *p)
+{
+	lws_sul_schedule(p->ctx, 0, &p->rearm, pipe_rearm, 0);
+}
+
+static int
+pipe_write(struct loop_pipe *p)
+{
+	if (p->dead)
+		return -1;
+	int rc = stream_writer_flush(&p->w);
+	if (rc < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+			pipe_more(p);
+			return 0;
+		}
+		if (errno != EPIPE)
+			log_error("cannot write output: %s", strerror(errno));
+		p->dead = 1;
+		pipe_notify(p);
+		pipe_finish(p);
+		return -1;
+	}
+	if (rc == 0) {
+		pipe_more(p);
+		return 0;
+	}
+	if (p->closing)
+		return -1;
+	return 0;
+}
+
+static int
+loop_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+    size_t len)
+{
+	struct loop_pipe *p = lws_get_opaque_user_data(wsi);
+
+	(void)user;
+	(void)in;
+	(void)len;
+	if (!p)
+		return 0;
+	switch (reason) {
+	case LWS_CALLBACK_RAW_RX_FILE:
+		if (wsi == p->rwsi && !p->closing)
+			pipe_read(p);
+		return 0;
+	case LWS_CALLBACK_RAW_WRITEABLE_FILE:
+		if (wsi == p->wwsi)
+			return pipe_write(p);
+		return 0;
+	case LWS_CALLBACK_RAW_CLOSE_FILE:
+		lws_set_opaque_user_data(wsi, NULL);
+		if (wsi == p->rwsi) {
+			/* POLLHUP with nothing left to read: the end of input. */
+			p->rwsi = NULL;
+			if (!p->notified)
+				pipe_notify(p);
+			if (!p->closing)
+				pipe_finish(p);
+		}
+		if (wsi == p->wwsi) {
+			p->wwsi = NULL;
+			p->dead = 1;
+			lws_sul_cancel(&p->sul);
+			lws_sul_cancel(&p->rearm);
+			if (!p->notified)
+				pipe_notify(p);
+			if (!p->closing)
+				pipe_finish(p);
+		}
+		if (!p->rwsi && !p->wwsi) {
+			pipe_unlink(p);
+			stream_reader_free(&p->r);
+			stream_writer_free(&p->w);
+			free(p);
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+const struct lws_protocols loop_protocol = {
+	.name = "nws-loop-pipe",
+	.callback = loop_callback,
+};
+
+static struct lws *
+pipe_adopt_fd(struct lws_vhost *vh, int fd, struct loop_pipe *p)
+{
+	lws_adopt_desc_t info;
+
+	memset(&info, 0, sizeof info);
+	info.vh = vh;
+	info.type = LWS_ADOPT_RAW_FILE_DESC;
+	info.fd.filefd = fd;
+	info.vh_prot_name = loop_protocol.name;
+	info.opaque = p;
+	return lws_adopt_descriptor_vhost_via_info(&info);
+}
+
+struct loop_pipe *
+loop_pipe_adopt(struct lws_vhost *vh, int rfd, int wfd, enum frame_format out_fmt,
+    size_t max_frame, size_t max_queue, loop_frame_fn on_frame, loop_close_fn on_close,
+    void *ctx)
+{
+	struct loop_pipe *p = calloc(1, sizeof *p);
+
+	if (!p)
+		return NULL;
+	p->on_frame = on_frame;
+	p->on_close = on_close;
+	p->ctx_user = ctx;
+	stream_reader_init(&p->r, rfd, max_frame ? max_frame : STREAM_MAX_FRAME_DEFAULT);
+	stream_writer_init(&p->w, wfd, out_fmt, max_queue ? max_queue : STREAM_MAX_QUEUE_DEFAULT);
+	/* Linked before adopting: lws calls back into this pipe from inside the adoption. */
+	p->next = pipes;
+	pipes = p;
+	npipes++;
+	if (rfd >= 0 && !(p->rwsi = pipe_adopt_fd(vh, rfd, p)))
+		goto fail;
+	if (p->rwsi)
+		p->ctx = lws_get_context(p->rwsi);
+	if (wfd >= 0 && wfd == rfd)
+		p->wwsi = p->rwsi;
+	else if (wfd >= 0) {
+		if (!(p->wwsi = pipe_adopt_fd(vh, wfd, p)))
+			goto fail;
+		p->ctx = lws_get_context(p->wwsi);
+		/* A write-only fd is never read: a terminal would report POLLIN forever. */
+		lws_rx_flow_control(p->wwsi, 0);
+		lws_sul_schedule(p->ctx, 0, &p->sul, pipe_err_check, LOOP_ERR_CHECK_US);
+	}
+	return p;
+fail:
+	log_error("cannot watch a file descriptor on the event loop (out of memory?)");
+	p->notified = 1;
+	if (p->rwsi || p->wwsi) {
+		/* Freed by the close callback of what was adopted. */
+		p->dead = 1;
+		pipe_finish(p);
+		return NULL;
+	}
+	pipe_unlink(p);
+	stream_reader_free(&p->r);
+	stream_writer_free(&p->w);
+	free(p);
+	return NULL;
+}
+
+static int
+pipe_queued(struct loop_pipe *p, int rc)
+{
+	if (rc == 0 && p->wwsi)
+		lws_callback_on_writable(p->wwsi);
+	return rc;
+}
+
+int
+loop_pipe_send(struct loop_pipe *p, const struct frame *f)
+{
+	if (p->dead || !p->wwsi)
+		return -1;
+	return pipe_queued(p, stream_writer_frame(&p->w, f));
+}
+
+int
+loop_pipe_send_raw(struct loop_pipe *p, enum frame_format fmt, const unsigned char *raw,
+    size_t len)
+{
+	if (p->dead || !p->wwsi)
+		return -1;
+	return pipe_queued(p, stream_writer_raw(&p->w, fmt, raw, len));
+}
+
+size_t
+loop_pipe_pending(const struct loop_pipe *p)
+{
+	return stream_writer_pending(&p->w);
+}
+
+void
+loop_pipe_close(struct loop_pipe *p)
+{
+	if (p->closing)
+		return;
+	p->closing = 1;
+	pipe_notify(p);
+	pipe_finish(p);
+}
+
+size_t
+loop_pipes_open(void)
+{
+	return npipes;
+}
