@@ -25,7 +25,8 @@ struct noise_cipher {
 
 struct noise_handshake {
 	int initiator;
-	int step;                            /* messages processed so far: 0, 1, 2 */
+	int step;                            /* messages processed so far: 0, 1, 2, or
+	                                        NOISE_STEP_FAILED */
 	unsigned char ck[NOISE_HASHLEN];
 	unsigned char h[NOISE_HASHLEN];
 	unsigned char psk[32];
@@ -34,6 +35,10 @@ struct noise_handshake {
 	int fixed_e;                         /* e set by noise_handshake_set_ephemeral */
 	struct noise_cipher cs;
 };
+
+/* A handshake whose message failed (or whose DH was all zero) is wiped and refuses every
+ * further call: the caller closes the link. */
+#define NOISE_STEP_FAILED (-1)
 
 struct noise_session {
 	struct noise_cipher send, recv;
@@ -56,22 +61,30 @@ long noise_handshake_read(struct noise_handshake *hs, const unsigned char *msg, 
 int noise_handshake_split(struct noise_handshake *hs, struct noise_session *s);
 void noise_handshake_clear(struct noise_handshake *hs);
 
-/* Transport: out holds len + NOISE_TAGLEN bytes; returns the ciphertext length. */
+/* Transport: out holds len + NOISE_TAGLEN bytes; returns the ciphertext length, -1 when
+ * len + NOISE_TAGLEN passes NOISE_MAX_MSG or the nonce is spent (2^64-1 is reserved).
+ * out may equal pt. */
 long noise_encrypt(struct noise_cipher *c, const void *pt, size_t len, unsigned char *out);
-/* Returns the plaintext length, -1 when the message does not authenticate with the next
- * nonce (tampered, replayed, reordered or truncated). */
+/* out holds len - NOISE_TAGLEN bytes. Returns the plaintext length, -1 when the message
+ * does not authenticate with the next nonce (tampered, replayed, reordered or truncated);
+ * the nonce only advances on success. */
 long noise_decrypt(struct noise_cipher *c, const unsigned char *ct, size_t len,
     unsigned char *out);
 void noise_session_clear(struct noise_session *s);
 
 /* Pieces: a frame of any size goes out as ceil(len / NOISE_MAX_PIECE) transport messages
- * (at least one), each emitted through emit(ctx, msg, msglen). Returns 0, or the first
- * non-zero value emit returned. */
+ * (at least one), each emitted through emit(ctx, msg, msglen). Every piece but the last is
+ * full and has flag 0; the last has flag NOISE_PIECE_FINAL (an empty frame is one final
+ * message with no piece bytes). Returns 0, -1 when the cipher refuses (nonce spent), or
+ * the first non-zero value emit returned. Uses 64 KiB of stack. */
 typedef int (*noise_emit_fn)(void *ctx, const unsigned char *msg, size_t len);
 int noise_send_frame(struct noise_cipher *c, const void *frame, size_t len,
     noise_emit_fn emit, void *ctx);
 
-/* Reassembles frames from transport messages. acc is bounded by max_frame. */
+/* Reassembles frames from transport messages. acc is bounded by max_frame (> 0; buf's 0
+ * would mean unbounded). The receiver accepts non-final pieces of any size, empty ones
+ * included (a sender may flush early), and rejects flag bytes other than 0 and
+ * NOISE_PIECE_FINAL. */
 struct noise_reassembly {
 	struct buf acc;
 };
@@ -79,7 +92,8 @@ void noise_reassembly_init(struct noise_reassembly *r, size_t max_frame);
 void noise_reassembly_clear(struct noise_reassembly *r);
 /* Decrypts one transport message into r: 1 when a whole frame is ready in r->acc (the
  * caller uses it, then buf_reset(&r->acc)), 0 when more pieces are needed, -1 when the
- * message fails to decrypt, is malformed, or the frame would pass max_frame. */
+ * message fails to decrypt, is malformed, or the frame would pass max_frame (then the
+ * partial frame is dropped and the link should close). Uses 64 KiB of stack. */
 int noise_recv_piece(struct noise_cipher *c, struct noise_reassembly *r,
     const unsigned char *msg, size_t len);
 
