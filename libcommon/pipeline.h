@@ -35,20 +35,24 @@ struct pipeline_config {
 /* A frame from the tail, in format fmt (CBOR in practice), valid during the call only. */
 typedef void (*pipeline_frame_fn)(void *ctx, enum frame_format fmt,
     const unsigned char *raw, size_t len);
-/* pipeline_send returned -1 because the head's queue was full: there is room again. */
+/* pipeline_send returned 1 or -1 before: the head's queue is at most half full again. */
 typedef void (*pipeline_drain_fn)(void *ctx);
 /* pipeline_stop finished: every stage is reaped and the pipeline is freed. */
 typedef void (*pipeline_done_fn)(void *ctx);
 
-/* Starts the stages. NULL (with the reason on stderr) when a stage cannot be found or
- * spawned at all; later deaths are handled inside. on_drain may be NULL. */
-struct pipeline *pipeline_start(struct lws_vhost *vh, const struct pipeline_config *cfg,
-    pipeline_frame_fn on_frame, pipeline_drain_fn on_drain, void *ctx);
+/* Starts the stages, their pipes adopted into vh of cx (lws 4.1 cannot get a vhost's
+ * context, hence both). NULL (with the reason on stderr) when a stage cannot be found or
+ * spawned at all; later deaths are handled inside. on_drain may be NULL. cfg is copied. */
+struct pipeline *pipeline_start(struct lws_context *cx, struct lws_vhost *vh,
+    const struct pipeline_config *cfg, pipeline_frame_fn on_frame,
+    pipeline_drain_fn on_drain, void *ctx);
 
-/* Queue a frame for the head. open/close/connect/disconnect also update the replayed
- * state. While the pipeline is down (a restart is pending) broadcast and message frames
- * are dropped (there is no link to hand them to) and 0 is returned. -1 when the head's
- * queue is full: the frame was not taken, on_drain follows. */
+/* Queue a frame for the head: 0 queued; 1 queued, but the queue is now over half full:
+ * stop feeding until on_drain; -1 the queue is full, the frame was not taken, on_drain
+ * follows. open/close/connect/disconnect also update the replayed state (even on -1).
+ * While the pipeline is down (a restart is pending) frames are not sent and 0 is
+ * returned: broadcasts and messages are dropped (there is no link to hand them to), the
+ * state is replayed by the restart. */
 int pipeline_send(struct pipeline *p, const struct frame *f);
 /* The same for an already encoded frame in format fmt. */
 int pipeline_send_raw(struct pipeline *p, enum frame_format fmt,

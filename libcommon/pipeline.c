@@ -1,0 +1,754 @@
+#include "pipeline.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#include "log.h"
+#include "loop.h"
+#include "stream.h"
+
+#define NSTAGES 3
+/* Stages of dead pipelines still being terminated, plus the live ones. A restart waits
+ * at least 0.25 s and an old stage is killed within 1 s, so a few generations suffice. */
+#define MAX_KIDS 24
+#define TICK_US (100 * 1000)
+#define BACKOFF_MIN_MS 250
+#define BACKOFF_MAX_MS 10000
+#define BACKOFF_RESET_MS 30000
+#define STOP_WAIT_MS 2000
+#define TERM_WAIT_MS 1000
+#define BROKEN_GRACE_MS 200
+/* Remote peers remembered for synthesized disconnects; beyond this they are not tracked. */
+#define MAX_REMOTES 65536
+
+static const char *const stage_names[NSTAGES] = { "nws-browse", "nws-link", "nws-advertise" };
+
+enum state { RUNNING, DOWN, STOPPING };
+
+struct kid {
+	pid_t pid;
+	int stage;
+	unsigned gen;
+	int64_t deadline;    /* ms; 0: none. First SIGTERM, then SIGKILL. */
+	int termed;
+};
+
+/* A (channel, peer) pair; peer NULL for an open channel. */
+struct entry {
+	char *channel;
+	char *peer;
+};
+
+struct list {
+	struct entry *v;
+	size_t n, cap;
+};
+
+struct pipeline {
+	struct lws_vhost *vh;
+	struct lws_context *cx;
+	char **argv[NSTAGES];
+	size_t max_frame, max_queue;
+	pipeline_frame_fn on_frame;
+	pipeline_drain_fn on_drain;
+	void *ctx;
+
+	enum state state;
+	unsigned gen;
+	struct kid kids[MAX_KIDS];
+	size_t nkids;
+	struct loop_pipe *head, *tail;
+	int pipes_open;          /* adopted pipes whose on_close has not come yet */
+	int64_t started_ms, broken_ms;
+	int backoff_ms;
+	int congested;
+
+	struct list channels, locals, remotes;
+
+	pipeline_done_fn done;
+	void *done_ctx;
+	lws_sorted_usec_list_t sul_tick, sul_restart, sul_drain;
+};
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+str_wipe_free(char *s)
+{
+	if (s) {
+		sodium_memzero(s, strlen(s));
+		free(s);
+	}
+}
+
+static long
+list_find(const struct list *l, const char *channel, const char *peer)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (!strcmp(l->v[i].channel, channel) &&
+		    (peer ? l->v[i].peer && !strcmp(l->v[i].peer, peer) : !l->v[i].peer))
+			return (long)i;
+	return -1;
+}
+
+static int
+list_add(struct list *l, const char *channel, const char *peer)
+{
+	if (list_find(l, channel, peer) >= 0)
+		return 0;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 8;
+		struct entry *v = realloc(l->v, cap * sizeof *v);
+		if (!v)
+			return -1;
+		l->v = v;
+		l->cap = cap;
+	}
+	struct entry *e = &l->v[l->n];
+	e->channel = strdup(channel);
+	e->peer = peer ? strdup(peer) : NULL;
+	if (!e->channel || (peer && !e->peer)) {
+		free(e->channel);
+		free(e->peer);
+		return -1;
+	}
+	l->n++;
+	return 0;
+}
+
+static void
+list_del_at(struct list *l, size_t i)
+{
+	str_wipe_free(l->v[i].channel);
+	str_wipe_free(l->v[i].peer);
+	l->v[i] = l->v[--l->n];
+}
+
+/* Removes (channel, peer), or every entry of channel when peer is NULL. */
+static void
+list_del(struct list *l, const char *channel, const char *peer)
+{
+	for (size_t i = l->n; i-- > 0;)
+		if (!strcmp(l->v[i].channel, channel) &&
+		    (!peer || (l->v[i].peer && !strcmp(l->v[i].peer, peer))))
+			list_del_at(l, i);
+}
+
+static void
+list_free(struct list *l)
+{
+	while (l->n)
+		list_del_at(l, l->n - 1);
+	free(l->v);
+	memset(l, 0, sizeof *l);
+}
+
+/* Where a stage's binary is: NWS_LIBEXEC, the running program's directory, then PATH.
+ * Returns a malloc'd path, NULL when not found. */
+static char *
+stage_path(const char *name)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 64];
+	const char *env = getenv("NWS_LIBEXEC");
+
+	if (env && *env) {
+		snprintf(path, sizeof path, "%s/%s", env, name);
+		return access(path, X_OK) ? NULL : strdup(path);
+	}
+	ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+	if (n > 0) {
+		dir[n] = 0;
+		char *slash = strrchr(dir, '/');
+		if (slash) {
+			*slash = 0;
+			snprintf(path, sizeof path, "%s/%s", dir, name);
+			if (!access(path, X_OK))
+				return strdup(path);
+		}
+	}
+	const char *p = getenv("PATH");
+	while (p && *p) {
+		size_t len = strcspn(p, ":");
+		if (len)
+			snprintf(path, sizeof path, "%.*s/%s", (int)len, p, name);
+		else
+			snprintf(path, sizeof path, "./%s", name);
+		if (!access(path, X_OK))
+			return strdup(path);
+		p += len + (p[len] == ':');
+	}
+	return NULL;
+}
+
+static void
+argv_free(char **argv)
+{
+	if (!argv)
+		return;
+	for (char **a = argv; *a; a++)
+		free(*a);
+	free(argv);
+}
+
+static char **
+stage_argv(int stage, const struct pipeline_config *cfg)
+{
+	const char *const *extra[NSTAGES] = { cfg->browse_args, cfg->link_args,
+		cfg->advertise_args };
+	size_t n = 0, cap = 8 + (size_t)(cfg->verbose > 0 ? cfg->verbose : 0);
+	for (const char *const *a = extra[stage]; a && *a; a++)
+		cap++;
+	char **argv = calloc(cap, sizeof *argv);
+	if (!argv)
+		return NULL;
+	char size[32];
+	int ok = (argv[n++] = stage_path(stage_names[stage])) != NULL;
+	if (!ok) {
+		log_error("cannot find %s (looked in %s, beside this program and on PATH); "
+		    "install nws or set NWS_LIBEXEC", stage_names[stage],
+		    getenv("NWS_LIBEXEC") ? "NWS_LIBEXEC" : "-");
+		free(argv);
+		return NULL;
+	}
+	ok &= (argv[n++] = strdup("--cbor")) != NULL;
+	for (int i = 0; i < cfg->verbose; i++)
+		ok &= (argv[n++] = strdup("-v")) != NULL;
+	if (cfg->domain && stage != 1) {
+		ok &= (argv[n++] = strdup("-d")) != NULL;
+		ok &= (argv[n++] = strdup(cfg->domain)) != NULL;
+	}
+	if (cfg->max_frame) {
+		snprintf(size, sizeof size, "%zu", cfg->max_frame);
+		ok &= (argv[n++] = strdup("--max-frame")) != NULL;
+		ok &= (argv[n++] = strdup(size)) != NULL;
+	}
+	for (const char *const *a = extra[stage]; a && *a; a++)
+		ok &= (argv[n++] = strdup(*a)) != NULL;
+	if (!ok) {
+		log_error("out of memory");
+		argv_free(argv);
+		return NULL;
+	}
+	return argv;
+}
+
+/* In the child: in on 0, out on 1, nothing else but stderr, default signals. */
+static void __attribute__((noreturn))
+child_exec(char **argv, int in, int out)
+{
+	sigset_t none;
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (int s = 1; s < NSIG; s++)
+		signal(s, SIG_DFL);
+	/* Own process group: a terminal's ^C reaches the caller, which stops us in order. */
+	setpgid(0, 0);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (dup2(in, 0) < 0 || dup2(out, 1) < 0)
+		_exit(127);
+	/* dup2 onto itself keeps FD_CLOEXEC. */
+	fcntl(0, F_SETFD, 0);
+	fcntl(1, F_SETFD, 0);
+	close_range(3, ~0U, 0);
+	execv(argv[0], argv);
+	fprintf(stderr, "%s: cannot run %s: %s\n", log_prog, argv[0], strerror(errno));
+	_exit(127);
+}
+
+static void
+kid_add(struct pipeline *p, pid_t pid, int stage)
+{
+	if (p->nkids == MAX_KIDS) {
+		/* Cannot happen with the backoff; never leave a stage unsupervised. */
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return;
+	}
+	p->kids[p->nkids++] = (struct kid){ .pid = pid, .stage = stage, .gen = p->gen };
+}
+
+static void on_tail_frame(void *ctx, struct loop_pipe *lp, enum frame_format fmt,
+    const unsigned char *raw, size_t len);
+static void on_pipe_close(void *ctx, struct loop_pipe *lp);
+
+static void
+send_state(struct pipeline *p, enum frame_action a, const char *channel, const char *peer)
+{
+	struct frame f;
+
+	frame_init(&f);
+	f.action = a;
+	if (frame_set(&f.channel, channel) == 0 && frame_set(&f.target, peer) == 0)
+		loop_pipe_send(p->head, &f);
+	frame_free(&f);
+}
+
+/* Spawns a new generation and replays the state into its head. -1 if it could not. */
+static int
+spawn(struct pipeline *p)
+{
+	int fds[NSTAGES + 1][2];
+	int made = 0;
+
+	for (; made <= NSTAGES; made++)
+		if (pipe2(fds[made], O_CLOEXEC) < 0)
+			goto fail;
+	p->gen++;
+	for (int i = 0; i < NSTAGES; i++) {
+		pid_t pid = fork();
+		if (pid < 0) {
+			log_error("cannot start %s: %s", stage_names[i], strerror(errno));
+			goto fail;
+		}
+		if (pid == 0)
+			child_exec(p->argv[i], fds[i][0], fds[i + 1][1]);
+		kid_add(p, pid, i);
+	}
+	for (int i = 0; i <= NSTAGES; i++) {
+		if (i > 0)
+			close(fds[i][0]);
+		if (i < NSTAGES)
+			close(fds[i][1]);
+	}
+	p->head = loop_pipe_adopt(p->vh, -1, fds[0][1], FORMAT_CBOR, p->max_frame,
+	    p->max_queue, NULL, on_pipe_close, p);
+	if (p->head)
+		p->pipes_open++;
+	else
+		close(fds[0][1]);
+	p->tail = loop_pipe_adopt(p->vh, fds[NSTAGES][0], -1, FORMAT_CBOR, p->max_frame,
+	    p->max_queue, on_tail_frame, on_pipe_close, p);
+	if (p->tail)
+		p->pipes_open++;
+	else
+		close(fds[NSTAGES][0]);
+	p->state = RUNNING;
+	p->started_ms = now_ms();
+	p->broken_ms = 0;
+	if (!p->head || !p->tail) {
+		log_error("cannot watch the pipeline's pipes");
+		p->broken_ms = now_ms() - BROKEN_GRACE_MS;
+		return 0;
+	}
+	for (size_t i = 0; i < p->channels.n; i++)
+		send_state(p, ACTION_OPEN, p->channels.v[i].channel, NULL);
+	for (size_t i = 0; i < p->locals.n; i++)
+		send_state(p, ACTION_CONNECT, p->locals.v[i].channel, p->locals.v[i].peer);
+	return 0;
+fail:
+	for (int i = 0; i < made; i++) {
+		close(fds[i][0]);
+		close(fds[i][1]);
+	}
+	return -1;
+}
+
+static void
+kid_term(struct kid *k, int64_t wait_ms)
+{
+	if (!k->termed) {
+		kill(k->pid, SIGTERM);
+		k->termed = 1;
+	}
+	k->deadline = now_ms() + wait_ms;
+}
+
+/* Hands the caller a disconnect for every remote peer the dead pipeline announced. */
+static void
+forget_remotes(struct pipeline *p)
+{
+	struct buf out;
+	struct frame f;
+
+	buf_init(&out, 0);
+	while (p->remotes.n) {
+		struct entry *e = &p->remotes.v[p->remotes.n - 1];
+		frame_init(&f);
+		f.action = ACTION_DISCONNECT;
+		buf_reset(&out);
+		if (frame_set(&f.channel, e->channel) == 0 && frame_set(&f.target, e->peer) == 0 &&
+		    frame_encode(&f, FORMAT_CBOR, &out) == 0)
+			p->on_frame(p->ctx, FORMAT_CBOR, buf_data(&out), out.len);
+		frame_free(&f);
+		list_del_at(&p->remotes, p->remotes.n - 1);
+	}
+	buf_free(&out);
+}
+
+static void restart_cb(lws_sorted_usec_list_t *sul);
+
+/* The current generation is broken: end it and schedule the next one. */
+static void
+go_down(struct pipeline *p)
+{
+	struct loop_pipe *h = p->head, *t = p->tail;
+	int64_t up = now_ms() - p->started_ms;
+
+	p->state = DOWN;
+	p->broken_ms = 0;
+	p->head = p->tail = NULL;
+	if (h)
+		loop_pipe_close(h);
+	if (t)
+		loop_pipe_close(t);
+	for (size_t i = 0; i < p->nkids; i++)
+		if (p->kids[i].gen == p->gen)
+			kid_term(&p->kids[i], TERM_WAIT_MS);
+	if (up >= BACKOFF_RESET_MS)
+		p->backoff_ms = BACKOFF_MIN_MS;
+	int delay = p->backoff_ms;
+	p->backoff_ms = p->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : p->backoff_ms * 2;
+	log_info("restarting the pipeline in %d ms", delay);
+	lws_sul_schedule(p->cx, 0, &p->sul_restart, restart_cb, (lws_usec_t)delay * 1000);
+	forget_remotes(p);
+	if (p->congested && p->on_drain) {
+		/* Nothing is queued any more: data is dropped until the restart. */
+		p->congested = 0;
+		p->on_drain(p->ctx);
+	}
+}
+
+static void
+restart_cb(lws_sorted_usec_list_t *sul)
+{
+	struct pipeline *p = lws_container_of(sul, struct pipeline, sul_restart);
+
+	if (p->state != DOWN)
+		return;
+	if (spawn(p) < 0)
+		go_down(p);
+}
+
+static void
+report_death(const struct kid *k, int status)
+{
+	if (WIFSIGNALED(status))
+		log_error("%s was killed by signal %d; restarting the pipeline",
+		    stage_names[k->stage], WTERMSIG(status));
+	else
+		log_error("%s exited with status %d; restarting the pipeline",
+		    stage_names[k->stage], WEXITSTATUS(status));
+}
+
+static void
+finish(struct pipeline *p)
+{
+	pipeline_done_fn done = p->done;
+	void *ctx = p->done_ctx;
+
+	lws_sul_cancel(&p->sul_tick);
+	lws_sul_cancel(&p->sul_restart);
+	lws_sul_cancel(&p->sul_drain);
+	for (int i = 0; i < NSTAGES; i++)
+		argv_free(p->argv[i]);
+	list_free(&p->channels);
+	list_free(&p->locals);
+	list_free(&p->remotes);
+	free(p);
+	if (done)
+		done(ctx);
+}
+
+/* Reaps stages, escalates signals on deadlines, notices a broken generation. */
+static void
+tick_cb(lws_sorted_usec_list_t *sul)
+{
+	struct pipeline *p = lws_container_of(sul, struct pipeline, sul_tick);
+	int64_t now = now_ms();
+	int died = 0;
+
+	for (size_t i = p->nkids; i-- > 0;) {
+		struct kid *k = &p->kids[i];
+		int status = 0;
+		pid_t r = waitpid(k->pid, &status, WNOHANG);
+		if (r == k->pid || (r < 0 && errno == ECHILD)) {
+			if (k->gen == p->gen && p->state == RUNNING && !died) {
+				report_death(k, status);
+				died = 1;
+			}
+			p->kids[i] = p->kids[--p->nkids];
+			continue;
+		}
+		if (k->deadline && now >= k->deadline) {
+			if (!k->termed) {
+				kid_term(k, TERM_WAIT_MS);
+			} else {
+				kill(k->pid, SIGKILL);
+				k->deadline = 0;
+			}
+		}
+	}
+	if (p->state == RUNNING && !died && p->broken_ms && now - p->broken_ms >= BROKEN_GRACE_MS) {
+		log_error("the pipeline's %s closed; restarting it",
+		    p->tail ? "input" : "output");
+		died = 1;
+	}
+	if (died)
+		go_down(p);
+	if (p->state == STOPPING && !p->nkids) {
+		if (p->tail) {
+			struct loop_pipe *t = p->tail;
+			p->tail = NULL;
+			loop_pipe_close(t);
+		}
+		if (!p->pipes_open) {
+			finish(p);
+			return;
+		}
+	}
+	int64_t next = p->broken_ms ? 10 * 1000 : TICK_US;
+	lws_sul_schedule(p->cx, 0, &p->sul_tick, tick_cb, next);
+}
+
+static void
+on_pipe_close(void *ctx, struct loop_pipe *lp)
+{
+	struct pipeline *p = ctx;
+
+	p->pipes_open--;
+	if (lp != p->head && lp != p->tail)
+		return;   /* closed by us */
+	if (lp == p->head)
+		p->head = NULL;
+	else
+		p->tail = NULL;
+	if (p->state == RUNNING && !p->broken_ms) {
+		/* A stage ended; the tick names it once it can be reaped. */
+		p->broken_ms = now_ms();
+		lws_sul_schedule(p->cx, 0, &p->sul_tick, tick_cb, 10 * 1000);
+	}
+}
+
+/* Remembers remote peers so a dead pipeline's peers can be disconnected. */
+static void
+track_remote(struct pipeline *p, enum frame_format fmt, const unsigned char *raw,
+    size_t len, enum frame_action a)
+{
+	struct frame f;
+	char err[128];
+
+	if (frame_decode(&f, fmt, raw, len, err, sizeof err) < 0)
+		return;
+	if (f.channel && f.target && !f.source && list_find(&p->channels, f.channel, NULL) >= 0) {
+		if (a == ACTION_DISCONNECT)
+			list_del(&p->remotes, f.channel, f.target);
+		else if (p->remotes.n < MAX_REMOTES)
+			list_add(&p->remotes, f.channel, f.target);
+	}
+	frame_free(&f);
+}
+
+static void
+on_tail_frame(void *ctx, struct loop_pipe *lp, enum frame_format fmt,
+    const unsigned char *raw, size_t len)
+{
+	struct pipeline *p = ctx;
+
+	if (lp != p->tail)
+		return;   /* the rest of a dead generation's output */
+	enum frame_action a = frame_peek_action(fmt, raw, len);
+	if (a == ACTION_CONNECT || a == ACTION_DISCONNECT)
+		track_remote(p, fmt, raw, len, a);
+	p->on_frame(p->ctx, fmt, raw, len);
+}
+
+static void
+drain_cb(lws_sorted_usec_list_t *sul)
+{
+	struct pipeline *p = lws_container_of(sul, struct pipeline, sul_drain);
+
+	if (!p->congested)
+		return;
+	if (p->head && loop_pipe_pending(p->head) > p->max_queue / 2) {
+		/* loop.h has no writable callback; this runs only while the head is full. */
+		lws_sul_schedule(p->cx, 0, &p->sul_drain, drain_cb, 1000);
+		return;
+	}
+	p->congested = 0;
+	if (p->on_drain)
+		p->on_drain(p->ctx);
+}
+
+struct pipeline *
+pipeline_start(struct lws_context *cx, struct lws_vhost *vh,
+    const struct pipeline_config *cfg, pipeline_frame_fn on_frame,
+    pipeline_drain_fn on_drain, void *ctx)
+{
+	struct pipeline *p = calloc(1, sizeof *p);
+
+	if (!p) {
+		log_error("out of memory");
+		return NULL;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	p->vh = vh;
+	p->cx = cx;
+	p->max_frame = cfg->max_frame ? cfg->max_frame : STREAM_MAX_FRAME_DEFAULT;
+	p->max_queue = cfg->max_queue ? cfg->max_queue : STREAM_MAX_QUEUE_DEFAULT;
+	p->on_frame = on_frame;
+	p->on_drain = on_drain;
+	p->ctx = ctx;
+	p->backoff_ms = BACKOFF_MIN_MS;
+	for (int i = 0; i < NSTAGES; i++)
+		if (!(p->argv[i] = stage_argv(i, cfg)))
+			goto fail;
+	if (spawn(p) < 0) {
+		for (size_t i = 0; i < p->nkids; i++) {
+			kill(p->kids[i].pid, SIGKILL);
+			waitpid(p->kids[i].pid, NULL, 0);
+		}
+		goto fail;
+	}
+	lws_sul_schedule(p->cx, 0, &p->sul_tick, tick_cb, TICK_US);
+	return p;
+fail:
+	for (int i = 0; i < NSTAGES; i++)
+		argv_free(p->argv[i]);
+	free(p);
+	return NULL;
+}
+
+/* Updates the replayed state from a frame the caller sends. */
+static void
+track_local(struct pipeline *p, const struct frame *f)
+{
+	if (!f->channel)
+		return;
+	switch (f->action) {
+	case ACTION_OPEN:
+		if (list_add(&p->channels, f->channel, NULL) < 0)
+			log_error("out of memory: a restart will not reopen a channel");
+		break;
+	case ACTION_CLOSE:
+		list_del(&p->channels, f->channel, NULL);
+		list_del(&p->locals, f->channel, NULL);
+		list_del(&p->remotes, f->channel, NULL);
+		break;
+	case ACTION_CONNECT:
+		if (f->target && list_add(&p->locals, f->channel, f->target) < 0)
+			log_error("out of memory: a restart will not reconnect a peer");
+		break;
+	case ACTION_DISCONNECT:
+		if (f->target)
+			list_del(&p->locals, f->channel, f->target);
+		break;
+	default:
+		break;
+	}
+}
+
+static int
+is_state(enum frame_action a)
+{
+	return a == ACTION_OPEN || a == ACTION_CLOSE || a == ACTION_CONNECT ||
+	    a == ACTION_DISCONNECT;
+}
+
+static void
+watch_drain(struct pipeline *p)
+{
+	if (!p->congested) {
+		p->congested = 1;
+		lws_sul_schedule(p->cx, 0, &p->sul_drain, drain_cb, 1000);
+	}
+}
+
+static int
+congested(struct pipeline *p)
+{
+	watch_drain(p);
+	return -1;
+}
+
+/* 1 (and on_drain later) once the head's queue is over half full: callers stop feeding
+ * before a frame is ever refused. */
+static int
+over_half(struct pipeline *p)
+{
+	if (loop_pipe_pending(p->head) <= p->max_queue / 2)
+		return 0;
+	watch_drain(p);
+	return 1;
+}
+
+int
+pipeline_send(struct pipeline *p, const struct frame *f)
+{
+	if (is_state(f->action))
+		track_local(p, f);
+	if (p->state != RUNNING || !p->head)
+		return 0;
+	if (loop_pipe_send(p->head, f) < 0)
+		return congested(p);
+	return over_half(p);
+}
+
+int
+pipeline_send_raw(struct pipeline *p, enum frame_format fmt, const unsigned char *raw,
+    size_t len)
+{
+	enum frame_action a = frame_peek_action(fmt, raw, len);
+
+	if (is_state(a)) {
+		struct frame f;
+		char err[128];
+		if (frame_decode(&f, fmt, raw, len, err, sizeof err) == 0) {
+			track_local(p, &f);
+			frame_free(&f);
+		}
+	}
+	if (p->state != RUNNING || !p->head)
+		return 0;
+	if (loop_pipe_send_raw(p->head, fmt, raw, len) < 0)
+		return congested(p);
+	return over_half(p);
+}
+
+size_t
+pipeline_pending(const struct pipeline *p)
+{
+	return p->head ? loop_pipe_pending(p->head) : 0;
+}
+
+int
+pipeline_up(const struct pipeline *p)
+{
+	return p->state == RUNNING && p->head && p->tail;
+}
+
+void
+pipeline_stop(struct pipeline *p, pipeline_done_fn done, void *ctx)
+{
+	struct loop_pipe *h = p->head;
+
+	p->done = done;
+	p->done_ctx = ctx;
+	p->state = STOPPING;
+	p->congested = 0;
+	lws_sul_cancel(&p->sul_restart);
+	lws_sul_cancel(&p->sul_drain);
+	p->head = NULL;
+	if (h)
+		loop_pipe_close(h);
+	for (size_t i = 0; i < p->nkids; i++)
+		if (p->kids[i].gen == p->gen && !p->kids[i].termed)
+			p->kids[i].deadline = now_ms() + STOP_WAIT_MS;
+	lws_sul_schedule(p->cx, 0, &p->sul_tick, tick_cb, 10 * 1000);
+}
