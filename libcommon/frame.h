@@ -61,7 +61,9 @@ enum frame_action frame_action_parse(const char *s);
 
 /* Replaces a string field with a copy of s (NULL makes it absent). -1 on out of memory. */
 int frame_set(char **field, const char *s);
-/* Replaces data with a copy of n bytes of the given kind. -1 on out of memory. */
+/* Replaces data with a copy of n bytes of the given kind (DATA_NONE clears it). DATA_JSON
+ * must be one JSON value; it is stored compacted (whitespace outside strings dropped), so
+ * -1 also when it is not valid JSON. -1 on out of memory. */
 int frame_set_data(struct frame *f, enum frame_data kind, const void *p, size_t n);
 
 /* Decodes exactly one frame from buf[0..len) (for JSON: one line, with or without its
@@ -69,7 +71,9 @@ int frame_set_data(struct frame *f, enum frame_data kind, const void *p, size_t 
 int frame_decode(struct frame *f, enum frame_format fmt, const void *buf, size_t len,
     char *err, size_t errlen);
 
-/* Appends one encoded frame (JSON with its '\n') to out. -1 on out of memory or bound. */
+/* Appends one encoded frame (JSON with its '\n') to out. -1 on out of memory or bound, or
+ * when a text field or DATA_TEXT is not UTF-8 (or DATA_TEXT holds a NUL); out is then
+ * unchanged. JSON keys come in a fixed order, action first; no spaces; UTF-8 unescaped. */
 int frame_encode(const struct frame *f, enum frame_format fmt, struct buf *out);
 
 /* The action of an encoded frame without decoding the rest, for pass-through stages
@@ -79,5 +83,14 @@ enum frame_action frame_peek_action(enum frame_format fmt, const void *buf, size
 /* The format a stream starting with this byte is in: '{' (after optional whitespace is
  * the caller's concern) is JSON, 0xa0..0xbf is a CBOR map, anything else UNKNOWN. */
 enum frame_format frame_detect(unsigned char first);
+
+/* CBOR framing without decoding: the length of the one CBOR item at the start of
+ * buf[0..len), definite or indefinite, nested at most FRAME_CBOR_MAX_DEPTH deep. Returns 1
+ * with *itemlen; 0 when more bytes are needed (then *need, if not NULL, is a lower bound on
+ * the total length, so callers need not rescan before that many bytes are there); -1 when
+ * malformed; -2 when the item would be longer than max (0: no bound). */
+#define FRAME_CBOR_MAX_DEPTH 64
+int frame_cbor_item_len(const void *buf, size_t len, size_t max, size_t *itemlen,
+    size_t *need);
 
 #endif

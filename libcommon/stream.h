@@ -59,7 +59,8 @@ int stream_writer_raw(struct stream_writer *w, enum frame_format fmt,
 /* Write as much as the fd takes now: 1 all written, 0 some left (wait for POLLOUT),
  * -1 with errno on a write error (EPIPE when the reader went away). */
 int stream_writer_flush(struct stream_writer *w);
-/* Blocking variant for short-lived tools and exit paths: flushes everything, polling. */
+/* Blocking variant for short-lived tools and exit paths: flushes everything, polling.
+ * 1 when all is written, -1 with errno. */
 int stream_writer_drain(struct stream_writer *w);
 size_t stream_writer_pending(const struct stream_writer *w);
 

@@ -1,0 +1,1011 @@
+#include "frame.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cbor.h>
+#include <jansson.h>
+#include <sodium.h>
+
+#include "jsontext.h"
+
+/* RFC 8949 tag registry: "embedded JSON", a byte string holding JSON text. */
+#define TAG_EMBEDDED_JSON 262
+
+static const char *action_names[] = {
+	[ACTION_UNKNOWN] = NULL,
+	[ACTION_OPEN] = "open",
+	[ACTION_CLOSE] = "close",
+	[ACTION_FOUND] = "found",
+	[ACTION_LOST] = "lost",
+	[ACTION_LISTENING] = "listening",
+	[ACTION_ADVERTISED] = "advertised",
+	[ACTION_CONNECT] = "connect",
+	[ACTION_DISCONNECT] = "disconnect",
+	[ACTION_BROADCAST] = "broadcast",
+	[ACTION_MESSAGE] = "message",
+	[ACTION_STATUS] = "status",
+	[ACTION_LINKED] = "linked",
+	[ACTION_UNLINKED] = "unlinked",
+	[ACTION_ERROR] = "error",
+};
+#define NACTIONS (sizeof action_names / sizeof action_names[0])
+
+/* The keys of the map in the order JSON output writes them (action first, so that
+ * frame_peek_action finds it at a fixed place in frames nws wrote itself). */
+enum key_kind { K_ACTION, K_STR, K_INT, K_DATA };
+struct key {
+	const char *name;
+	size_t namelen;
+	enum key_kind kind;
+	size_t off;   /* of the char * or int64_t field */
+};
+#define KEY(n, k, f) { n, sizeof n - 1, k, offsetof(struct frame, f) }
+static const struct key keys[] = {
+	KEY("action", K_ACTION, action),
+	KEY("channel", K_STR, channel),
+	KEY("source", K_STR, source),
+	KEY("target", K_STR, target),
+	KEY("data", K_DATA, data),
+	KEY("instance", K_STR, instance),
+	KEY("host", K_STR, host),
+	KEY("address", K_STR, address),
+	KEY("port", K_INT, port),
+	KEY("path", K_STR, path),
+	KEY("interface", K_STR, interface),
+	KEY("domain", K_STR, domain),
+	KEY("node", K_STR, node),
+	KEY("code", K_INT, code),
+	KEY("reason", K_STR, reason),
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+static char **
+str_field(struct frame *f, const struct key *k)
+{
+	return (char **)((char *)f + k->off);
+}
+
+static int64_t *
+int_field(struct frame *f, const struct key *k)
+{
+	return (int64_t *)((char *)f + k->off);
+}
+
+static const struct key *
+key_find(const char *s, size_t n)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (keys[i].namelen == n && memcmp(keys[i].name, s, n) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+/* Range a K_INT field must be in: port is a TCP port, code an exit-status-like number. */
+static int
+int_ok(const struct key *k, int64_t v)
+{
+	if (k->off == offsetof(struct frame, port))
+		return v >= 0 && v <= 65535;
+	return v >= 0;
+}
+
+void
+frame_init(struct frame *f)
+{
+	memset(f, 0, sizeof *f);
+	f->port = -1;
+	f->code = -1;
+}
+
+void
+frame_free(struct frame *f)
+{
+	free(f->action_name);
+	for (size_t i = 0; i < NKEYS; i++)
+		if (keys[i].kind == K_STR)
+			free(*str_field(f, &keys[i]));
+	free(f->data);
+	frame_init(f);
+}
+
+const char *
+frame_action_name(const struct frame *f)
+{
+	if (f->action > ACTION_UNKNOWN && (size_t)f->action < NACTIONS)
+		return action_names[f->action];
+	return f->action_name;
+}
+
+static enum frame_action
+action_lookup(const char *s, size_t n)
+{
+	for (size_t i = 1; i < NACTIONS; i++)
+		if (strlen(action_names[i]) == n && memcmp(action_names[i], s, n) == 0)
+			return (enum frame_action)i;
+	return ACTION_UNKNOWN;
+}
+
+enum frame_action
+frame_action_parse(const char *s)
+{
+	return s ? action_lookup(s, strlen(s)) : ACTION_UNKNOWN;
+}
+
+int
+frame_set(char **field, const char *s)
+{
+	char *c = NULL;
+	if (s && !(c = strdup(s)))
+		return -1;
+	free(*field);
+	*field = c;
+	return 0;
+}
+
+static int
+set_n(char **field, const void *p, size_t n)
+{
+	char *c = malloc(n + 1);
+	if (!c)
+		return -1;
+	memcpy(c, p, n);
+	c[n] = 0;
+	free(*field);
+	*field = c;
+	return 0;
+}
+
+int
+frame_set_data(struct frame *f, enum frame_data kind, const void *p, size_t n)
+{
+	unsigned char *c = NULL;
+	size_t len = 0;
+	if (kind == DATA_JSON) {
+		/* Kept compact so that it can be written inside one JSON line as is. */
+		if (jsontext_check(p, n, 1, NULL, 0) < 0)
+			return -1;
+		if (!(c = malloc(n + 1)))
+			return -1;
+		len = jsontext_compact(c, p, n);
+		c[len] = 0;
+	} else if (kind != DATA_NONE) {
+		if (!(c = malloc(n + 1)))
+			return -1;
+		if (n)
+			memcpy(c, p, n);
+		c[n] = 0;
+		len = n;
+	}
+	free(f->data);
+	f->data = c;
+	f->data_len = len;
+	f->data_kind = c ? kind : DATA_NONE;
+	return 0;
+}
+
+static int
+set_action(struct frame *f, const char *s, size_t n)
+{
+	f->action = action_lookup(s, n);
+	if (f->action == ACTION_UNKNOWN)
+		return set_n(&f->action_name, s, n);
+	return 0;
+}
+
+enum frame_format
+frame_detect(unsigned char first)
+{
+	if (first == '{' || first == ' ' || first == '\t' || first == '\r' || first == '\n')
+		return FORMAT_JSON;
+	if (first >= 0xa0 && first <= 0xbf)
+		return FORMAT_CBOR;
+	return FORMAT_UNKNOWN;
+}
+
+/* ---- JSON ---- */
+
+static int
+json_str_field(json_t *v, const char *key, const char **s, size_t *n, char *err, size_t errlen)
+{
+	if (!json_is_string(v)) {
+		snprintf(err, errlen, "\"%s\" must be a string", key);
+		return -1;
+	}
+	*s = json_string_value(v);
+	*n = json_string_length(v);
+	if (memchr(*s, 0, *n)) {
+		snprintf(err, errlen, "\"%s\" contains a NUL character", key);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+json_data(struct frame *f, json_t *obj, json_t *v, const unsigned char *buf, size_t len,
+    char *err, size_t errlen)
+{
+	json_t *enc = json_object_get(obj, "encoding");
+	if (enc) {
+		if (!json_is_string(enc) || strcmp(json_string_value(enc), "base64") != 0) {
+			snprintf(err, errlen, "\"encoding\" must be \"base64\"");
+			return -1;
+		}
+		if (!json_is_string(v)) {
+			snprintf(err, errlen, "\"encoding\":\"base64\" needs a string \"data\"");
+			return -1;
+		}
+		const char *s = json_string_value(v);
+		size_t n = json_string_length(v), out;
+		const char *end;
+		unsigned char *bin = malloc(n / 4 * 3 + 1);
+		if (!bin) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		if (sodium_base642bin(bin, n / 4 * 3 + 1, s, n, NULL, &out, &end,
+		    sodium_base64_VARIANT_ORIGINAL) != 0 || end != s + n) {
+			free(bin);
+			snprintf(err, errlen, "\"data\" is not valid base64");
+			return -1;
+		}
+		bin[out] = 0;
+		f->data = bin;
+		f->data_len = out;
+		f->data_kind = DATA_BYTES;
+		return 0;
+	}
+	if (json_is_string(v)) {
+		const char *s;
+		size_t n;
+		if (json_str_field(v, "data", &s, &n, err, errlen) < 0)
+			return -1;
+		if (set_n((char **)&f->data, s, n) < 0) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		f->data_len = n;
+		f->data_kind = DATA_TEXT;
+		return 0;
+	}
+	/* Any other value: keep the sender's own text (numbers exactly as written). */
+	const unsigned char *vs;
+	size_t vn;
+	char *dumped = NULL;
+	if (jsontext_span(buf, len, "data", &vs, &vn) < 0) {
+		/* The key was written with escapes: jansson's rendering is the best left. */
+		if (!(dumped = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY))) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		vs = (const unsigned char *)dumped;
+		vn = strlen(dumped);
+	}
+	int rc = frame_set_data(f, DATA_JSON, vs, vn);
+	free(dumped);
+	if (rc < 0)
+		snprintf(err, errlen, "\"data\" is not valid JSON or memory is out");
+	return rc;
+}
+
+static int
+json_decode(struct frame *f, const unsigned char *buf, size_t len, char *err, size_t errlen)
+{
+	json_error_t je;
+	json_t *obj = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &je);
+	if (!obj) {
+		snprintf(err, errlen, "invalid JSON at column %d: %s", je.column, je.text);
+		return -1;
+	}
+	int rc = -1;
+	if (!json_is_object(obj)) {
+		snprintf(err, errlen, "a frame must be a JSON object");
+		goto out;
+	}
+	if (!json_object_get(obj, "action")) {
+		snprintf(err, errlen, "\"action\" is missing");
+		goto out;
+	}
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *k = &keys[i];
+		json_t *v = json_object_get(obj, k->name);
+		const char *s;
+		size_t n;
+		if (!v)
+			continue;
+		switch (k->kind) {
+		case K_ACTION:
+			if (json_str_field(v, k->name, &s, &n, err, errlen) < 0)
+				goto out;
+			if (set_action(f, s, n) < 0)
+				goto oom;
+			break;
+		case K_STR:
+			if (json_str_field(v, k->name, &s, &n, err, errlen) < 0)
+				goto out;
+			if (set_n(str_field(f, k), s, n) < 0)
+				goto oom;
+			break;
+		case K_INT:
+			if (!json_is_integer(v) || !int_ok(k, json_integer_value(v))) {
+				snprintf(err, errlen, "\"%s\" must be an integer in range", k->name);
+				goto out;
+			}
+			*int_field(f, k) = json_integer_value(v);
+			break;
+		case K_DATA:
+			if (json_data(f, obj, v, buf, len, err, errlen) < 0)
+				goto out;
+			break;
+		}
+	}
+	rc = 0;
+	goto out;
+oom:
+	snprintf(err, errlen, "out of memory");
+out:
+	json_decref(obj);
+	return rc;
+}
+
+static int
+json_put_str(struct buf *out, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	if (buf_reserve(out, 2) < 0)
+		return -1;
+	out->p[out->off + out->len++] = '"';
+	size_t i = 0;
+	while (i < n) {
+		size_t j = i;
+		while (j < n && (unsigned char)s[j] >= 0x20 && s[j] != '"' && s[j] != '\\')
+			j++;
+		if (buf_append(out, s + i, j - i) < 0)
+			return -1;
+		if (j == n)
+			break;
+		unsigned char c = (unsigned char)s[j], e[6] = { '\\', 0 };
+		size_t en = 2;
+		switch (c) {
+		case '"': e[1] = '"'; break;
+		case '\\': e[1] = '\\'; break;
+		case '\n': e[1] = 'n'; break;
+		case '\r': e[1] = 'r'; break;
+		case '\t': e[1] = 't'; break;
+		case '\b': e[1] = 'b'; break;
+		case '\f': e[1] = 'f'; break;
+		default:
+			memcpy(e + 1, "u00", 3);
+			e[4] = hex[c >> 4];
+			e[5] = hex[c & 15];
+			en = 6;
+		}
+		if (buf_append(out, e, en) < 0)
+			return -1;
+		i = j + 1;
+	}
+	return buf_append(out, "\"", 1);
+}
+
+static int
+json_put_key(struct buf *out, const struct key *k, int first)
+{
+	if (!first && buf_append(out, ",", 1) < 0)
+		return -1;
+	if (buf_append(out, "\"", 1) < 0 || buf_append(out, k->name, k->namelen) < 0)
+		return -1;
+	return buf_append(out, "\":", 2);
+}
+
+static int
+json_put_data(struct buf *out, const struct frame *f)
+{
+	switch (f->data_kind) {
+	case DATA_TEXT:
+		return json_put_str(out, (const char *)f->data, f->data_len);
+	case DATA_JSON:
+		return buf_append(out, f->data, f->data_len);
+	case DATA_BYTES: {
+		size_t n = sodium_base64_encoded_len(f->data_len, sodium_base64_VARIANT_ORIGINAL);
+		if (buf_reserve(out, n + 1) < 0)
+			return -1;
+		char *p = (char *)out->p + out->off + out->len;
+		*p = '"';
+		sodium_bin2base64(p + 1, n, f->data, f->data_len, sodium_base64_VARIANT_ORIGINAL);
+		p[n] = '"';   /* n counts the NUL after the text, which the quote replaces */
+		out->len += n + 1;
+		return buf_append(out, ",\"encoding\":\"base64\"", 20);
+	}
+	case DATA_NONE:
+		break;
+	}
+	return 0;
+}
+
+static int
+json_encode(const struct frame *f, struct buf *out)
+{
+	if (buf_append(out, "{", 1) < 0)
+		return -1;
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *k = &keys[i];
+		struct frame *ff = (struct frame *)f;
+		const char *s;
+		int rc = 0;
+		switch (k->kind) {
+		case K_ACTION:
+			s = frame_action_name(f);
+			rc = json_put_key(out, k, 1);
+			if (!rc)
+				rc = json_put_str(out, s, strlen(s));
+			break;
+		case K_STR:
+			if (!(s = *str_field(ff, k)))
+				continue;
+			rc = json_put_key(out, k, 0);
+			if (!rc)
+				rc = json_put_str(out, s, strlen(s));
+			break;
+		case K_INT: {
+			char num[24];
+			if (*int_field(ff, k) < 0)
+				continue;
+			int n = snprintf(num, sizeof num, "%lld", (long long)*int_field(ff, k));
+			rc = json_put_key(out, k, 0);
+			if (!rc)
+				rc = buf_append(out, num, (size_t)n);
+			break;
+		}
+		case K_DATA:
+			if (f->data_kind == DATA_NONE)
+				continue;
+			rc = json_put_key(out, k, 0);
+			if (!rc)
+				rc = json_put_data(out, f);
+			break;
+		}
+		if (rc < 0)
+			return -1;
+	}
+	return buf_append(out, "}\n", 2);
+}
+
+/* ---- CBOR ---- */
+
+/* The head of a CBOR item at p: major type, additional info, argument and head size.
+ * 0 when more bytes are needed (*hl then says how many the head takes), -1 malformed. */
+static int
+cb_head(const unsigned char *p, size_t n, int *major, int *ai, uint64_t *arg, size_t *hl)
+{
+	if (n < 1) {
+		*hl = 1;
+		return 0;
+	}
+	*major = p[0] >> 5;
+	*ai = p[0] & 31;
+	*hl = 1;
+	if (*ai < 24) {
+		*arg = (uint64_t)*ai;
+		return 1;
+	}
+	if (*ai == 31) {
+		/* Indefinite length (strings, arrays, maps) or "break" (major 7). */
+		*arg = 0;
+		return *major >= 2 && *major != 6 ? 1 : -1;
+	}
+	if (*ai > 27)
+		return -1;
+	size_t w = (size_t)1 << (*ai - 24);
+	*hl = 1 + w;
+	if (n < 1 + w)
+		return 0;
+	uint64_t v = 0;
+	for (size_t i = 0; i < w; i++)
+		v = v << 8 | p[1 + i];
+	*arg = v;
+	return 1;
+}
+
+struct cbor_level {
+	uint64_t owed;         /* items still to come in a definite container or tag */
+	unsigned char indef;   /* 0, or the major type of an indefinite container */
+	unsigned char odd;     /* indefinite map: a key without its value so far */
+};
+
+int
+frame_cbor_item_len(const void *buf, size_t len, size_t max, size_t *itemlen, size_t *need)
+{
+	struct cbor_level lv[FRAME_CBOR_MAX_DEPTH + 1];
+	const unsigned char *p = buf;
+	size_t pos = 0, depth = 0;
+	if (max == 0)
+		max = SIZE_MAX;
+	for (;;) {
+		int major = 0, ai = 0;
+		uint64_t arg = 0;
+		size_t hl;
+		int rc = cb_head(p + pos, len - pos, &major, &ai, &arg, &hl);
+		if (rc < 0)
+			return -1;
+		if (rc == 0 || pos + hl > max) {
+			if (hl > max - pos)
+				return -2;
+			if (need)
+				*need = pos + hl;
+			return 0;
+		}
+		struct cbor_level *in = &lv[depth];
+		if (depth && in->indef >= 2 && in->indef <= 3 && p[pos] != 0xff &&
+		    (major != in->indef || ai == 31))
+			return -1;   /* chunks of an indefinite string: definite, same type */
+		pos += hl;
+		if (p[pos - hl] == 0xff) {
+			if (depth == 0 || !in->indef || (in->indef == 5 && in->odd))
+				return -1;
+			depth--;
+		} else if (major <= 1 || major == 7) {
+			if (major == 7 && ai == 24 && arg < 32)
+				return -1;
+		} else if ((major == 2 || major == 3) && ai != 31) {
+			if (arg > max - pos) {
+				if (max == SIZE_MAX)
+					return -1;
+				return -2;
+			}
+			if (arg > len - pos) {
+				if (need)
+					*need = pos + (size_t)arg;
+				return 0;
+			}
+			pos += (size_t)arg;
+		} else {
+			/* A string of chunks, an array, a map or a tag opens a level. */
+			if (depth == FRAME_CBOR_MAX_DEPTH)
+				return -1;
+			if (ai == 31) {
+				lv[++depth] = (struct cbor_level){ 0, (unsigned char)major, 0 };
+				continue;
+			}
+			if (major == 5 && arg > UINT64_MAX / 2)
+				return -1;
+			uint64_t owed = major == 6 ? 1 : major == 5 ? arg * 2 : arg;
+			if (owed) {
+				lv[++depth] = (struct cbor_level){ owed, 0, 0 };
+				continue;
+			}
+		}
+		/* One item is complete: count it in its container, closing those it fills. */
+		for (;;) {
+			if (depth == 0) {
+				*itemlen = pos;
+				return 1;
+			}
+			struct cbor_level *l = &lv[depth];
+			if (l->indef) {
+				l->odd ^= 1;
+				break;
+			}
+			if (--l->owed)
+				break;
+			depth--;
+		}
+	}
+}
+
+static int
+cb_reserve_put(struct buf *out, size_t (*enc)(uint64_t, unsigned char *, size_t), uint64_t v)
+{
+	if (buf_reserve(out, 9) < 0)
+		return -1;
+	out->len += enc(v, out->p + out->off + out->len, 9);
+	return 0;
+}
+
+static size_t
+enc_map(uint64_t n, unsigned char *p, size_t cap)
+{
+	return cbor_encode_map_start((size_t)n, p, cap);
+}
+
+static size_t
+enc_tstr(uint64_t n, unsigned char *p, size_t cap)
+{
+	return cbor_encode_string_start((size_t)n, p, cap);
+}
+
+static size_t
+enc_bstr(uint64_t n, unsigned char *p, size_t cap)
+{
+	return cbor_encode_bytestring_start((size_t)n, p, cap);
+}
+
+static int
+cb_put_tstr(struct buf *out, const void *s, size_t n)
+{
+	if (cb_reserve_put(out, enc_tstr, n) < 0)
+		return -1;
+	return buf_append(out, s, n);
+}
+
+static int
+cb_encode(const struct frame *f, struct buf *out)
+{
+	struct frame *ff = (struct frame *)f;
+	size_t n = 0;
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *k = &keys[i];
+		n += k->kind == K_ACTION || (k->kind == K_STR && *str_field(ff, k)) ||
+		    (k->kind == K_INT && *int_field(ff, k) >= 0) ||
+		    (k->kind == K_DATA && f->data_kind != DATA_NONE);
+	}
+	if (cb_reserve_put(out, enc_map, n) < 0)
+		return -1;
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *k = &keys[i];
+		const char *s;
+		switch (k->kind) {
+		case K_ACTION:
+			s = frame_action_name(f);
+			if (cb_put_tstr(out, k->name, k->namelen) < 0 ||
+			    cb_put_tstr(out, s, strlen(s)) < 0)
+				return -1;
+			break;
+		case K_STR:
+			if (!(s = *str_field(ff, k)))
+				break;
+			if (cb_put_tstr(out, k->name, k->namelen) < 0 ||
+			    cb_put_tstr(out, s, strlen(s)) < 0)
+				return -1;
+			break;
+		case K_INT:
+			if (*int_field(ff, k) < 0)
+				break;
+			if (cb_put_tstr(out, k->name, k->namelen) < 0 ||
+			    cb_reserve_put(out, cbor_encode_uint, (uint64_t)*int_field(ff, k)) < 0)
+				return -1;
+			break;
+		case K_DATA:
+			if (f->data_kind == DATA_NONE)
+				break;
+			if (cb_put_tstr(out, k->name, k->namelen) < 0)
+				return -1;
+			if (f->data_kind == DATA_JSON &&
+			    cb_reserve_put(out, cbor_encode_tag, TAG_EMBEDDED_JSON) < 0)
+				return -1;
+			if (cb_reserve_put(out, f->data_kind == DATA_TEXT ? enc_tstr : enc_bstr,
+			    f->data_len) < 0 || buf_append(out, f->data, f->data_len) < 0)
+				return -1;
+			break;
+		}
+	}
+	return 0;
+}
+
+/* The bytes of a text or byte string item, joining the chunks of an indefinite one
+ * into a new allocation (*own). */
+static int
+cb_bytes(cbor_item_t *it, const unsigned char **p, size_t *n, unsigned char **own)
+{
+	int str = cbor_isa_string(it);
+	*own = NULL;
+	if (str ? cbor_string_is_definite(it) : cbor_bytestring_is_definite(it)) {
+		*p = str ? cbor_string_handle(it) : cbor_bytestring_handle(it);
+		*n = str ? cbor_string_length(it) : cbor_bytestring_length(it);
+		if (!*p)
+			*p = (const unsigned char *)"";
+		return 0;
+	}
+	size_t count = str ? cbor_string_chunk_count(it) : cbor_bytestring_chunk_count(it);
+	cbor_item_t **ch = str ? cbor_string_chunks_handle(it) : cbor_bytestring_chunks_handle(it);
+	size_t total = 0;
+	for (size_t i = 0; i < count; i++)
+		total += str ? cbor_string_length(ch[i]) : cbor_bytestring_length(ch[i]);
+	unsigned char *b = malloc(total + 1);
+	if (!b)
+		return -1;
+	size_t at = 0;
+	for (size_t i = 0; i < count; i++) {
+		size_t cn = str ? cbor_string_length(ch[i]) : cbor_bytestring_length(ch[i]);
+		if (cn)
+			memcpy(b + at, str ? cbor_string_handle(ch[i]) : cbor_bytestring_handle(ch[i]), cn);
+		at += cn;
+	}
+	*p = b;
+	*n = total;
+	*own = b;
+	return 0;
+}
+
+/* A text string's bytes, checked to be UTF-8 without NUL. */
+static int
+cb_text(cbor_item_t *it, const char *key, const unsigned char **p, size_t *n,
+    unsigned char **own, char *err, size_t errlen)
+{
+	if (!cbor_isa_string(it)) {
+		snprintf(err, errlen, "\"%s\" must be a text string", key);
+		return -1;
+	}
+	if (cb_bytes(it, p, n, own) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (memchr(*p, 0, *n)) {
+		snprintf(err, errlen, "\"%s\" contains a NUL character", key);
+	} else if (!jsontext_utf8(*p, *n)) {
+		snprintf(err, errlen, "\"%s\" is not valid UTF-8", key);
+	} else {
+		return 0;
+	}
+	free(*own);
+	*own = NULL;
+	return -1;
+}
+
+static int
+cb_data(struct frame *f, cbor_item_t *v, char *err, size_t errlen)
+{
+	const unsigned char *p;
+	size_t n;
+	unsigned char *own = NULL;
+	int rc = -1;
+	if (cbor_isa_string(v)) {
+		if (cb_text(v, "data", &p, &n, &own, err, errlen) < 0)
+			return -1;
+		rc = frame_set_data(f, DATA_TEXT, p, n);
+	} else if (cbor_isa_bytestring(v)) {
+		if (cb_bytes(v, &p, &n, &own) == 0)
+			rc = frame_set_data(f, DATA_BYTES, p, n);
+	} else if (cbor_isa_tag(v) && cbor_tag_value(v) == TAG_EMBEDDED_JSON) {
+		cbor_item_t *t = cbor_tag_item(v);
+		if (!cbor_isa_bytestring(t)) {
+			cbor_decref(&t);
+			snprintf(err, errlen, "tag 262 \"data\" must hold a byte string");
+			return -1;
+		}
+		if (cb_bytes(t, &p, &n, &own) == 0) {
+			char why[96];
+			if (jsontext_check(p, n, 1, why, sizeof why) < 0) {
+				snprintf(err, errlen, "tag 262 \"data\" is not JSON: %s", why);
+				free(own);
+				cbor_decref(&t);
+				return -1;
+			}
+			rc = frame_set_data(f, DATA_JSON, p, n);
+		}
+		cbor_decref(&t);
+	} else {
+		snprintf(err, errlen, "\"data\" must be a text or byte string or tag 262");
+		return -1;
+	}
+	free(own);
+	if (rc < 0)
+		snprintf(err, errlen, "out of memory");
+	return rc;
+}
+
+static int
+cb_decode(struct frame *f, const unsigned char *buf, size_t len, char *err, size_t errlen)
+{
+	size_t itemlen;
+	int sc = frame_cbor_item_len(buf, len, len, &itemlen, NULL);
+	if (sc == 0 || sc == -2) {
+		snprintf(err, errlen, "truncated CBOR item");
+		return -1;
+	}
+	if (sc < 0) {
+		snprintf(err, errlen, "malformed CBOR (or nested deeper than %d)",
+		    FRAME_CBOR_MAX_DEPTH);
+		return -1;
+	}
+	if (itemlen != len) {
+		snprintf(err, errlen, "bytes after the CBOR map");
+		return -1;
+	}
+	if ((buf[0] >> 5) != 5) {
+		snprintf(err, errlen, "a frame must be a CBOR map");
+		return -1;
+	}
+	struct cbor_load_result res;
+	cbor_item_t *map = cbor_load(buf, len, &res);
+	if (!map || res.error.code != CBOR_ERR_NONE) {
+		if (map)
+			cbor_decref(&map);
+		snprintf(err, errlen, res.error.code == CBOR_ERR_MEMERROR ? "out of memory" :
+		    "CBOR the decoder rejects (code %d)", (int)res.error.code);
+		return -1;
+	}
+	int rc = -1, have_action = 0;
+	size_t np = cbor_map_size(map);
+	struct cbor_pair *pairs = cbor_map_handle(map);
+	for (size_t i = 0; i < np; i++) {
+		cbor_item_t *kv = pairs[i].key, *v = pairs[i].value;
+		const unsigned char *kp, *p;
+		size_t kn, n;
+		unsigned char *kown, *own;
+		if (!cbor_isa_string(kv))
+			continue;   /* not one of ours: ignored like any unknown key */
+		if (cb_bytes(kv, &kp, &kn, &kown) < 0) {
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
+		const struct key *k = key_find((const char *)kp, kn);
+		free(kown);
+		if (!k)
+			continue;
+		switch (k->kind) {
+		case K_ACTION:
+		case K_STR:
+			if (cb_text(v, k->name, &p, &n, &own, err, errlen) < 0)
+				goto out;
+			if (k->kind == K_ACTION) {
+				if (have_action++) {
+					free(own);
+					snprintf(err, errlen, "\"action\" appears twice");
+					goto out;
+				}
+				rc = set_action(f, (const char *)p, n);
+			} else {
+				rc = set_n(str_field(f, k), p, n);
+			}
+			free(own);
+			if (rc < 0) {
+				snprintf(err, errlen, "out of memory");
+				goto out;
+			}
+			rc = -1;
+			break;
+		case K_INT: {
+			int64_t x = -1;
+			if (cbor_isa_uint(v) && cbor_get_int(v) <= INT64_MAX)
+				x = (int64_t)cbor_get_int(v);
+			if (!int_ok(k, x)) {
+				snprintf(err, errlen, "\"%s\" must be an integer in range", k->name);
+				goto out;
+			}
+			*int_field(f, k) = x;
+			break;
+		}
+		case K_DATA:
+			if (cb_data(f, v, err, errlen) < 0)
+				goto out;
+			break;
+		}
+	}
+	if (!have_action) {
+		snprintf(err, errlen, "\"action\" is missing");
+		goto out;
+	}
+	rc = 0;
+out:
+	cbor_decref(&map);
+	return rc;
+}
+
+int
+frame_decode(struct frame *f, enum frame_format fmt, const void *buf, size_t len,
+    char *err, size_t errlen)
+{
+	char dummy[1];
+	int rc;
+	if (!err || errlen == 0) {
+		err = dummy;
+		errlen = sizeof dummy;
+	}
+	frame_init(f);
+	if (len == 0) {
+		snprintf(err, errlen, "empty frame");
+		return -1;
+	}
+	if (fmt == FORMAT_UNKNOWN)
+		fmt = frame_detect(*(const unsigned char *)buf);
+	if (fmt == FORMAT_JSON)
+		rc = json_decode(f, buf, len, err, errlen);
+	else if (fmt == FORMAT_CBOR)
+		rc = cb_decode(f, buf, len, err, errlen);
+	else {
+		snprintf(err, errlen, "neither a JSON object nor a CBOR map");
+		rc = -1;
+	}
+	if (rc < 0)
+		frame_free(f);
+	return rc;
+}
+
+/* Text fields must be UTF-8 so that either encoding carries them as text. */
+static int
+frame_valid(const struct frame *f)
+{
+	struct frame *ff = (struct frame *)f;
+	const char *a = frame_action_name(f);
+	if (!a || !jsontext_utf8((const unsigned char *)a, strlen(a)))
+		return 0;
+	for (size_t i = 0; i < NKEYS; i++) {
+		const char *s = keys[i].kind == K_STR ? *str_field(ff, &keys[i]) : NULL;
+		if (s && !jsontext_utf8((const unsigned char *)s, strlen(s)))
+			return 0;
+	}
+	if (f->data_kind == DATA_TEXT && (memchr(f->data, 0, f->data_len) ||
+	    !jsontext_utf8(f->data, f->data_len)))
+		return 0;
+	return f->data_kind == DATA_NONE || f->data != NULL;
+}
+
+int
+frame_encode(const struct frame *f, enum frame_format fmt, struct buf *out)
+{
+	/* A reserve may compact the buffer but keeps len: restoring it drops a half-written
+	 * frame so nothing partial stays queued. */
+	size_t len = out->len;
+	int rc = -1;
+	if (frame_valid(f))
+		rc = fmt == FORMAT_CBOR ? cb_encode(f, out) : json_encode(f, out);
+	if (rc < 0)
+		out->len = len;
+	return rc;
+}
+
+static enum frame_action
+json_peek(const unsigned char *p, size_t n)
+{
+	static const char lead[] = "{\"action\":\"";
+	size_t ln = sizeof lead - 1;
+	/* nws writes action first: one compare and a short scan is all most frames need. */
+	if (n > ln && memcmp(p, lead, ln) == 0) {
+		const unsigned char *s = p + ln, *e = memchr(s, '"', n - ln);
+		if (e && !memchr(s, '\\', (size_t)(e - s)))
+			return action_lookup((const char *)s, (size_t)(e - s));
+	}
+	const unsigned char *v;
+	size_t vn;
+	if (jsontext_span(p, n, "action", &v, &vn) < 0 || vn < 2 || v[0] != '"' ||
+	    memchr(v, '\\', vn))
+		return ACTION_UNKNOWN;
+	return action_lookup((const char *)v + 1, vn - 2);
+}
+
+static enum frame_action
+cb_peek(const unsigned char *p, size_t n)
+{
+	int major, ai;
+	uint64_t arg;
+	size_t hl, pos, il;
+	if (cb_head(p, n, &major, &ai, &arg, &hl) != 1 || major != 5)
+		return ACTION_UNKNOWN;
+	uint64_t pairs = ai == 31 ? UINT64_MAX : arg;
+	pos = hl;
+	for (uint64_t i = 0; i < pairs && pos < n && p[pos] != 0xff; i++) {
+		/* Key: only a definite text string can be "action"; anything else is skipped. */
+		if (cb_head(p + pos, n - pos, &major, &ai, &arg, &hl) != 1)
+			return ACTION_UNKNOWN;
+		int is_action = major == 3 && ai != 31 && arg == 6 && n - pos - hl >= 6 &&
+		    memcmp(p + pos + hl, "action", 6) == 0;
+		if (frame_cbor_item_len(p + pos, n - pos, 0, &il, NULL) != 1)
+			return ACTION_UNKNOWN;
+		pos += il;
+		if (is_action) {
+			if (cb_head(p + pos, n - pos, &major, &ai, &arg, &hl) != 1 ||
+			    major != 3 || ai == 31 || arg > n - pos - hl)
+				return ACTION_UNKNOWN;
+			return action_lookup((const char *)p + pos + hl, (size_t)arg);
+		}
+		if (frame_cbor_item_len(p + pos, n - pos, 0, &il, NULL) != 1)
+			return ACTION_UNKNOWN;
+		pos += il;
+	}
+	return ACTION_UNKNOWN;
+}
+
+enum frame_action
+frame_peek_action(enum frame_format fmt, const void *buf, size_t len)
+{
+	if (len == 0)
+		return ACTION_UNKNOWN;
+	if (fmt == FORMAT_UNKNOWN)
+		fmt = frame_detect(*(const unsigned char *)buf);
+	if (fmt == FORMAT_JSON)
+		return json_peek(buf, len);
+	if (fmt == FORMAT_CBOR)
+		return cb_peek(buf, len);
+	return ACTION_UNKNOWN;
+}

@@ -1,0 +1,394 @@
+#include "jsontext.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int
+is_ws(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static const unsigned char *
+skip_ws(const unsigned char *p, const unsigned char *e)
+{
+	while (p < e && is_ws(*p))
+		p++;
+	return p;
+}
+
+/* Length of the one well-formed UTF-8 sequence starting at s (a non-ASCII lead), or 0. */
+static size_t
+utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned c = s[0];
+	size_t k;
+	unsigned long cp;
+	if (c >= 0xc2 && c <= 0xdf) {
+		k = 1;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		k = 2;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		k = 3;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < k + 1)
+		return 0;
+	for (size_t j = 1; j <= k; j++) {
+		if ((s[j] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[j] & 0x3f);
+	}
+	if (k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)))
+		return 0;
+	if (k == 3 && (cp < 0x10000 || cp > 0x10ffff))
+		return 0;
+	return k + 1;
+}
+
+int
+jsontext_utf8(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		if (s[i] < 0x80) {
+			i++;
+			continue;
+		}
+		size_t k = utf8_seq(s + i, n - i);
+		if (!k)
+			return 0;
+		i += k;
+	}
+	return 1;
+}
+
+static int
+hex4(const unsigned char *p, const unsigned char *e, unsigned *v)
+{
+	unsigned x = 0;
+	if (e - p < 4)
+		return -1;
+	for (int i = 0; i < 4; i++) {
+		unsigned c = p[i];
+		x <<= 4;
+		if (c >= '0' && c <= '9')
+			x |= c - '0';
+		else if (c >= 'a' && c <= 'f')
+			x |= c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			x |= c - 'A' + 10;
+		else
+			return -1;
+	}
+	*v = x;
+	return 0;
+}
+
+/* p is just past the opening quote; returns just past the closing one, or NULL. */
+static const unsigned char *
+scan_string(const unsigned char *p, const unsigned char *e, const char **why)
+{
+	for (;;) {
+		while (p < e && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+			p++;
+		if (p == e) {
+			*why = "unterminated string";
+			return NULL;
+		}
+		unsigned c = *p;
+		if (c == '"')
+			return p + 1;
+		if (c < 0x20) {
+			*why = c ? "control character in a string" : "NUL in a string";
+			return NULL;
+		}
+		if (c >= 0x80) {
+			size_t k = utf8_seq(p, (size_t)(e - p));
+			if (!k) {
+				*why = "invalid UTF-8";
+				return NULL;
+			}
+			p += k;
+			continue;
+		}
+		if (e - p < 2) {
+			*why = "unterminated string";
+			return NULL;
+		}
+		if (strchr("\"\\/bfnrt", p[1]) && p[1]) {
+			p += 2;
+			continue;
+		}
+		unsigned u, lo;
+		if (p[1] != 'u' || hex4(p + 2, e, &u) < 0) {
+			*why = "invalid escape in a string";
+			return NULL;
+		}
+		p += 6;
+		if (u == 0) {
+			*why = "NUL in a string";
+			return NULL;
+		}
+		if (u >= 0xdc00 && u <= 0xdfff) {
+			*why = "lone surrogate escape";
+			return NULL;
+		}
+		if (u >= 0xd800 && u <= 0xdbff) {
+			if (e - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, e, &lo) < 0 ||
+			    lo < 0xdc00 || lo > 0xdfff) {
+				*why = "lone surrogate escape";
+				return NULL;
+			}
+			p += 6;
+		}
+	}
+}
+
+static int
+is_digit(const unsigned char *p, const unsigned char *e)
+{
+	return p < e && *p >= '0' && *p <= '9';
+}
+
+static const unsigned char *
+scan_number(const unsigned char *p, const unsigned char *e)
+{
+	if (p < e && *p == '-')
+		p++;
+	if (!is_digit(p, e))
+		return NULL;
+	if (*p++ != '0')
+		while (is_digit(p, e))
+			p++;
+	if (p < e && *p == '.') {
+		if (!is_digit(++p, e))
+			return NULL;
+		while (is_digit(p, e))
+			p++;
+	}
+	if (p < e && (*p == 'e' || *p == 'E')) {
+		p++;
+		if (p < e && (*p == '+' || *p == '-'))
+			p++;
+		if (!is_digit(p, e))
+			return NULL;
+		while (is_digit(p, e))
+			p++;
+	}
+	return p;
+}
+
+static const unsigned char *
+scan_literal(const unsigned char *p, const unsigned char *e)
+{
+	static const char *lits[] = { "true", "false", "null" };
+	for (int i = 0; i < 3; i++) {
+		size_t n = strlen(lits[i]);
+		if ((size_t)(e - p) >= n && memcmp(p, lits[i], n) == 0)
+			return p + n;
+	}
+	return NULL;
+}
+
+int
+jsontext_check(const void *buf, size_t n, int any, char *why, size_t whylen)
+{
+	unsigned char stack[JSONTEXT_MAX_DEPTH];   /* 1: in an object, 0: in an array */
+	const unsigned char *p = buf, *e = p + n, *q;
+	const char *w = "truncated JSON";
+	size_t depth = 0;
+
+	p = skip_ws(p, e);
+	if (!any && (p == e || *p != '{')) {
+		w = "not a JSON object";
+		goto bad;
+	}
+value:
+	p = skip_ws(p, e);
+	if (p == e)
+		goto bad;
+	switch (*p) {
+	case '{':
+	case '[':
+		if (depth == JSONTEXT_MAX_DEPTH) {
+			w = "JSON nested too deep";
+			goto bad;
+		}
+		stack[depth++] = *p == '{';
+		p = skip_ws(p + 1, e);
+		if (p < e && *p == (stack[depth - 1] ? '}' : ']')) {
+			p++;
+			depth--;
+			goto after;
+		}
+		if (stack[depth - 1])
+			goto key;
+		goto value;
+	case '"':
+		if (!(p = scan_string(p + 1, e, &w)))
+			goto bad;
+		goto after;
+	case 't':
+	case 'f':
+	case 'n':
+		q = scan_literal(p, e);
+		break;
+	default:
+		q = scan_number(p, e);
+	}
+	if (!q) {
+		w = "invalid JSON value";
+		goto bad;
+	}
+	p = q;
+	goto after;
+key:
+	p = skip_ws(p, e);
+	if (p == e)
+		goto bad;
+	if (*p != '"') {
+		w = "expected a string key";
+		goto bad;
+	}
+	if (!(p = scan_string(p + 1, e, &w)))
+		goto bad;
+	p = skip_ws(p, e);
+	if (p == e)
+		goto bad;
+	if (*p++ != ':') {
+		w = "expected ':'";
+		goto bad;
+	}
+	goto value;
+after:
+	p = skip_ws(p, e);
+	if (depth == 0) {
+		if (p == e)
+			return 0;
+		w = "text after the JSON value";
+		goto bad;
+	}
+	if (p == e)
+		goto bad;
+	if (*p == ',') {
+		p++;
+		if (stack[depth - 1])
+			goto key;
+		goto value;
+	}
+	if (*p == (stack[depth - 1] ? '}' : ']')) {
+		p++;
+		depth--;
+		goto after;
+	}
+	w = "expected ',' or a closing bracket";
+bad:
+	if (why && whylen)
+		snprintf(why, whylen, "%s at byte %zu", w, (size_t)(p - (const unsigned char *)buf));
+	return -1;
+}
+
+size_t
+jsontext_compact(unsigned char *dst, const void *src, size_t n)
+{
+	const unsigned char *s = src;
+	size_t o = 0;
+	int in = 0, esc = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = s[i];
+		if (in) {
+			dst[o++] = c;
+			if (esc)
+				esc = 0;
+			else if (c == '\\')
+				esc = 1;
+			else if (c == '"')
+				in = 0;
+		} else if (!is_ws(c)) {
+			dst[o++] = c;
+			in = c == '"';
+		}
+	}
+	return o;
+}
+
+/* Past the closing quote of a string whose opening quote is just before p, or NULL. */
+static const unsigned char *
+skip_string(const unsigned char *p, const unsigned char *e)
+{
+	while (p < e) {
+		if (*p == '\\') {
+			if (e - p < 2)
+				return NULL;
+			p += 2;
+		} else if (*p++ == '"')
+			return p;
+	}
+	return NULL;
+}
+
+static const unsigned char *
+skip_value(const unsigned char *p, const unsigned char *e)
+{
+	if (p == e)
+		return NULL;
+	if (*p == '"')
+		return skip_string(p + 1, e);
+	if (*p == '{' || *p == '[') {
+		size_t d = 0;
+		while (p < e) {
+			unsigned char c = *p++;
+			if (c == '"') {
+				if (!(p = skip_string(p, e)))
+					return NULL;
+			} else if (c == '{' || c == '[') {
+				d++;
+			} else if ((c == '}' || c == ']') && --d == 0) {
+				return p;
+			}
+		}
+		return NULL;
+	}
+	while (p < e && !is_ws(*p) && *p != ',' && *p != '}' && *p != ']')
+		p++;
+	return p;
+}
+
+int
+jsontext_span(const void *buf, size_t n, const char *key, const unsigned char **v, size_t *vn)
+{
+	const unsigned char *p = buf, *e = p + n;
+	size_t klen = strlen(key);
+	p = skip_ws(p, e);
+	if (p == e || *p++ != '{')
+		return -1;
+	for (;;) {
+		p = skip_ws(p, e);
+		if (p == e || *p != '"')
+			return -1;
+		const unsigned char *ks = p + 1;
+		if (!(p = skip_string(ks, e)))
+			return -1;
+		size_t kn = (size_t)(p - 1 - ks);
+		p = skip_ws(p, e);
+		if (p == e || *p++ != ':')
+			return -1;
+		p = skip_ws(p, e);
+		const unsigned char *vs = p;
+		if (!(p = skip_value(p, e)) || p == vs || p > e)
+			return -1;
+		if (kn == klen && memcmp(ks, key, klen) == 0) {
+			*v = vs;
+			*vn = (size_t)(p - vs);
+			return 0;
+		}
+		p = skip_ws(p, e);
+		if (p == e || *p++ != ',')
+			return -1;
+	}
+}

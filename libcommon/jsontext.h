@@ -1,0 +1,27 @@
+/* jsontext: checks and walks JSON text in place, without allocating, for the paths that
+ * must not pay for a full parse (stream framing, action peeking, keeping the exact text of
+ * a "data" value). Decoding proper is jansson's job, in frame.c. */
+#ifndef NWS_JSONTEXT_H
+#define NWS_JSONTEXT_H
+
+#include <stddef.h>
+
+#define JSONTEXT_MAX_DEPTH 512
+
+/* 1 when s[0..n) is UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
+int jsontext_utf8(const unsigned char *s, size_t n);
+
+/* 0 when p[0..n) is one JSON value (an object unless any) with optional whitespace around
+ * it, in UTF-8, nested at most JSONTEXT_MAX_DEPTH deep, with no NUL in any string; else
+ * -1 and a short reason in why. */
+int jsontext_check(const void *p, size_t n, int any, char *why, size_t whylen);
+
+/* Copies valid JSON text dropping the whitespace outside strings; returns its length. */
+size_t jsontext_compact(unsigned char *dst, const void *src, size_t n);
+
+/* The raw text of the value of top-level key `key` (written without escapes) of the
+ * object in p[0..n): 0 and *v, *vn set, or -1. Safe on any input. */
+int jsontext_span(const void *p, size_t n, const char *key, const unsigned char **v,
+    size_t *vn);
+
+#endif
