@@ -1,0 +1,635 @@
+#include "dnssd.h"
+
+#include <errno.h>
+#include <net/if.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <avahi-client/client.h>
+#include <avahi-client/lookup.h>
+#include <avahi-client/publish.h>
+#include <avahi-common/error.h>
+#include <avahi-common/malloc.h>
+#include <avahi-common/simple-watch.h>
+#include <avahi-common/timeval.h>
+
+#include "keys.h"
+#include "log.h"
+
+#define RETRY_MS 1000   /* how often to retry when even the system bus is missing */
+
+struct dnssd_pub {
+	struct dnssd_pub *next;
+	struct dnssd *d;
+	AvahiEntryGroup *group;   /* NULL while the daemon is away */
+	char instance[2 * DNSSD_INSTANCE_HEX + 1];
+	uint16_t port;
+	char *path_txt, *tag_txt; /* "path=..." and "t=..." */
+	void *user;
+};
+
+/* One browse result: a (interface, protocol, instance, domain) the browser reported. */
+struct item {
+	struct item *next;
+	struct dnssd *d;
+	AvahiIfIndex ifindex;
+	AvahiProtocol proto;
+	char *name, *domain;
+	AvahiServiceResolver *resolver;   /* set while resolving */
+	int found;                        /* rec was reported found */
+	struct dnssd_record rec;
+	char *host, *address, *interface, *path, *tag;
+};
+
+struct dnssd {
+	AvahiSimplePoll *sp;
+	AvahiClient *client;
+	const struct dnssd_callbacks *cb;
+	void *ctx;
+	char *domain;
+	AvahiIfIndex ifindex;
+	int up;                 /* 1 running, 0 down (reported), -1 not known yet */
+	int code;
+	struct dnssd_pub *pubs;
+	int browsing;
+	AvahiServiceBrowser *browser;
+	int all_for_now;        /* ALL_FOR_NOW seen, not yet reported */
+	struct item *items;
+	size_t nitems;
+	AvahiTimeout *reconnect;
+	AvahiWatch *sigwatch;
+	int sigfd;
+};
+
+static void client_cb(AvahiClient *c, AvahiClientState state, void *arg);
+static void pub_commit(struct dnssd_pub *p);
+static void browse_start(struct dnssd *d);
+
+/* Client life cycle. ------------------------------------------------------------------ */
+
+static void
+item_free(struct item *it)
+{
+	if (it->resolver)
+		avahi_service_resolver_free(it->resolver);
+	free(it->name);
+	free(it->domain);
+	free(it->host);
+	free(it->address);
+	free(it->interface);
+	free(it->path);
+	free(it->tag);
+	free(it);
+}
+
+/* Forgets every object of the client: the daemon went away or we are exiting. Records
+ * are reported lost, since nobody is watching them any more. */
+static void
+client_forget(struct dnssd *d, int report)
+{
+	struct item *it;
+
+	while ((it = d->items)) {
+		d->items = it->next;
+		d->nitems--;
+		if (report && it->found && d->cb->record)
+			d->cb->record(d->ctx, &it->rec, 0);
+		item_free(it);
+	}
+	if (d->browser) {
+		avahi_service_browser_free(d->browser);
+		d->browser = NULL;
+	}
+	d->all_for_now = 0;
+	for (struct dnssd_pub *p = d->pubs; p; p = p->next)
+		if (p->group) {
+			avahi_entry_group_free(p->group);
+			p->group = NULL;
+		}
+}
+
+static void
+set_down(struct dnssd *d, const char *why)
+{
+	if (d->up == 0)
+		return;
+	d->up = 0;
+	client_forget(d, 1);
+	if (d->cb->down)
+		d->cb->down(d->ctx, why);
+}
+
+static void
+client_connect(struct dnssd *d)
+{
+	int err = 0;
+
+	/* NO_FAIL: a missing daemon is not an error, the client waits for it. Only a missing
+	 * system bus fails here, and then we retry on a timer. */
+	if (!avahi_client_new(avahi_simple_poll_get(d->sp), AVAHI_CLIENT_NO_FAIL, client_cb, d,
+	    &err)) {
+		d->client = NULL;
+		set_down(d, avahi_strerror(err));
+		struct timeval tv;
+		const AvahiPoll *api = avahi_simple_poll_get(d->sp);
+		api->timeout_update(d->reconnect, avahi_elapse_time(&tv, RETRY_MS, 0));
+	}
+}
+
+static void
+reconnect_cb(AvahiTimeout *t, void *arg)
+{
+	struct dnssd *d = arg;
+	const AvahiPoll *api = avahi_simple_poll_get(d->sp);
+
+	api->timeout_update(t, NULL);
+	if (d->client) {
+		/* Deferred from client_cb: a client is not freed inside its own callback. */
+		client_forget(d, 0);
+		avahi_client_free(d->client);
+		d->client = NULL;
+	}
+	client_connect(d);
+}
+
+static void
+client_cb(AvahiClient *c, AvahiClientState state, void *arg)
+{
+	struct dnssd *d = arg;
+	struct timeval tv;
+
+	/* This runs from inside avahi_client_new too, before it has returned c. */
+	d->client = c;
+	switch (state) {
+	case AVAHI_CLIENT_S_RUNNING:
+		if (d->up != 1) {
+			d->up = 1;
+			if (d->cb->up)
+				d->cb->up(d->ctx);
+		}
+		for (struct dnssd_pub *p = d->pubs; p; p = p->next)
+			pub_commit(p);
+		browse_start(d);
+		break;
+	case AVAHI_CLIENT_S_COLLISION:
+	case AVAHI_CLIENT_S_REGISTERING:
+		/* The daemon is (re)registering its host name: records must wait for RUNNING. */
+		for (struct dnssd_pub *p = d->pubs; p; p = p->next)
+			if (p->group)
+				avahi_entry_group_reset(p->group);
+		break;
+	case AVAHI_CLIENT_CONNECTING:
+		set_down(d, avahi_strerror(AVAHI_ERR_NO_DAEMON));
+		break;
+	case AVAHI_CLIENT_FAILURE:
+		set_down(d, avahi_strerror(avahi_client_errno(c)));
+		avahi_simple_poll_get(d->sp)->timeout_update(d->reconnect,
+		    avahi_elapse_time(&tv, 0, 0));
+		break;
+	}
+}
+
+static void
+signal_cb(AvahiWatch *w, int fd, AvahiWatchEvent ev, void *arg)
+{
+	struct dnssd *d = arg;
+	struct signalfd_siginfo si;
+
+	(void)w;
+	(void)ev;
+	while (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
+		if (d->cb->signal)
+			d->cb->signal(d->ctx, (int)si.ssi_signo);
+		else
+			dnssd_quit(d, 0);
+	}
+}
+
+struct dnssd *
+dnssd_new(const char *domain, const char *interface, const struct dnssd_callbacks *cb,
+    void *ctx)
+{
+	struct dnssd *d;
+	sigset_t set;
+
+	if (!(d = calloc(1, sizeof *d)))
+		goto oom;
+	d->cb = cb;
+	d->ctx = ctx;
+	d->up = -1;
+	d->sigfd = -1;
+	d->ifindex = AVAHI_IF_UNSPEC;
+	if (interface && !(d->ifindex = (AvahiIfIndex)if_nametoindex(interface))) {
+		log_error("no network interface named %s: see `ip link` for the names", interface);
+		free(d);
+		return NULL;
+	}
+	if (domain && !(d->domain = strdup(domain)))
+		goto oom;
+	if (!(d->sp = avahi_simple_poll_new()))
+		goto oom;
+	const AvahiPoll *api = avahi_simple_poll_get(d->sp);
+	if (!(d->reconnect = api->timeout_new(api, NULL, reconnect_cb, d)))
+		goto oom;
+
+	/* Signals arrive through the loop, so withdrawing records runs in normal context.
+	 * A write to a reader that went away must fail with EPIPE, not kill us. */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	if ((d->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0 ||
+	    !(d->sigwatch = api->watch_new(api, d->sigfd, AVAHI_WATCH_IN, signal_cb, d))) {
+		log_error("cannot watch signals: %s", strerror(errno));
+		dnssd_free(d);
+		return NULL;
+	}
+	client_connect(d);
+	return d;
+oom:
+	log_error("out of memory");
+	dnssd_free(d);
+	return NULL;
+}
+
+void
+dnssd_free(struct dnssd *d)
+{
+	struct dnssd_pub *p;
+
+	if (!d)
+		return;
+	while ((p = d->pubs))
+		dnssd_unpublish(d, p);
+	client_forget(d, 0);
+	if (d->client)
+		avahi_client_free(d->client);
+	if (d->sp)
+		avahi_simple_poll_free(d->sp);   /* frees every watch and timeout */
+	if (d->sigfd >= 0)
+		close(d->sigfd);
+	free(d->domain);
+	free(d);
+}
+
+const AvahiPoll *
+dnssd_poll(struct dnssd *d)
+{
+	return avahi_simple_poll_get(d->sp);
+}
+
+int
+dnssd_run(struct dnssd *d)
+{
+	while (avahi_simple_poll_iterate(d->sp, -1) == 0)
+		;
+	return d->code;
+}
+
+void
+dnssd_quit(struct dnssd *d, int code)
+{
+	d->code = code;
+	avahi_simple_poll_quit(d->sp);
+}
+
+int
+dnssd_is_up(const struct dnssd *d)
+{
+	return d->up == 1;
+}
+
+/* Publishing. ------------------------------------------------------------------------- */
+
+static void
+pub_rename(struct dnssd_pub *p)
+{
+	keys_random_hex(p->instance, DNSSD_INSTANCE_HEX);
+}
+
+static void
+pub_fail(struct dnssd_pub *p, int err)
+{
+	if (p->d->cb->publish_failed)
+		p->d->cb->publish_failed(p->d->ctx, p, avahi_strerror(err));
+}
+
+static void
+group_cb(AvahiEntryGroup *g, AvahiEntryGroupState state, void *arg)
+{
+	struct dnssd_pub *p = arg;
+	AvahiClient *c = avahi_entry_group_get_client(g);
+
+	switch (state) {
+	case AVAHI_ENTRY_GROUP_ESTABLISHED:
+		if (p->d->cb->published)
+			p->d->cb->published(p->d->ctx, p, p->instance);
+		break;
+	case AVAHI_ENTRY_GROUP_COLLISION:
+		/* Someone on the network has this name: silently take another. */
+		log_debug("instance name %s is taken, choosing another", p->instance);
+		pub_rename(p);
+		avahi_entry_group_reset(g);
+		pub_commit(p);
+		break;
+	case AVAHI_ENTRY_GROUP_FAILURE:
+		/* A daemon that went away is handled by client_cb; this is anything else. */
+		if (avahi_client_get_state(c) == AVAHI_CLIENT_S_RUNNING)
+			pub_fail(p, avahi_client_errno(c));
+		break;
+	case AVAHI_ENTRY_GROUP_UNCOMMITED:
+	case AVAHI_ENTRY_GROUP_REGISTERING:
+		break;
+	}
+}
+
+static void
+pub_commit(struct dnssd_pub *p)
+{
+	struct dnssd *d = p->d;
+	int r = AVAHI_ERR_COLLISION;
+
+	if (!d->client || avahi_client_get_state(d->client) != AVAHI_CLIENT_S_RUNNING)
+		return;
+	if (!p->group && !(p->group = avahi_entry_group_new(d->client, group_cb, p))) {
+		pub_fail(p, avahi_client_errno(d->client));
+		return;
+	}
+	if (!avahi_entry_group_is_empty(p->group))
+		return;
+	/* A local collision is reported at once; a few fresh names settle it. */
+	for (int tries = 0; r == AVAHI_ERR_COLLISION && tries < 8; tries++) {
+		r = avahi_entry_group_add_service(p->group, d->ifindex, AVAHI_PROTO_UNSPEC, 0,
+		    p->instance, DNSSD_TYPE, d->domain, NULL, p->port, "v=1", p->path_txt,
+		    p->tag_txt, NULL);
+		if (r == AVAHI_ERR_COLLISION)
+			pub_rename(p);
+	}
+	if (r < 0 || (r = avahi_entry_group_commit(p->group)) < 0) {
+		avahi_entry_group_reset(p->group);
+		pub_fail(p, r);
+	}
+}
+
+struct dnssd_pub *
+dnssd_publish(struct dnssd *d, uint16_t port, const char *path, const char *tag, void *user)
+{
+	struct dnssd_pub *p;
+
+	if (!(p = calloc(1, sizeof *p)) ||
+	    asprintf(&p->path_txt, "path=%s", path) < 0 || asprintf(&p->tag_txt, "t=%s", tag) < 0) {
+		if (p) {
+			free(p->path_txt);
+			free(p);
+		}
+		return NULL;
+	}
+	p->d = d;
+	p->port = port;
+	p->user = user;
+	pub_rename(p);
+	p->next = d->pubs;
+	d->pubs = p;
+	pub_commit(p);
+	return p;
+}
+
+void
+dnssd_unpublish(struct dnssd *d, struct dnssd_pub *p)
+{
+	for (struct dnssd_pub **pp = &d->pubs; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	/* Freeing the group makes the daemon withdraw it, with goodbye packets. */
+	if (p->group)
+		avahi_entry_group_free(p->group);
+	free(p->path_txt);
+	free(p->tag_txt);
+	free(p);
+}
+
+void *
+dnssd_pub_user(const struct dnssd_pub *p)
+{
+	return p->user;
+}
+
+/* Browsing. --------------------------------------------------------------------------- */
+
+static void
+check_all_for_now(struct dnssd *d)
+{
+	if (!d->all_for_now)
+		return;
+	for (struct item *it = d->items; it; it = it->next)
+		if (it->resolver)
+			return;
+	d->all_for_now = 0;
+	if (d->cb->all_for_now)
+		d->cb->all_for_now(d->ctx);
+}
+
+static struct item *
+item_find(struct dnssd *d, AvahiIfIndex ifindex, AvahiProtocol proto, const char *name,
+    const char *domain, struct item ***prev)
+{
+	struct item **pp;
+
+	for (pp = &d->items; *pp; pp = &(*pp)->next) {
+		struct item *it = *pp;
+		if (it->ifindex == ifindex && it->proto == proto && strcmp(it->name, name) == 0 &&
+		    strcmp(it->domain, domain) == 0) {
+			if (prev)
+				*prev = pp;
+			return it;
+		}
+	}
+	return NULL;
+}
+
+/* The value of TXT key in l as a new string, or NULL when absent or without a value. */
+static char *
+txt_get(AvahiStringList *l, const char *key)
+{
+	char *k = NULL, *v = NULL;
+
+	if (!(l = avahi_string_list_find(l, key)) || avahi_string_list_get_pair(l, &k, &v, NULL) < 0)
+		return NULL;
+	avahi_free(k);
+	char *s = v ? strdup(v) : NULL;
+	avahi_free(v);
+	return s;
+}
+
+static int
+is_link_local(const AvahiAddress *a)
+{
+	return a->proto == AVAHI_PROTO_INET6 && a->data.ipv6.address[0] == 0xfe &&
+	    (a->data.ipv6.address[1] & 0xc0) == 0x80;
+}
+
+/* Fills it->rec from a resolve; 0 when the record is a usable v=1 advertisement. */
+static int
+item_fill(struct item *it, AvahiIfIndex ifindex, const char *host, const AvahiAddress *a,
+    uint16_t port, AvahiStringList *txt)
+{
+	char addr[AVAHI_ADDRESS_STR_MAX + IF_NAMESIZE + 1], ifname[IF_NAMESIZE] = "";
+	char *v = txt_get(txt, "v");
+	int ok = v && strcmp(v, "1") == 0;
+
+	free(v);
+	if (!ok)
+		return -1;
+	if (!(it->path = txt_get(txt, "path")) || !*it->path || !(it->tag = txt_get(txt, "t")))
+		return -1;
+	if (!if_indextoname((unsigned)ifindex, ifname))
+		snprintf(ifname, sizeof ifname, "%d", ifindex);
+	avahi_address_snprint(addr, AVAHI_ADDRESS_STR_MAX, a);
+	if (is_link_local(a)) {
+		/* A link-local address is only usable with its interface: make it dialable. */
+		size_t n = strlen(addr);
+		snprintf(addr + n, sizeof addr - n, "%%%s", ifname);
+	}
+	if (!(it->host = strdup(host)) || !(it->address = strdup(addr)) ||
+	    !(it->interface = strdup(ifname)))
+		return -1;
+	it->rec = (struct dnssd_record){
+		.instance = it->name, .domain = it->domain, .host = it->host,
+		.address = it->address, .interface = it->interface, .path = it->path,
+		.tag = it->tag, .port = port,
+		.family = a->proto == AVAHI_PROTO_INET6 ? AF_INET6 : AF_INET,
+	};
+	return 0;
+}
+
+static void
+resolver_cb(AvahiServiceResolver *r, AvahiIfIndex ifindex, AvahiProtocol proto,
+    AvahiResolverEvent ev, const char *name, const char *type, const char *domain,
+    const char *host, const AvahiAddress *a, uint16_t port, AvahiStringList *txt,
+    AvahiLookupResultFlags flags, void *arg)
+{
+	struct item *it = arg;
+	struct dnssd *d = it->d;
+
+	(void)proto;
+	(void)type;
+	(void)flags;
+	/* One answer is all an advertisement needs: its TXT never changes while published. */
+	avahi_service_resolver_free(r);
+	it->resolver = NULL;
+	if (ev == AVAHI_RESOLVER_FOUND && item_fill(it, ifindex, host, a, port, txt) == 0) {
+		it->found = 1;
+		if (d->cb->record)
+			d->cb->record(d->ctx, &it->rec, 1);
+	} else if (ev == AVAHI_RESOLVER_FOUND) {
+		log_debug("ignoring %s in %s: not an nws v=1 record", name, domain);
+	} else {
+		log_debug("cannot resolve %s in %s", name, domain);
+	}
+	check_all_for_now(d);
+}
+
+static void
+browser_cb(AvahiServiceBrowser *b, AvahiIfIndex ifindex, AvahiProtocol proto,
+    AvahiBrowserEvent ev, const char *name, const char *type, const char *domain,
+    AvahiLookupResultFlags flags, void *arg)
+{
+	struct dnssd *d = arg;
+	struct item *it, **prev;
+
+	(void)b;
+	(void)flags;
+	switch (ev) {
+	case AVAHI_BROWSER_NEW:
+		if (item_find(d, ifindex, proto, name, domain, NULL))
+			break;
+		if (d->nitems >= DNSSD_MAX_RECORDS) {
+			if (log_once_per_burst("dnssd-full"))
+				log_error("more than %d advertisements: ignoring the rest",
+				    DNSSD_MAX_RECORDS);
+			break;
+		}
+		if (!(it = calloc(1, sizeof *it)) || !(it->name = strdup(name)) ||
+		    !(it->domain = strdup(domain))) {
+			if (it)
+				item_free(it);
+			log_error("out of memory");
+			break;
+		}
+		it->d = d;
+		it->ifindex = ifindex;
+		it->proto = proto;
+		it->resolver = avahi_service_resolver_new(d->client, ifindex, proto, name, type,
+		    domain, proto, 0, resolver_cb, it);
+		if (!it->resolver) {
+			log_debug("cannot resolve %s: %s", name,
+			    avahi_strerror(avahi_client_errno(d->client)));
+			item_free(it);
+			break;
+		}
+		it->next = d->items;
+		d->items = it;
+		d->nitems++;
+		break;
+	case AVAHI_BROWSER_REMOVE:
+		if (!(it = item_find(d, ifindex, proto, name, domain, &prev)))
+			break;
+		*prev = it->next;
+		d->nitems--;
+		if (it->found && d->cb->record)
+			d->cb->record(d->ctx, &it->rec, 0);
+		item_free(it);
+		check_all_for_now(d);
+		break;
+	case AVAHI_BROWSER_ALL_FOR_NOW:
+		d->all_for_now = 1;
+		check_all_for_now(d);
+		break;
+	case AVAHI_BROWSER_CACHE_EXHAUSTED:
+		break;
+	case AVAHI_BROWSER_FAILURE:
+		/* The daemon going away is client_cb's; this is a bad domain or the like. */
+		if (avahi_client_get_state(d->client) == AVAHI_CLIENT_S_RUNNING) {
+			log_error("cannot browse %s: %s", d->domain ? d->domain : "local",
+			    avahi_strerror(avahi_client_errno(d->client)));
+			d->all_for_now = 1;
+			check_all_for_now(d);
+		}
+		break;
+	}
+}
+
+static void
+browse_start(struct dnssd *d)
+{
+	if (!d->browsing || d->browser || !d->client ||
+	    avahi_client_get_state(d->client) != AVAHI_CLIENT_S_RUNNING)
+		return;
+	d->browser = avahi_service_browser_new(d->client, d->ifindex, AVAHI_PROTO_UNSPEC,
+	    DNSSD_TYPE, d->domain, 0, browser_cb, d);
+	if (!d->browser)
+		log_error("cannot browse: %s", avahi_strerror(avahi_client_errno(d->client)));
+}
+
+void
+dnssd_browse(struct dnssd *d)
+{
+	d->browsing = 1;
+	browse_start(d);
+}
+
+void
+dnssd_records(struct dnssd *d, void (*fn)(void *ctx, struct dnssd_record *r), void *ctx)
+{
+	for (struct item *it = d->items; it; it = it->next)
+		if (it->found)
+			fn(ctx, &it->rec);
+}

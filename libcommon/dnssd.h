@@ -1,0 +1,81 @@
+/* dnssd: the avahi-client side of discovery (DESIGN.md §4) for nws-browse and
+ * nws-advertise. It owns one AvahiSimplePoll loop (the tools watch their own fds through
+ * dnssd_poll), a client that survives a missing, stopped or restarted avahi-daemon,
+ * _nws._tcp publications that take a new random instance name on collision and are
+ * published again when the daemon returns, and a _nws._tcp browser whose resolved records
+ * come and go through one callback. It knows the TXT layout but not channels or keys. */
+#ifndef NWS_DNSSD_H
+#define NWS_DNSSD_H
+
+#include <stdint.h>
+
+#include <avahi-common/watch.h>
+
+#define DNSSD_TYPE "_nws._tcp"
+#define DNSSD_INSTANCE_HEX 8          /* random bytes of an instance name: 16 hex chars */
+#define DNSSD_MAX_RECORDS 4096        /* browse items kept at once; more are ignored */
+
+struct dnssd;
+struct dnssd_pub;
+
+/* A resolved advertisement with a well-formed v=1 TXT. Strings are valid during the
+ * callback; the record itself (and mark) lives from found to lost. */
+struct dnssd_record {
+	const char *instance, *domain, *host;
+	const char *address;     /* printable; link-local IPv6 carries "%interface" */
+	const char *interface;   /* name of the interface it was seen on */
+	const char *path, *tag;  /* TXT path= and t= */
+	uint16_t port;
+	int family;              /* AF_INET or AF_INET6 */
+	unsigned mark;           /* free for the caller (0 at found) */
+};
+
+struct dnssd_callbacks {
+	/* The daemon cannot be reached (at start, or it went away): why is avahi's text. All
+	 * records were reported lost first; publications wait for up. Reported once per outage. */
+	void (*down)(void *ctx, const char *why);
+	/* The daemon is (again) reachable and running; publications are being re-sent. */
+	void (*up)(void *ctx);
+	/* A publication was established, under this instance name (again after a rename). */
+	void (*published)(void *ctx, struct dnssd_pub *p, const char *instance);
+	/* A publication failed for a reason other than the daemon going away. */
+	void (*publish_failed)(void *ctx, struct dnssd_pub *p, const char *why);
+	/* A record appeared (found = 1) or went away (found = 0). */
+	void (*record)(void *ctx, struct dnssd_record *r, int found);
+	/* Browsing: everything on the network now has been reported (ALL_FOR_NOW, and every
+	 * resolve it started has ended). */
+	void (*all_for_now)(void *ctx);
+	/* SIGINT or SIGTERM arrived (they are caught through the loop from dnssd_new on). */
+	void (*signal)(void *ctx, int signo);
+};
+
+/* domain: NULL for avahi's default. interface: NULL for all, else a name; NULL is
+ * returned with a message on stderr when it does not exist or on out of memory. The
+ * callbacks may be called from dnssd_new already (the daemon's state). */
+struct dnssd *dnssd_new(const char *domain, const char *interface,
+    const struct dnssd_callbacks *cb, void *ctx);
+/* Withdraws every publication (the daemon sends goodbyes) and frees everything. */
+void dnssd_free(struct dnssd *d);
+
+/* The poll API of the loop, to watch more fds (stdin, stdout) and set timeouts. */
+const AvahiPoll *dnssd_poll(struct dnssd *d);
+/* Runs the loop until dnssd_quit; returns its code. */
+int dnssd_run(struct dnssd *d);
+void dnssd_quit(struct dnssd *d, int code);
+/* 1 while the daemon is reachable and running. */
+int dnssd_is_up(const struct dnssd *d);
+
+/* Publishes DNSSD_TYPE at port with TXT v=1, path=path, t=tag under a random instance
+ * name, now or as soon as the daemon is up. user is returned by dnssd_pub_user. */
+struct dnssd_pub *dnssd_publish(struct dnssd *d, uint16_t port, const char *path,
+    const char *tag, void *user);
+/* Withdraws and frees p. */
+void dnssd_unpublish(struct dnssd *d, struct dnssd_pub *p);
+void *dnssd_pub_user(const struct dnssd_pub *p);
+
+/* Starts browsing, now or as soon as the daemon is up, and again after it restarts. */
+void dnssd_browse(struct dnssd *d);
+/* Calls fn for every record found and not lost. */
+void dnssd_records(struct dnssd *d, void (*fn)(void *ctx, struct dnssd_record *r), void *ctx);
+
+#endif
