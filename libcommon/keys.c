@@ -7,6 +7,7 @@
 #define SALT_TEXT "nws/1 channel"
 #define DISC_TEXT "nws/1 discovery"
 #define LINK_TEXT "nws/1 link"
+#define B64URL "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 #define TAG_RAW_LEN (KEYS_NONCE_LEN + KEYS_TAG_LEN)
 
 int
@@ -118,6 +119,10 @@ keys_tag_verify(const struct keys *k, uint16_t port, const char *path, const cha
 	const char *end = NULL;
 
 	if (!k || !t || strnlen(t, KEYS_TAG_TEXT_LEN) != KEYS_TAG_TEXT_LEN - 1)
+		return 0;
+	/* libsodium 1.0.18 decodes some bytes >= 0x80 as '-' or '_' (its constant-time char
+	 * compare sees only the low byte of a sign-extended char), so check the alphabet. */
+	if (strspn(t, B64URL) != KEYS_TAG_TEXT_LEN - 1)
 		return 0;
 	/* Strict: no ignored characters, nothing left over, exactly 32 bytes. 43 characters
 	 * carry 258 bits, so a non-canonical last character is also rejected by libsodium. */
