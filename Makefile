@@ -44,6 +44,8 @@ all: $(BINS)
 
 # A tool may add its own generated sources (embedded web assets) in cmd/<tool>/build.mk.
 -include $(wildcard cmd/*/build.mk)
+# The benchmarks' own programs (load generators): BENCH_TOOLS, built by make bench.
+-include tests/bench/bench.mk
 
 $(O)/%.o: %.c
 	@mkdir -p $(@D)
@@ -90,8 +92,8 @@ check-asan: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	NWS_ASAN=1 $(PYTHON) tests/run
 
-bench: deps all
-	NWS_BIN=$(abspath $(O)/bin) $(PYTHON) tests/bench/run
+bench: deps all $(BENCH_TOOLS)
+	NWS_BIN=$(abspath $(O)/bin) NWS_BENCH_BIN=$(abspath $(O)/bench) $(PYTHON) tests/bench/run
 
 run: deps all
 	$(O)/bin/nws-proxy
