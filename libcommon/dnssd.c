@@ -1,6 +1,7 @@
 #include "dnssd.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <signal.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <avahi-client/client.h>
@@ -20,6 +22,7 @@
 
 #include "keys.h"
 #include "log.h"
+#include "stream.h"
 
 #define RETRY_MS 1000   /* how often to retry when even the system bus is missing */
 
@@ -250,12 +253,17 @@ dnssd_new(const char *domain, const char *interface, const struct dnssd_callback
 		dnssd_free(d);
 		return NULL;
 	}
-	client_connect(d);
 	return d;
 oom:
 	log_error("out of memory");
 	dnssd_free(d);
 	return NULL;
+}
+
+void
+dnssd_start(struct dnssd *d)
+{
+	client_connect(d);
 }
 
 void
@@ -632,4 +640,171 @@ dnssd_records(struct dnssd *d, void (*fn)(void *ctx, struct dnssd_record *r), vo
 	for (struct item *it = d->items; it; it = it->next)
 		if (it->found)
 			fn(ctx, &it->rec);
+}
+
+/* Frame pipes. ------------------------------------------------------------------------ */
+
+struct dnssd_io {
+	struct dnssd *d;
+	struct stream_reader r;
+	struct stream_writer w;
+	size_t max_queue;
+	AvahiWatch *in_watch, *out_watch;
+	dnssd_frame_fn on_frame;
+	void (*on_eof)(void *ctx);
+	void *ctx;
+};
+
+/* Pipes and sockets become non-blocking; a terminal or file is left as it is, since its
+ * file description may be shared with the shell, and one read or write on it is short. */
+static void
+nonblock_if_pipe(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+static void
+io_update(struct dnssd_io *io)
+{
+	const AvahiPoll *api = dnssd_poll(io->d);
+	size_t pending = stream_writer_pending(&io->w);
+
+	if (io->in_watch)
+		api->watch_update(io->in_watch, pending > io->max_queue / 2 ? 0 : AVAHI_WATCH_IN);
+	api->watch_update(io->out_watch, pending ? AVAHI_WATCH_OUT : 0);
+}
+
+static void
+io_flush(struct dnssd_io *io)
+{
+	if (stream_writer_flush(&io->w) < 0) {
+		log_debug("output closed: %s", strerror(errno));
+		dnssd_quit(io->d, 1);
+	}
+	io_update(io);
+}
+
+static void
+io_in_cb(AvahiWatch *w, int fd, AvahiWatchEvent ev, void *arg)
+{
+	struct dnssd_io *io = arg;
+	const unsigned char *raw;
+	size_t len;
+	char err[160];
+	int rc;
+
+	(void)w;
+	(void)fd;
+	(void)ev;
+	ssize_t n = stream_reader_fill(&io->r);
+	if (n < 0 && errno == EAGAIN)
+		return;
+	if (n < 0)
+		log_error("cannot read input: %s", strerror(errno));
+	while ((rc = stream_reader_next(&io->r, &raw, &len, err, sizeof err)) != 0) {
+		if (rc < 0) {
+			if (log_once_per_burst("bad-frame"))
+				log_error("%s", err);
+			continue;
+		}
+		io->on_frame(io->ctx, io->r.fmt, raw, len);
+	}
+	if (n <= 0 || io->r.broken) {
+		dnssd_poll(io->d)->watch_free(io->in_watch);
+		io->in_watch = NULL;
+		if (io->on_eof)
+			io->on_eof(io->ctx);
+	}
+	io_flush(io);
+}
+
+static void
+io_out_cb(AvahiWatch *w, int fd, AvahiWatchEvent ev, void *arg)
+{
+	(void)w;
+	(void)fd;
+	(void)ev;
+	io_flush(arg);
+}
+
+struct dnssd_io *
+dnssd_io_new(struct dnssd *d, int in, int out, enum frame_format out_fmt, size_t max_frame,
+    dnssd_frame_fn on_frame, void (*on_eof)(void *ctx), void *ctx)
+{
+	const AvahiPoll *api = dnssd_poll(d);
+	struct dnssd_io *io;
+
+	if (!(io = calloc(1, sizeof *io)))
+		return NULL;
+	io->d = d;
+	/* Room for the largest frame we accept, twice, so a pass-through never drops one. */
+	io->max_queue = STREAM_MAX_QUEUE_DEFAULT + 2 * max_frame;
+	io->on_frame = on_frame;
+	io->on_eof = on_eof;
+	io->ctx = ctx;
+	stream_reader_init(&io->r, in, max_frame);
+	stream_writer_init(&io->w, out, out_fmt, io->max_queue);
+	nonblock_if_pipe(in);
+	nonblock_if_pipe(out);
+	io->in_watch = api->watch_new(api, in, AVAHI_WATCH_IN, io_in_cb, io);
+	io->out_watch = api->watch_new(api, out, 0, io_out_cb, io);
+	if (!io->in_watch || !io->out_watch) {
+		dnssd_io_close(io);
+		return NULL;
+	}
+	return io;
+}
+
+/* Output is flushed from the loop's next turn only when a write would block; a frame
+ * the tool makes (found, advertised) is written at once. */
+static int
+io_queued(struct dnssd_io *io, int rc)
+{
+	if (rc < 0 && log_once_per_burst("out-full"))
+		log_error("output is not being read: dropping frames");
+	io_flush(io);
+	return rc < 0 ? -1 : 0;
+}
+
+int
+dnssd_io_send(struct dnssd_io *io, const struct frame *f)
+{
+	return io_queued(io, stream_writer_frame(&io->w, f));
+}
+
+int
+dnssd_io_pass(struct dnssd_io *io, enum frame_format fmt, const unsigned char *raw, size_t len)
+{
+	/* Passed frames are flushed once per read burst by io_in_cb, not one by one. */
+	int rc = stream_writer_raw(&io->w, fmt, raw, len);
+	if (rc < 0 && log_once_per_burst("out-full"))
+		log_error("output is not being read: dropping frames");
+	return rc;
+}
+
+int
+dnssd_io_text(struct dnssd_io *io, const char *s)
+{
+	return io_queued(io, buf_append_str(&io->w.out, s));
+}
+
+void
+dnssd_io_close(struct dnssd_io *io)
+{
+	const AvahiPoll *api;
+
+	if (!io)
+		return;
+	api = dnssd_poll(io->d);
+	stream_writer_drain(&io->w);
+	if (io->in_watch)
+		api->watch_free(io->in_watch);
+	if (io->out_watch)
+		api->watch_free(io->out_watch);
+	stream_reader_free(&io->r);
+	stream_writer_free(&io->w);
+	free(io);
 }

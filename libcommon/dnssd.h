@@ -7,9 +7,12 @@
 #ifndef NWS_DNSSD_H
 #define NWS_DNSSD_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <avahi-common/watch.h>
+
+#include "frame.h"
 
 #define DNSSD_TYPE "_nws._tcp"
 #define DNSSD_INSTANCE_HEX 8          /* random bytes of an instance name: 16 hex chars */
@@ -50,10 +53,11 @@ struct dnssd_callbacks {
 };
 
 /* domain: NULL for avahi's default. interface: NULL for all, else a name; NULL is
- * returned with a message on stderr when it does not exist or on out of memory. The
- * callbacks may be called from dnssd_new already (the daemon's state). */
+ * returned with a message on stderr when it does not exist or on out of memory. */
 struct dnssd *dnssd_new(const char *domain, const char *interface,
     const struct dnssd_callbacks *cb, void *ctx);
+/* Connects to the daemon; from here on the callbacks run (up or down at once, maybe). */
+void dnssd_start(struct dnssd *d);
 /* Withdraws every publication (the daemon sends goodbyes) and frees everything. */
 void dnssd_free(struct dnssd *d);
 
@@ -77,5 +81,24 @@ void *dnssd_pub_user(const struct dnssd_pub *p);
 void dnssd_browse(struct dnssd *d);
 /* Calls fn for every record found and not lost. */
 void dnssd_records(struct dnssd *d, void (*fn)(void *ctx, struct dnssd_record *r), void *ctx);
+
+/* The tool's frame pipes on the same loop: every whole frame read from in goes to
+ * on_frame (raw, in the format it came in), on_eof once at end of input; frames queued
+ * for out are flushed as out takes them. Reading pauses while more than half of the
+ * output bound waits, so a slow reader slows the writer instead of growing memory.
+ * A reader of out that went away ends the loop with code 1. */
+struct dnssd_io;
+typedef void (*dnssd_frame_fn)(void *ctx, enum frame_format fmt, const unsigned char *raw,
+    size_t len);
+struct dnssd_io *dnssd_io_new(struct dnssd *d, int in, int out, enum frame_format out_fmt,
+    size_t max_frame, dnssd_frame_fn on_frame, void (*on_eof)(void *ctx), void *ctx);
+/* Queue a frame, a frame read in fmt (copied as is when the formats agree), or text
+ * (--format text lines). -1 when the output bound would be passed: the frame is dropped. */
+int dnssd_io_send(struct dnssd_io *io, const struct frame *f);
+int dnssd_io_pass(struct dnssd_io *io, enum frame_format fmt, const unsigned char *raw,
+    size_t len);
+int dnssd_io_text(struct dnssd_io *io, const char *s);
+/* Writes out everything queued, blocking (at exit), and frees io. */
+void dnssd_io_close(struct dnssd_io *io);
 
 #endif

@@ -1,0 +1,228 @@
+#include "advertise.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "log.h"
+
+#define AVAHI_DOWN_REASON "cannot reach avahi-daemon (is it running?)"
+
+static void
+send_error(struct advertise *a, int code, const char *reason)
+{
+	struct frame f;
+
+	frame_init(&f);
+	f.action = ACTION_ERROR;
+	f.code = code;
+	if (frame_set(&f.reason, reason) == 0)
+		dnssd_io_send(a->io, &f);
+	frame_free(&f);
+}
+
+static void
+on_published(void *ctx, struct dnssd_pub *p, const char *instance)
+{
+	struct advertise *a = ctx;
+	struct advert *ad = dnssd_pub_user(p);
+	struct frame f;
+
+	log_info("advertised instance %s at port %u", instance, ad->port);
+	frame_init(&f);
+	f.action = ACTION_ADVERTISED;
+	if (frame_set(&f.channel, ad->channel) == 0 && frame_set(&f.instance, instance) == 0)
+		dnssd_io_send(a->io, &f);
+	frame_free(&f);
+}
+
+static void
+on_publish_failed(void *ctx, struct dnssd_pub *p, const char *why)
+{
+	struct advertise *a = ctx;
+	char reason[256];
+
+	(void)p;
+	log_error("cannot publish an advertisement: %s", why);
+	snprintf(reason, sizeof reason, "cannot publish: %s", why);
+	send_error(a, 1, reason);
+}
+
+static void
+on_down(void *ctx, const char *why)
+{
+	struct advertise *a = ctx;
+
+	log_error(AVAHI_DOWN_REASON ": %s", why);
+	send_error(a, 69, AVAHI_DOWN_REASON);
+}
+
+static void
+on_up(void *ctx)
+{
+	struct advertise *a = ctx;
+
+	log_info("avahi-daemon is running: publishing %zu advertisement(s)", a->nads);
+}
+
+static void
+on_signal(void *ctx, int signo)
+{
+	struct advertise *a = ctx;
+
+	(void)signo;
+	dnssd_quit(a->d, 0);   /* main withdraws everything before exit */
+}
+
+const struct dnssd_callbacks advertise_callbacks = {
+	.down = on_down,
+	.up = on_up,
+	.published = on_published,
+	.publish_failed = on_publish_failed,
+	.signal = on_signal,
+};
+
+static struct advert *
+find(struct advertise *a, const char *channel)
+{
+	for (size_t i = 0; i < a->nads; i++)
+		if (strcmp(a->ads[i]->channel, channel) == 0)
+			return a->ads[i];
+	return NULL;
+}
+
+/* (Re)publishes ad at its port and path with a fresh tag: a new advertisement. */
+static int
+publish(struct advertise *a, struct advert *ad)
+{
+	char tag[KEYS_TAG_TEXT_LEN];
+
+	keys_tag_make(ad->k, ad->port, ad->path, tag);
+	if (ad->pub)
+		dnssd_unpublish(a->d, ad->pub);
+	ad->pub = dnssd_publish(a->d, ad->port, ad->path, tag, ad);
+	return ad->pub ? 0 : -1;
+}
+
+static void
+advert_free(struct advertise *a, struct advert *ad)
+{
+	if (ad->pub)
+		dnssd_unpublish(a->d, ad->pub);
+	sodium_memzero(ad->channel, strlen(ad->channel));
+	free(ad->channel);
+	free(ad->path);
+	keys_free(ad->k);
+	free(ad);
+}
+
+int
+advertise_add(struct advertise *a, const char *channel, uint16_t port, const char *path,
+    const char **why)
+{
+	char random_path[2 + 2 * 8];
+	struct advert *ad;
+	char *copy;
+
+	if (!path) {
+		random_path[0] = '/';
+		keys_random_hex(random_path + 1, 8);
+		path = random_path;
+	}
+	if (!*path || strlen(path) > ADVERTISE_PATH_MAX) {
+		*why = "path must be 1 to 200 bytes";
+		return -1;
+	}
+	if ((ad = find(a, channel))) {
+		if (ad->port == port && strcmp(ad->path, path) == 0)
+			return 0;
+		if (!(copy = strdup(path)))
+			goto oom;
+		free(ad->path);
+		ad->path = copy;
+		ad->port = port;
+		return publish(a, ad) < 0 ? (*why = "out of memory", -1) : 0;
+	}
+	if (a->nads == ADVERTISE_MAX_CHANNELS) {
+		*why = "too many channels advertised";
+		return -1;
+	}
+	if (!(ad = calloc(1, sizeof *ad)))
+		goto oom;
+	ad->port = port;
+	if (!(ad->channel = strdup(channel)) || !(ad->path = strdup(path)) ||
+	    !(ad->k = keys_derive(channel))) {
+		free(ad->channel);
+		free(ad->path);
+		free(ad);
+		goto oom;
+	}
+	a->ads[a->nads++] = ad;
+	log_debug("advertising channel %s at port %u path %s", channel, port, path);
+	if (publish(a, ad) < 0)
+		goto oom;
+	return 0;
+oom:
+	*why = "out of memory";
+	return -1;
+}
+
+void
+advertise_remove(struct advertise *a, const char *channel)
+{
+	for (size_t i = 0; i < a->nads; i++)
+		if (strcmp(a->ads[i]->channel, channel) == 0) {
+			advert_free(a, a->ads[i]);
+			a->ads[i] = a->ads[--a->nads];
+			return;
+		}
+}
+
+void
+advertise_remove_all(struct advertise *a)
+{
+	while (a->nads)
+		advert_free(a, a->ads[--a->nads]);
+}
+
+void
+advertise_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t len)
+{
+	struct advertise *a = ctx;
+	enum frame_action act = frame_peek_action(fmt, raw, len);
+	const char *why = NULL;
+	struct frame f;
+
+	/* listening is ours alone; close is acted on and passed on; the rest passes. */
+	if (act != ACTION_LISTENING)
+		dnssd_io_pass(a->io, fmt, raw, len);
+	if (act != ACTION_LISTENING && act != ACTION_CLOSE)
+		return;
+	if (frame_decode(&f, fmt, raw, len, NULL, 0) < 0)
+		return;
+	if (!f.channel || !keys_name_valid(f.channel)) {
+		why = "needs a valid channel name";
+	} else if (act == ACTION_CLOSE) {
+		advertise_remove(a, f.channel);
+	} else if (f.port < 1 || f.port > 65535) {
+		why = "listening needs a port from 1 to 65535";
+	} else {
+		advertise_add(a, f.channel, (uint16_t)f.port, f.path, &why);
+	}
+	if (why) {
+		log_error("a %s frame was ignored: %s", frame_action_name(&f), why);
+		send_error(a, 1, why);
+	}
+	frame_free(&f);
+}
+
+void
+advertise_eof(void *ctx)
+{
+	struct advertise *a = ctx;
+
+	if (!a->keep)
+		dnssd_quit(a->d, 0);
+}

@@ -1,0 +1,44 @@
+/* advertise: what nws-advertise does with frames: publishes a tagged _nws._tcp record per
+ * channel for each listening frame (or for the command line's channels), withdraws it on
+ * close, reports advertised/error, and passes every other frame on. */
+#ifndef NWS_ADVERTISE_H
+#define NWS_ADVERTISE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dnssd.h"
+#include "frame.h"
+#include "keys.h"
+
+#define ADVERTISE_MAX_CHANNELS 1024
+#define ADVERTISE_PATH_MAX 200   /* "path=" + this fits a 255-byte TXT string */
+
+struct advert {
+	char *channel;
+	struct keys *k;
+	struct dnssd_pub *pub;
+	uint16_t port;
+	char *path;
+};
+
+struct advertise {
+	struct dnssd *d;
+	struct dnssd_io *io;
+	struct advert *ads[ADVERTISE_MAX_CHANNELS];   /* each is its publication's user */
+	size_t nads;
+	int keep;         /* channels came from the command line: stdin EOF does not end us */
+};
+
+extern const struct dnssd_callbacks advertise_callbacks;
+
+/* Publishes channel at port and path (NULL: a random one), replacing an advertisement
+ * of the channel at another port or path. 0 done, -1 with a reason for an error frame. */
+int advertise_add(struct advertise *a, const char *channel, uint16_t port, const char *path,
+    const char **why);
+void advertise_remove(struct advertise *a, const char *channel);
+void advertise_remove_all(struct advertise *a);
+void advertise_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t len);
+void advertise_eof(void *ctx);
+
+#endif

@@ -1,0 +1,91 @@
+/* nws-advertise: publishes the channels nws-link listens on as tagged _nws._tcp records
+ * (DESIGN.md §1, §4) and withdraws them on close or exit. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "advertise.h"
+#include "log.h"
+#include "opts.h"
+
+static const char usage[] =
+    "usage: nws-advertise [-v] [-d domain] [-i interface] [-p port [--path path]]\n"
+    "                     [--format json|cbor] [--channel-file file] [channel ...]\n"
+    "Publishes each channel of a listening frame on stdin (or of the arguments, NWS_CHANNEL\n"
+    "and --channel-file, at --port) as an _nws._tcp record that names no channel, withdraws\n"
+    "it on close, and passes every other frame on.\n"
+    "  -p, --port PORT    the port the channels given here listen on (needed with them)\n"
+    "  --path PATH        their WebSocket path (default: a random one per channel)\n"
+    "  -i, --interface IF publish on this interface only\n"
+    "  -d, --domain D     publish in domain D instead of local\n"
+    "  --format FMT       json (default) or cbor\n"
+    "  -v, --verbose      more on stderr\n";
+
+enum { OPT_FORMAT = OPT_TOOL, OPT_PATH };
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		OPTS_LONG,
+		{ "port", required_argument, 0, 'p' },
+		{ "path", required_argument, 0, OPT_PATH },
+		{ "interface", required_argument, 0, 'i' },
+		{ "format", required_argument, 0, OPT_FORMAT },
+		{ 0, 0, 0, 0 },
+	};
+	static struct advertise a;
+	struct opts o;
+	const char *iface = NULL, *path = NULL, *why;
+	long port = 0;
+	char *end;
+	int c, rc;
+
+	log_init(argv[0]);
+	opts_init(&o, usage);
+	while ((c = getopt_long(argc, argv, OPTS_SHORT "p:i:", longopts, NULL)) != -1) {
+		if (opts_common(&o, c, optarg))
+			continue;
+		switch (c) {
+		case 'p':
+			port = strtol(optarg, &end, 10);
+			if (*end || port < 1 || port > 65535)
+				opts_usage(&o, "--port takes a number from 1 to 65535");
+			break;
+		case OPT_PATH: path = optarg; break;
+		case 'i': iface = optarg; break;
+		case OPT_FORMAT:
+			if (strcmp(optarg, "cbor") == 0)
+				o.out_fmt = FORMAT_CBOR;
+			else if (strcmp(optarg, "json") == 0)
+				o.out_fmt = FORMAT_JSON;
+			else
+				opts_usage(&o, "--format takes json or cbor");
+			break;
+		default:
+			opts_usage(&o, NULL);
+		}
+	}
+	opts_channels(&o, argc, argv, optind);
+	if (o.nchannels && !port)
+		opts_usage(&o, "channels given here need --port (the port their peers dial)");
+	if (path && (!*path || strlen(path) > ADVERTISE_PATH_MAX))
+		opts_usage(&o, "--path takes 1 to 200 bytes");
+	a.keep = o.nchannels > 0;
+
+	if (!(a.d = dnssd_new(o.domain, iface, &advertise_callbacks, &a)))
+		return 1;
+	if (!(a.io = dnssd_io_new(a.d, STDIN_FILENO, STDOUT_FILENO, o.out_fmt, o.max_frame,
+	    advertise_frame, advertise_eof, &a)))
+		log_fatal(1, "out of memory");
+	for (size_t i = 0; i < o.nchannels; i++)
+		if (advertise_add(&a, o.channels[i], (uint16_t)port, path, &why) < 0)
+			log_fatal(1, "cannot advertise: %s", why);
+	opts_free(&o);
+	dnssd_start(a.d);
+	rc = dnssd_run(a.d);
+	dnssd_io_close(a.io);
+	advertise_remove_all(&a);   /* the daemon withdraws them with goodbye packets */
+	dnssd_free(a.d);
+	return rc;
+}

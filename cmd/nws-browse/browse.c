@@ -1,0 +1,236 @@
+#include "browse.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <sodium.h>
+
+#include "log.h"
+
+#define UNMATCHED_REPORTED 1u   /* dnssd_record.mark: a channel-less found went out */
+#define AVAHI_DOWN_REASON "cannot reach avahi-daemon (is it running?)"
+
+static void
+emit(struct browse *b, const struct dnssd_record *r, const char *channel, int found)
+{
+	if (b->text) {
+		/* + chat 10.0.0.2:40123 /3fa... host-a.local eth0 */
+		char line[1024];
+		int v6 = r->family == AF_INET6;
+		snprintf(line, sizeof line, "%c %s %s%s%s:%u %s %s %s\n", found ? '+' : '-',
+		    channel ? channel : "?", v6 ? "[" : "", r->address, v6 ? "]" : "", r->port,
+		    r->path, r->host, r->interface);
+		dnssd_io_text(b->io, line);
+		return;
+	}
+	struct frame f;
+	frame_init(&f);
+	f.action = found ? ACTION_FOUND : ACTION_LOST;
+	f.port = r->port;
+	if (frame_set(&f.channel, channel) < 0 || frame_set(&f.instance, r->instance) < 0 ||
+	    frame_set(&f.host, r->host) < 0 || frame_set(&f.address, r->address) < 0 ||
+	    frame_set(&f.path, r->path) < 0 || frame_set(&f.interface, r->interface) < 0 ||
+	    frame_set(&f.domain, r->domain) < 0)
+		log_error("out of memory: a %s event is lost", found ? "found" : "lost");
+	else
+		dnssd_io_send(b->io, &f);
+	frame_free(&f);
+}
+
+static int
+matches(const struct browse_chan *c, const struct dnssd_record *r)
+{
+	return keys_tag_verify(c->k, r->port, r->path, r->tag);
+}
+
+static void
+on_record(void *ctx, struct dnssd_record *r, int found)
+{
+	struct browse *b = ctx;
+	int n = 0;
+
+	for (size_t i = 0; i < b->nchans; i++)
+		if (matches(&b->chans[i], r)) {
+			emit(b, r, b->chans[i].name, found);
+			n++;
+		}
+	if (found && !n && b->all) {
+		emit(b, r, NULL, 1);
+		r->mark |= UNMATCHED_REPORTED;
+		n++;
+	} else if (!found && (r->mark & UNMATCHED_REPORTED)) {
+		emit(b, r, NULL, 0);
+	}
+	log_debug("%s %s at %s port %u: %d match(es)", found ? "found" : "lost", r->instance,
+	    r->address, r->port, n);
+	if (found)
+		b->reported += (size_t)n;
+}
+
+static void
+on_all_for_now(void *ctx)
+{
+	struct browse *b = ctx;
+
+	if (b->terminate)
+		dnssd_quit(b->d, b->reported ? 0 : 1);
+}
+
+static void
+on_down(void *ctx, const char *why)
+{
+	struct browse *b = ctx;
+	struct frame f;
+
+	log_error(AVAHI_DOWN_REASON ": %s", why);
+	frame_init(&f);
+	f.action = ACTION_ERROR;
+	f.code = 69;
+	if (frame_set(&f.reason, AVAHI_DOWN_REASON) == 0 && !b->text)
+		dnssd_io_send(b->io, &f);
+	frame_free(&f);
+	if (b->terminate)
+		dnssd_quit(b->d, 69);
+}
+
+static void
+on_up(void *ctx)
+{
+	(void)ctx;
+	log_info("avahi-daemon is running: browsing");
+}
+
+static void
+on_signal(void *ctx, int signo)
+{
+	struct browse *b = ctx;
+
+	dnssd_quit(b->d, b->terminate ? 128 + signo : 0);
+}
+
+const struct dnssd_callbacks browse_callbacks = {
+	.down = on_down,
+	.up = on_up,
+	.record = on_record,
+	.all_for_now = on_all_for_now,
+	.signal = on_signal,
+};
+
+struct open_ctx {
+	struct browse *b;
+	struct browse_chan *c;
+};
+
+static void
+match_new_channel(void *ctx, struct dnssd_record *r)
+{
+	struct open_ctx *o = ctx;
+
+	if (matches(o->c, r)) {
+		emit(o->b, r, o->c->name, 1);
+		o->b->reported++;
+	}
+}
+
+int
+browse_open(struct browse *b, const char *name)
+{
+	struct browse_chan *c;
+
+	if (!keys_name_valid(name))
+		return -1;
+	for (size_t i = 0; i < b->nchans; i++)
+		if (strcmp(b->chans[i].name, name) == 0)
+			return 0;
+	if (b->nchans == BROWSE_MAX_CHANNELS)
+		return -1;
+	c = &b->chans[b->nchans];
+	if (!(c->k = keys_derive(name)) || !(c->name = strdup(name))) {
+		keys_free(c->k);
+		log_error("out of memory deriving a channel key");
+		return -1;
+	}
+	b->nchans++;
+	log_debug("matching channel %s", name);
+	/* Records seen before the channel was opened are matched now. */
+	struct open_ctx o = { b, c };
+	dnssd_records(b->d, match_new_channel, &o);
+	return 0;
+}
+
+static void
+chan_free(struct browse_chan *c)
+{
+	sodium_memzero(c->name, strlen(c->name));
+	free(c->name);
+	keys_free(c->k);
+}
+
+void
+browse_close(struct browse *b, const char *name)
+{
+	for (size_t i = 0; i < b->nchans; i++)
+		if (strcmp(b->chans[i].name, name) == 0) {
+			chan_free(&b->chans[i]);
+			b->chans[i] = b->chans[--b->nchans];
+			return;
+		}
+}
+
+void
+browse_close_all(struct browse *b)
+{
+	while (b->nchans)
+		chan_free(&b->chans[--b->nchans]);
+}
+
+static void
+frame_error(struct browse *b, const char *reason)
+{
+	struct frame f;
+
+	frame_init(&f);
+	f.action = ACTION_ERROR;
+	f.code = 1;
+	if (frame_set(&f.reason, reason) == 0)
+		dnssd_io_send(b->io, &f);
+	frame_free(&f);
+}
+
+void
+browse_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t len)
+{
+	struct browse *b = ctx;
+	enum frame_action a = frame_peek_action(fmt, raw, len);
+	struct frame f;
+	char err[160];
+
+	/* open and close are passed on first, so the next stage knows the channel before
+	 * it sees a found for it. */
+	dnssd_io_pass(b->io, fmt, raw, len);
+	if (a != ACTION_OPEN && a != ACTION_CLOSE)
+		return;
+	if (frame_decode(&f, fmt, raw, len, err, sizeof err) < 0)
+		return;
+	if (!f.channel || !keys_name_valid(f.channel)) {
+		log_error("an %s frame without a valid channel name: ignored", frame_action_name(&f));
+		frame_error(b, "open and close need a valid channel name");
+	} else if (a == ACTION_OPEN && browse_open(b, f.channel) < 0) {
+		log_error("cannot open more than %d channels: ignored", BROWSE_MAX_CHANNELS);
+		frame_error(b, "too many open channels");
+	} else if (a == ACTION_CLOSE) {
+		browse_close(b, f.channel);
+	}
+	frame_free(&f);
+}
+
+void
+browse_eof(void *ctx)
+{
+	struct browse *b = ctx;
+
+	if (!b->keep && !b->terminate)
+		dnssd_quit(b->d, 0);
+}

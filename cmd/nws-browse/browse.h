@@ -1,0 +1,41 @@
+/* browse: what nws-browse does with records and frames: matches resolved _nws._tcp
+ * records against the open channels' tags and reports found/lost, acts on open/close
+ * frames and passes every frame on. */
+#ifndef NWS_BROWSE_H
+#define NWS_BROWSE_H
+
+#include <stddef.h>
+
+#include "dnssd.h"
+#include "frame.h"
+#include "keys.h"
+
+#define BROWSE_MAX_CHANNELS 1024
+
+struct browse_chan {
+	char *name;
+	struct keys *k;
+};
+
+struct browse {
+	struct dnssd *d;
+	struct dnssd_io *io;
+	struct browse_chan chans[BROWSE_MAX_CHANNELS];
+	size_t nchans;
+	int all;          /* -a: report unmatched records too */
+	int terminate;    /* -t: exit after ALL_FOR_NOW */
+	int text;         /* --format text */
+	int keep;         /* channels came from the command line: stdin EOF does not end us */
+	size_t reported;  /* found events so far (the -t exit status) */
+};
+
+extern const struct dnssd_callbacks browse_callbacks;
+
+/* Starts matching name; 0 opened or already open, -1 invalid name or too many. */
+int browse_open(struct browse *b, const char *name);
+void browse_close(struct browse *b, const char *name);
+void browse_close_all(struct browse *b);
+void browse_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t len);
+void browse_eof(void *ctx);
+
+#endif

@@ -1,0 +1,89 @@
+/* nws-browse: reports the peers of open channels as they appear on the network and leave
+ * it (DESIGN.md §1, §4). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "browse.h"
+#include "log.h"
+#include "opts.h"
+
+static const char usage[] =
+    "usage: nws-browse [-atv] [-d domain] [-i interface] [--format json|cbor|text]\n"
+    "                  [--channel-file file] [channel ...]\n"
+    "Reports found/lost frames for nws peers of the open channels (arguments, NWS_CHANNEL,\n"
+    "--channel-file, or open frames on stdin) and passes every input frame on.\n"
+    "  -a, --all          also report advertisements of no open channel\n"
+    "  -t, --terminate    report what is there now and exit: 0 found, 1 none, 69 no avahi\n"
+    "  -i, --interface IF browse on this interface only\n"
+    "  -d, --domain D     browse domain D instead of local\n"
+    "  --format FMT       json (default), cbor, or text (one human line per event)\n"
+    "  -v, --verbose      more on stderr (-vv: per event)\n";
+
+enum { OPT_FORMAT = OPT_TOOL };
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		OPTS_LONG,
+		{ "all", no_argument, 0, 'a' },
+		{ "terminate", no_argument, 0, 't' },
+		{ "interface", required_argument, 0, 'i' },
+		{ "format", required_argument, 0, OPT_FORMAT },
+		{ 0, 0, 0, 0 },
+	};
+	static struct browse b;
+	struct opts o;
+	const char *iface = NULL;
+	int c, rc;
+
+	log_init(argv[0]);
+	opts_init(&o, usage);
+	while ((c = getopt_long(argc, argv, OPTS_SHORT "ati:", longopts, NULL)) != -1) {
+		if (opts_common(&o, c, optarg))
+			continue;
+		switch (c) {
+		case 'a': b.all = 1; break;
+		case 't': b.terminate = 1; break;
+		case 'i': iface = optarg; break;
+		case OPT_FORMAT:
+			b.text = 0;
+			if (strcmp(optarg, "text") == 0)
+				b.text = 1;
+			else if (strcmp(optarg, "cbor") == 0)
+				o.out_fmt = FORMAT_CBOR;
+			else if (strcmp(optarg, "json") == 0)
+				o.out_fmt = FORMAT_JSON;
+			else
+				opts_usage(&o, "--format takes json, cbor or text");
+			break;
+		default:
+			opts_usage(&o, NULL);
+		}
+	}
+	opts_channels(&o, argc, argv, optind);
+	if (b.terminate && !o.nchannels && !b.all)
+		opts_usage(&o, "-t needs a channel (or -a): there is nothing to match");
+	if (b.text)
+		o.out_fmt = FORMAT_JSON;
+	b.keep = o.nchannels > 0;
+
+	if (!(b.d = dnssd_new(o.domain, iface, &browse_callbacks, &b)))
+		return 1;
+	if (!(b.io = dnssd_io_new(b.d, STDIN_FILENO, STDOUT_FILENO, o.out_fmt, o.max_frame,
+	    browse_frame, browse_eof, &b)))
+		log_fatal(1, "out of memory");
+	for (size_t i = 0; i < o.nchannels; i++)
+		if (browse_open(&b, o.channels[i]) < 0)
+			log_fatal(2, "too many channels: at most %d", BROWSE_MAX_CHANNELS);
+	opts_free(&o);
+	dnssd_browse(b.d);
+	dnssd_start(b.d);
+	rc = dnssd_run(b.d);
+	dnssd_io_close(b.io);
+	browse_close_all(&b);
+	dnssd_free(b.d);
+	return rc;
+}
