@@ -21,8 +21,13 @@ struct loop_pipe {
 	int closing;       /* no more reading; the fds close once the queue is flushed */
 	int notified;      /* on_close was called */
 	int dead;          /* the write side failed: nothing more is written */
+	int paused;
+	loop_drain_fn on_drain;
+	void *drain_ctx;
+	size_t drain_below;
 	lws_sorted_usec_list_t sul;     /* watches a write-only fd whose reader may be gone */
 	lws_sorted_usec_list_t rearm;   /* asks for POLLOUT again after a short write */
+	lws_sorted_usec_list_t resume;  /* goes on with buffered frames after a pause */
 	struct loop_pipe *next;
 };
 
@@ -95,21 +100,15 @@ pipe_err_check(lws_sorted_usec_list_t *sul)
 	lws_sul_schedule(p->ctx, 0, &p->sul, pipe_err_check, LOOP_ERR_CHECK_US);
 }
 
+/* Hands every whole frame in the buffer to on_frame, until paused or closed. */
 static void
-pipe_read(struct loop_pipe *p)
+pipe_frames(struct loop_pipe *p)
 {
 	const unsigned char *raw;
 	size_t len;
 	char err[160];
-	ssize_t n = stream_reader_fill(&p->r);
 
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-		return;
-	if (n < 0)
-		log_error("cannot read input: %s", strerror(errno));
-	for (;;) {
-		if (p->closing)
-			break;
+	while (!p->closing && !p->paused) {
 		int rc = stream_reader_next(&p->r, &raw, &len, err, sizeof err);
 		if (rc == 0)
 			break;
@@ -122,13 +121,61 @@ pipe_read(struct loop_pipe *p)
 		}
 		p->on_frame(p->ctx_user, p, p->r.fmt, raw, len);
 	}
-	if (n > 0 && !p->r.broken)
-		return;
+}
+
+/* The end of input (or a CBOR stream that lost sync). */
+static void
+pipe_ended(struct loop_pipe *p)
+{
 	if (p->r.broken && !p->closing)
 		log_error("input is not a CBOR sequence any more; stopping reading it");
 	if (!p->notified)
 		pipe_notify(p);
 	pipe_finish(p);
+}
+
+static void
+pipe_read(struct loop_pipe *p)
+{
+	ssize_t n = stream_reader_fill(&p->r);
+
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n < 0)
+		log_error("cannot read input: %s", strerror(errno));
+	pipe_frames(p);
+	if ((n > 0 && !p->r.broken) || p->paused)
+		return;
+	pipe_ended(p);
+}
+
+/* Input that ended while paused: read what is left (bounded by what the pipe holds). */
+static void
+pipe_drain_input(struct loop_pipe *p)
+{
+	p->paused = 0;
+	for (int i = 0; i < 4096 && !p->closing; i++) {
+		ssize_t n = stream_reader_fill(&p->r);
+		pipe_frames(p);
+		if (n <= 0 || p->r.broken)
+			break;
+	}
+}
+
+static void
+pipe_resume(lws_sorted_usec_list_t *sul)
+{
+	struct loop_pipe *p = lws_container_of(sul, struct loop_pipe, resume);
+
+	if (p->paused || p->closing || !p->rwsi)
+		return;
+	pipe_frames(p);
+	if (p->r.eof || p->r.broken) {
+		pipe_ended(p);
+		return;
+	}
+	if (!p->paused)
+		lws_rx_flow_control(p->rwsi, 1);
 }
 
 static void
@@ -166,6 +213,8 @@ pipe_write(struct loop_pipe *p)
 		pipe_finish(p);
 		return -1;
 	}
+	if (p->on_drain && stream_writer_pending(&p->w) <= p->drain_below)
+		p->on_drain(p->drain_ctx, p);
 	if (rc == 0) {
 		pipe_more(p);
 		return 0;
@@ -198,8 +247,12 @@ loop_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 	case LWS_CALLBACK_RAW_CLOSE_FILE:
 		lws_set_opaque_user_data(wsi, NULL);
 		if (wsi == p->rwsi) {
-			/* POLLHUP with nothing left to read: the end of input. */
+			/* POLLHUP with nothing left to read, or, when paused, maybe with some: the
+			 * fd is still open here, so what is left is read now. */
+			if (p->paused && !p->closing)
+				pipe_drain_input(p);
 			p->rwsi = NULL;
+			lws_sul_cancel(&p->resume);
 			if (!p->notified)
 				pipe_notify(p);
 			if (!p->closing)
@@ -334,6 +387,26 @@ loop_pipe_close(struct loop_pipe *p)
 	p->closing = 1;
 	pipe_notify(p);
 	pipe_finish(p);
+}
+
+void
+loop_pipe_on_drain(struct loop_pipe *p, size_t below, loop_drain_fn fn, void *ctx)
+{
+	p->on_drain = fn;
+	p->drain_below = below;
+	p->drain_ctx = ctx;
+}
+
+void
+loop_pipe_pause(struct loop_pipe *p, int pause)
+{
+	if (!p->rwsi || p->closing || p->paused == !!pause)
+		return;
+	p->paused = !!pause;
+	if (pause)
+		lws_rx_flow_control(p->rwsi, 0);
+	else
+		lws_sul_schedule(p->ctx, 0, &p->resume, pipe_resume, 0);
 }
 
 size_t

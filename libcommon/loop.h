@@ -34,6 +34,13 @@ int loop_pipe_send(struct loop_pipe *p, const struct frame *f);
 int loop_pipe_send_raw(struct loop_pipe *p, enum frame_format fmt,
     const unsigned char *raw, size_t len);
 size_t loop_pipe_pending(const struct loop_pipe *p);
+/* Called after a write leaves at most `below` bytes queued, for a writer that paused
+ * something when the queue grew (fn NULL: none). */
+typedef void (*loop_drain_fn)(void *ctx, struct loop_pipe *p);
+void loop_pipe_on_drain(struct loop_pipe *p, size_t below, loop_drain_fn fn, void *ctx);
+/* Stops (1) or resumes (0) reading, for backpressure. Input that ends while paused is
+ * still read to its end before on_close. */
+void loop_pipe_pause(struct loop_pipe *p, int pause);
 /* Stops reading; closes the fds once the write queue is flushed. on_close is called
  * (from inside this call). */
 void loop_pipe_close(struct loop_pipe *p);
