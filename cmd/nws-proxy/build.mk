@@ -1,0 +1,21 @@
+# nws-proxy serves its web assets from memory: embed.sh turns them into a C file of byte
+# arrays, linked in as $(EXTRA_OBJ_nws-proxy).
+PROXY_DIR    := cmd/nws-proxy
+PROXY_ASSETS := /=text/html=$(PROXY_DIR)/console.html \
+                /console.css=text/css=$(PROXY_DIR)/console.css \
+                /console.js=text/javascript=$(PROXY_DIR)/console.js \
+                /nws.js=text/javascript=$(PROXY_DIR)/nws.js \
+                /favicon.svg=image/svg+xml=$(PROXY_DIR)/favicon.svg
+PROXY_FILES  := $(foreach a,$(PROXY_ASSETS),$(lastword $(subst =, ,$(a))))
+
+# The tool's own objects are listed too: the Makefile's pattern rule loses them (the %
+# inside its $$(patsubst) takes the stem), and $^ drops them if listed twice.
+EXTRA_OBJ_nws-proxy := $(patsubst %.c,$(O)/%.o,$(wildcard $(PROXY_DIR)/*.c)) \
+                       $(O)/gen/nws-proxy-assets.o
+
+$(O)/gen/nws-proxy-assets.c: $(PROXY_FILES) $(PROXY_DIR)/embed.sh $(PROXY_DIR)/build.mk
+	@mkdir -p $(@D)
+	sh $(PROXY_DIR)/embed.sh $@ $(PROXY_ASSETS)
+
+$(O)/gen/nws-proxy-assets.o: $(O)/gen/nws-proxy-assets.c $(PROXY_DIR)/assets.h
+	$(CC) $(CFLAGS) -I$(PROXY_DIR) -c -o $@ $<

@@ -1,0 +1,114 @@
+/* nws-proxy: ws://localhost:9009/<channel> for web pages and local programs, the seed's
+ * JSON protocol, console and polyfill, on one nws-browse | nws-link | nws-advertise
+ * pipeline for all channels (DESIGN.md §3). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "opts.h"
+#include "proxy.h"
+
+static const char usage[] =
+    "usage: nws-proxy [-v] [-p PORT] [--max-message SIZE] [--max-queue SIZE]\n"
+    "                 [--listen ADDR:PORT] [-d DOMAIN] [--local]\n"
+    "Serves named network channels to web pages and local programs:\n"
+    "  ws://localhost:PORT/CHANNEL   the WebSocket endpoint (JSON, or CBOR with the\n"
+    "                                subprotocol nws.cbor)\n"
+    "  http://localhost:PORT/        a test console; /nws.js the NetworkWebSocket polyfill\n"
+    "  -p, --port PORT       port on 127.0.0.1 and ::1 (default 9009)\n"
+    "  --max-message SIZE    largest message a client may send (default 1M; 1009 above)\n"
+    "  --max-queue SIZE      output queued per client before it is closed as too slow\n"
+    "                        (default 8M; 1008)\n"
+    "  --listen ADDR:PORT    where nws-link accepts links from other machines\n"
+    "                        (default all interfaces, a free port)\n"
+    "  -d, --domain DOMAIN   DNS-SD browse and publish domain (default local)\n"
+    "  --local               do not join the network: channels of this machine only\n"
+    "  --max-frame SIZE      largest frame in the pipeline (default 16M)\n"
+    "  -v, --verbose         say more (-vv: per-event detail, channel names included)\n"
+    "  -h, --help            this help;  -V, --version  the version\n";
+
+enum {
+	OPT_MAX_MESSAGE = OPT_TOOL,
+	OPT_MAX_QUEUE,
+	OPT_LISTEN,
+	OPT_LOCAL,
+};
+
+static size_t
+size_arg(struct opts *o, const char *arg, const char *what)
+{
+	long long n = opts_size(arg);
+	if (n <= 0) {
+		char msg[80];
+		snprintf(msg, sizeof msg, "%s wants a size such as 1M", what);
+		opts_usage(o, msg);
+	}
+	return (size_t)n;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		OPTS_LONG,
+		{ "port", required_argument, 0, 'p' },
+		{ "max-message", required_argument, 0, OPT_MAX_MESSAGE },
+		{ "max-queue", required_argument, 0, OPT_MAX_QUEUE },
+		{ "listen", required_argument, 0, OPT_LISTEN },
+		{ "local", no_argument, 0, OPT_LOCAL },
+		{ 0, 0, 0, 0 },
+	};
+	const char *link_args[3] = { NULL, NULL, NULL };
+	struct proxy_config cfg;
+	struct opts o;
+	char *end;
+	int c;
+
+	log_init(argv[0]);
+	opts_init(&o, usage);
+	memset(&cfg, 0, sizeof cfg);
+	cfg.port = 9009;
+	cfg.max_message = 1u << 20;
+	cfg.max_queue = 8u << 20;
+	while ((c = getopt_long(argc, argv, OPTS_SHORT "p:", longopts, NULL)) != -1) {
+		if (opts_common(&o, c, optarg))
+			continue;
+		switch (c) {
+		case 'p':
+			cfg.port = (int)strtol(optarg, &end, 10);
+			if (*end || end == optarg || cfg.port < 0 || cfg.port > 65535)
+				opts_usage(&o, "-p wants a port number (0-65535)");
+			break;
+		case OPT_MAX_MESSAGE:
+			cfg.max_message = size_arg(&o, optarg, "--max-message");
+			break;
+		case OPT_MAX_QUEUE:
+			cfg.max_queue = size_arg(&o, optarg, "--max-queue");
+			break;
+		case OPT_LISTEN:
+			link_args[0] = "--listen";
+			link_args[1] = optarg;
+			break;
+		case OPT_LOCAL:
+			cfg.local_only = 1;
+			break;
+		default:
+			opts_usage(&o, NULL);
+		}
+	}
+	if (optind < argc)
+		opts_usage(&o, "channels come from clients: ws://localhost:PORT/CHANNEL");
+
+	cfg.pipe.domain = o.domain;
+	cfg.pipe.verbose = log_level;
+	cfg.pipe.max_frame = o.max_frame;
+	cfg.pipe.max_queue = cfg.max_queue;
+	cfg.pipe.link_args = link_args[0] ? link_args : NULL;
+	if (server_start(&cfg) < 0)
+		return 1;
+	server_run();
+	server_free();
+	opts_free(&o);
+	return 0;
+}

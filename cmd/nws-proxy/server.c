@@ -1,0 +1,636 @@
+/* server: the proxy's HTTP and WebSocket front end on the libwebsockets loop. It binds
+ * 127.0.0.1 and ::1 itself (so "port in use" is one clear error, and nothing listens
+ * beyond loopback), hands accepted sockets to lws, serves the embedded assets, rejects
+ * foreign Host headers (403) and bad channel names (400) before any upgrade, and keeps a
+ * bounded output queue per client. */
+#include "proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#include "assets.h"
+#include "keys.h"
+#include "log.h"
+#include "loop.h"
+
+/* A queued message: u32 length, u8 binary flag, LWS_PRE bytes lws writes its header
+ * into, then the payload; so a message is written where it was queued, with no copy. */
+#define REC_HDR 5
+#define REC_OVERHEAD (REC_HDR + LWS_PRE)
+/* Messages written per writeable callback: several per wake-up, but fair to others. */
+#define WRITE_BATCH 64
+/* A closing client that never reads its close frame is dropped after this long. */
+#define CLOSE_GRACE_S 10
+/* Shutdown waits this long for clients and the pipeline to finish. */
+#define STOP_DEADLINE_US (5 * LWS_US_PER_SEC)
+#define HTTP_CHUNK 16384
+
+struct conn {
+	struct client client;     /* first: route.c and lws see the same pointer */
+	const struct asset *asset;
+	size_t off;
+};
+
+static const struct proxy_config *cfg;
+static struct lws_context *context;
+static struct lws_vhost *vhost;
+static int listen_fds[2] = { -1, -1 };
+static struct lws *listen_wsi[2];
+static size_t nclients;
+static volatile sig_atomic_t stop_requested;
+static int stopping, route_done, finished;
+static lws_sorted_usec_list_t stop_sul;
+static char hostname[256];
+
+static int http_cb(struct lws *, enum lws_callback_reasons, void *, void *, size_t);
+static int listen_cb(struct lws *, enum lws_callback_reasons, void *, void *, size_t);
+
+static struct lws_protocols protocols[] = {
+	/* The default protocol: plain HTTP, and WebSocket clients that ask for none (JSON). */
+	{ "http", http_cb, sizeof(struct conn), 65536, 0, NULL, 0 },
+	{ "nws.cbor", http_cb, sizeof(struct conn), 65536, 0, NULL, 0 },
+	{ "nws-listen", listen_cb, 0, 0, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 },   /* loop_protocol, set at start */
+	{ NULL, NULL, 0, 0, 0, NULL, 0 },
+};
+
+static void
+check_finished(void)
+{
+	if (stopping && route_done && nclients == 0)
+		finished = 1;
+}
+
+/* Queueing */
+
+int
+client_send(struct client *c, int binary, const void *p, size_t n)
+{
+	if (c->dead)
+		return 0;
+	if (n > UINT32_MAX || buf_reserve(&c->tx, REC_OVERHEAD + n) < 0) {
+		client_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
+		return -1;
+	}
+	unsigned char *r = buf_data(&c->tx) + c->tx.len;
+	uint32_t len = (uint32_t)n;
+	memcpy(r, &len, 4);
+	r[4] = (unsigned char)binary;
+	memcpy(r + REC_OVERHEAD, p, n);
+	c->tx.len += REC_OVERHEAD + n;
+	lws_callback_on_writable(c->wsi);
+	return 0;
+}
+
+int
+client_send_frame(struct client *c, const struct frame *f)
+{
+	if (c->dead)
+		return 0;
+	/* Encoded straight into the queue behind a record header patched afterwards. */
+	size_t at = c->tx.len;
+	if (buf_reserve(&c->tx, REC_OVERHEAD) < 0)
+		goto full;
+	c->tx.len += REC_OVERHEAD;
+	if (frame_encode(f, c->cbor ? FORMAT_CBOR : FORMAT_JSON, &c->tx) < 0) {
+		c->tx.len = at;
+		goto full;
+	}
+	size_t n = c->tx.len - at - REC_OVERHEAD;
+	if (!c->cbor && n && buf_data(&c->tx)[c->tx.len - 1] == '\n') {
+		n--;
+		c->tx.len--;
+	}
+	unsigned char *r = buf_data(&c->tx) + at;
+	uint32_t len = (uint32_t)n;
+	memcpy(r, &len, 4);
+	r[4] = (unsigned char)c->cbor;
+	lws_callback_on_writable(c->wsi);
+	return 0;
+full:
+	client_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
+	return -1;
+}
+
+void
+client_close(struct client *c, int code, const char *reason)
+{
+	if (c->dead)
+		return;
+	c->dead = 1;
+	c->close_code = code;
+	snprintf(c->close_reason, sizeof c->close_reason, "%s", reason);
+	/* A client closed for being slow gets nothing more: its queue goes now. */
+	if (code == LWS_CLOSE_STATUS_POLICY_VIOLATION)
+		buf_free(&c->tx);
+	route_dead(c);
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_S);
+	lws_callback_on_writable(c->wsi);
+}
+
+static int
+client_writeable(struct client *c)
+{
+	for (int i = 0; i < WRITE_BATCH && c->tx.len; i++) {
+		unsigned char *r = buf_data(&c->tx);
+		uint32_t len;
+		memcpy(&len, r, 4);
+		enum lws_write_protocol wp = r[4] ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
+		/* lws takes the whole message, buffering what the socket did not. */
+		if (lws_write(c->wsi, r + REC_OVERHEAD, len, wp) < (int)len)
+			return -1;
+		buf_consume(&c->tx, REC_OVERHEAD + len);
+		if (lws_partial_buffered(c->wsi))
+			break;
+	}
+	if (c->tx.len) {
+		lws_callback_on_writable(c->wsi);
+		return 0;
+	}
+	if (c->dead) {
+		lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
+		    (unsigned char *)c->close_reason, strlen(c->close_reason));
+		return -1;
+	}
+	return 0;
+}
+
+/* Requests */
+
+/* The Host header must name this machine by a loopback name, or its own name, with our
+ * port: a page may connect from any origin (that is the point), but a DNS-rebinding page,
+ * whose requests carry the attacker's host name, may not. */
+static int
+host_ok(struct lws *wsi)
+{
+	char host[300], *name = host, *port = NULL;
+	if (lws_hdr_copy(wsi, host, sizeof host, WSI_TOKEN_HOST) <= 0)
+		return 0;
+	if (host[0] == '[') {
+		char *end = strchr(host, ']');
+		if (!end)
+			return 0;
+		if (end[1] == ':')
+			port = end + 2;
+		else if (end[1])
+			return 0;
+		end[1] = '\0';
+	} else if ((port = strchr(host, ':'))) {
+		*port++ = '\0';
+	}
+	if (port) {
+		char *e;
+		long p = strtol(port, &e, 10);
+		if (*e || e == port || p != cfg->port)
+			return 0;
+	} else if (cfg->port != 80) {
+		return 0;
+	}
+	size_t n = strlen(name);
+	if (n && name[n - 1] == '.')
+		name[--n] = '\0';
+	if (!strcasecmp(name, "localhost") || !strcmp(name, "127.0.0.1") ||
+	    !strcasecmp(name, "[::1]"))
+		return 1;
+	if (hostname[0]) {
+		size_t h = strlen(hostname);
+		if (!strcasecmp(name, hostname))
+			return 1;
+		if (n == h + 6 && !strncasecmp(name, hostname, h) && !strcasecmp(name + h, ".local"))
+			return 1;
+	}
+	return 0;
+}
+
+/* The channel name of a request, "/name" with an optional query, into out. */
+static int
+request_channel(struct lws *wsi, char *out, size_t outlen)
+{
+	char uri[KEYS_NAME_MAX + 3];
+	if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || uri[0] != '/')
+		return -1;
+	if (!keys_name_valid(uri + 1) || strlen(uri + 1) >= outlen)
+		return -1;
+	strcpy(out, uri + 1);
+	return 0;
+}
+
+static int
+http_error(struct lws *wsi, unsigned code, const char *why)
+{
+	if (lws_return_http_status(wsi, code, why))
+		return -1;
+	return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* Refuses an upgrade. Written by hand: before lws has parsed the HTTP version it would
+ * answer "HTTP/1.0", which WebSocket clients reject as no valid response at all. */
+static int
+upgrade_refuse(struct lws *wsi, unsigned code, const char *status, const char *why)
+{
+	unsigned char buf[LWS_PRE + 512];
+	int n = snprintf((char *)buf + LWS_PRE, sizeof buf - LWS_PRE,
+	    "HTTP/1.1 %u %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+	    "content-length: %zu\r\nconnection: close\r\n\r\n%s\n",
+	    code, status, strlen(why) + 1, why);
+	if (lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP_HEADERS) < n)
+		return -1;
+	return 1;
+}
+
+static const struct asset *
+asset_find(const char *path)
+{
+	for (size_t i = 0; i < nassets; i++)
+		if (!strcmp(assets[i].path, path))
+			return &assets[i];
+	return NULL;
+}
+
+static int
+http_serve(struct lws *wsi, struct conn *cn, const char *path)
+{
+	unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
+	    *end = buf + sizeof buf - 1;
+	char mime[64];
+
+	if (!host_ok(wsi))
+		return http_error(wsi, HTTP_STATUS_FORBIDDEN, "this Host is not allowed");
+	if (!lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI))
+		return http_error(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "only GET is served");
+	if (!strcmp(path, "/index.html"))
+		path = "/";
+	const struct asset *a = asset_find(path);
+	if (!a)
+		return http_error(wsi, HTTP_STATUS_NOT_FOUND, "no such page");
+	snprintf(mime, sizeof mime, "%s%s", a->mime,
+	    strncmp(a->mime, "text/", 5) ? "" : "; charset=utf-8");
+	if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, mime, a->len, &p, end) ||
+	    lws_add_http_header_by_name(wsi, (unsigned char *)"cache-control:",
+	        (unsigned char *)"no-cache", 8, &p, end) ||
+	    lws_add_http_header_by_name(wsi, (unsigned char *)"x-content-type-options:",
+	        (unsigned char *)"nosniff", 7, &p, end))
+		return -1;
+	if (!strcmp(path, "/")) {
+		static const char csp[] = "default-src 'self'; connect-src 'self' ws: wss:; "
+		    "img-src 'self' data:; frame-ancestors 'none'";
+		if (lws_add_http_header_by_name(wsi,
+		    (unsigned char *)"content-security-policy:", (unsigned char *)csp,
+		    (int)strlen(csp), &p, end))
+			return -1;
+	} else if (!strcmp(path, "/nws.js")) {
+		/* Pages of any origin include the polyfill, also as a module or with fetch(). */
+		if (lws_add_http_header_by_name(wsi,
+		    (unsigned char *)"access-control-allow-origin:", (unsigned char *)"*", 1,
+		    &p, end))
+			return -1;
+	}
+	if (lws_finalize_write_http_header(wsi, start, &p, end))
+		return -1;
+	cn->asset = a;
+	cn->off = 0;
+	lws_callback_on_writable(wsi);
+	return 0;
+}
+
+static int
+http_writeable(struct lws *wsi, struct conn *cn)
+{
+	unsigned char buf[LWS_PRE + HTTP_CHUNK];
+	const struct asset *a = cn->asset;
+	if (!a)
+		return 0;
+	size_t n = a->len - cn->off;
+	if (n > HTTP_CHUNK)
+		n = HTTP_CHUNK;
+	memcpy(buf + LWS_PRE, a->data + cn->off, n);
+	cn->off += n;
+	int final = cn->off == a->len;
+	if (lws_write(wsi, buf + LWS_PRE, n, final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP)
+	    < (int)n)
+		return -1;
+	if (!final) {
+		lws_callback_on_writable(wsi);
+		return 0;
+	}
+	cn->asset = NULL;
+	return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* WebSocket clients */
+
+static void
+client_established(struct lws *wsi, struct client *c)
+{
+	char name[KEYS_NAME_MAX + 1], arg[32];
+	memset(c, 0, sizeof *c);
+	c->wsi = wsi;
+	c->cbor = lws_get_protocol(wsi) == &protocols[1];
+	buf_init(&c->rx, cfg->max_message);
+	buf_init(&c->tx, cfg->max_queue);
+	nclients++;
+	const char *ev = lws_get_urlarg_by_name(wsi, "events=", arg, sizeof arg);
+	c->link_events = ev && !strcmp(ev, "link");
+	if (stopping) {
+		client_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "nws-proxy is shutting down");
+		return;
+	}
+	/* Checked before the upgrade too; a failure here means the headers are gone. */
+	if (request_channel(wsi, name, sizeof name) < 0) {
+		client_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "invalid channel name");
+		return;
+	}
+	route_join(c, name);
+	sodium_memzero(name, sizeof name);
+}
+
+static int
+client_receive(struct lws *wsi, struct client *c, const void *in, size_t len)
+{
+	if (c->dead)
+		return 0;
+	if (lws_is_first_fragment(wsi)) {
+		buf_reset(&c->rx);
+		c->rx_binary = lws_frame_is_binary(wsi) != 0;
+	}
+	if (buf_append(&c->rx, in, len) < 0) {
+		static const char why[] = "message too big";
+		route_leave(c);
+		c->dead = 1;
+		buf_free(&c->rx);
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+		    (unsigned char *)why, sizeof why - 1);
+		return -1;
+	}
+	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
+		return 0;
+	route_input(c, c->rx_binary, buf_data(&c->rx), c->rx.len);
+	buf_reset(&c->rx);
+	/* Keep a big buffer only while big messages keep coming. */
+	if (c->rx.cap > 65536)
+		buf_free(&c->rx);
+	return 0;
+}
+
+static void
+client_closed(struct client *c)
+{
+	route_leave(c);
+	buf_free(&c->rx);
+	buf_free(&c->tx);
+	nclients--;
+	check_finished();
+}
+
+/* Shutdown */
+
+static void
+stop_deadline(lws_sorted_usec_list_t *sul)
+{
+	(void)sul;
+	log_error("shutdown is taking too long; exiting anyway");
+	finished = 1;
+}
+
+static void
+on_route_done(void)
+{
+	route_done = 1;
+	check_finished();
+}
+
+static void
+stop_begin(void)
+{
+	if (stopping)
+		return;
+	stopping = 1;
+	for (int i = 0; i < 2; i++)
+		if (listen_wsi[i])
+			lws_set_timeout(listen_wsi[i], PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+	lws_sul_schedule(context, 0, &stop_sul, stop_deadline, STOP_DEADLINE_US);
+	route_stop(on_route_done);
+}
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+	if (context)
+		lws_cancel_service(context);
+}
+
+static int
+http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+	struct conn *cn = user;
+
+	switch (reason) {
+	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+		if (stop_requested)
+			stop_begin();
+		return 0;
+	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
+		char name[KEYS_NAME_MAX + 1];
+		if (!host_ok(wsi))
+			return upgrade_refuse(wsi, 403, "Forbidden", "this Host is not allowed "
+			    "(use localhost, 127.0.0.1, [::1] or this machine's name with the port)");
+		if (strcasecmp(in, "websocket") || request_channel(wsi, name, sizeof name) < 0)
+			return upgrade_refuse(wsi, 400, "Bad Request", "a channel name is 1 to 255 "
+			    "characters of A-Z a-z 0-9 + = * . _ -");
+		sodium_memzero(name, sizeof name);
+		return 0;
+	}
+	case LWS_CALLBACK_HTTP:
+		return http_serve(wsi, cn, in);
+	case LWS_CALLBACK_HTTP_WRITEABLE:
+		return http_writeable(wsi, cn);
+	case LWS_CALLBACK_ESTABLISHED:
+		client_established(wsi, &cn->client);
+		return 0;
+	case LWS_CALLBACK_RECEIVE:
+		return client_receive(wsi, &cn->client, in, len);
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		return client_writeable(&cn->client);
+	case LWS_CALLBACK_CLOSED:
+		client_closed(&cn->client);
+		return 0;
+	default:
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
+	}
+}
+
+/* Listeners */
+
+static int
+listen_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+    size_t len)
+{
+	(void)user, (void)in, (void)len;
+	int fd = lws_get_socket_fd(wsi);
+	switch (reason) {
+	case LWS_CALLBACK_RAW_RX_FILE:
+		for (int i = 0; i < 64; i++) {
+			int s = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (s < 0) {
+				if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED &&
+				    log_once_per_burst("accept"))
+					log_error("cannot accept a connection: %s", strerror(errno));
+				break;
+			}
+			/* On failure lws closes the socket itself. */
+			lws_adopt_socket_vhost(vhost, s);
+		}
+		return 0;
+	case LWS_CALLBACK_RAW_CLOSE_FILE:
+		/* lws closes the fd itself. */
+		for (int i = 0; i < 2; i++)
+			if (listen_wsi[i] == wsi)
+				listen_wsi[i] = NULL;
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static int
+listen_on(int family, int *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int one = 1;
+	memset(&ss, 0, sizeof ss);
+	if (family == AF_INET) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)*port);
+		s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sl = sizeof *s4;
+	} else {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)*port);
+		s6->sin6_addr = in6addr_loopback;
+		sl = sizeof *s6;
+	}
+	int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 128) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	if (*port == 0) {
+		sl = sizeof ss;
+		getsockname(fd, (struct sockaddr *)&ss, &sl);
+		*port = ntohs(family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+		    : ((struct sockaddr_in6 *)&ss)->sin6_port);
+	}
+	return fd;
+}
+
+static void
+listen_fail(int port)
+{
+	if (errno == EADDRINUSE)
+		log_fatal(1, "port %d is already in use (another nws-proxy?); stop it or "
+		    "choose another port with -p", port);
+	log_fatal(1, "cannot listen on localhost port %d: %s", port, strerror(errno));
+}
+
+int
+server_start(const struct proxy_config *c)
+{
+	struct lws_context_creation_info info;
+	static struct proxy_config live;
+
+	live = *c;
+	cfg = &live;
+	if (gethostname(hostname, sizeof hostname) < 0)
+		hostname[0] = '\0';
+	hostname[sizeof hostname - 1] = '\0';
+
+	/* Bound before lws starts, so a busy port is one line and exit 1. */
+	if ((listen_fds[0] = listen_on(AF_INET, &live.port)) < 0)
+		listen_fail(live.port);
+	if ((listen_fds[1] = listen_on(AF_INET6, &live.port)) < 0) {
+		if (errno == EADDRINUSE)
+			listen_fail(live.port);
+		log_info("no IPv6 loopback (%s); serving on 127.0.0.1 only", strerror(errno));
+	}
+
+	lws_set_log_level(log_level >= 2 ? LLL_ERR | LLL_WARN : 0, NULL);
+	protocols[3] = loop_protocol;
+	memset(&info, 0, sizeof info);
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+	info.protocols = protocols;
+	info.gid = -1;
+	info.uid = -1;
+	info.vhost_name = "nws-proxy";
+	info.pt_serv_buf_size = 65536;
+	info.timeout_secs = 20;
+	info.keepalive_timeout = 20;
+	if (!(context = lws_create_context(&info)))
+		log_fatal(1, "cannot start libwebsockets");
+	vhost = lws_get_vhost_by_name(context, "nws-proxy");
+	for (int i = 0; i < 2; i++) {
+		if (listen_fds[i] < 0)
+			continue;
+		lws_sock_file_fd_type fd = { .filefd = listen_fds[i] };
+		listen_wsi[i] = lws_adopt_descriptor_vhost(vhost, LWS_ADOPT_RAW_FILE_DESC, fd,
+		    "nws-listen", NULL);
+		if (!listen_wsi[i])
+			log_fatal(1, "cannot watch the listening socket");
+		listen_fds[i] = -1;   /* lws owns it now */
+	}
+	log_info("serving http://localhost:%d/ (WebSocket ws://localhost:%d/CHANNEL)",
+	    live.port, live.port);
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	return route_start(cfg, context, vhost);
+}
+
+void
+server_run(void)
+{
+	while (!finished) {
+		if (lws_service(context, 0) < 0)
+			break;
+		/* A signal that came before the loop slept is seen here too. */
+		if (stop_requested && !stopping)
+			stop_begin();
+	}
+}
+
+void
+server_free(void)
+{
+	lws_sul_cancel(&stop_sul);
+	route_free();
+	if (context)
+		lws_context_destroy(context);
+	context = NULL;
+	for (int i = 0; i < 2; i++)
+		if (listen_fds[i] >= 0)
+			close(listen_fds[i]);
+}
