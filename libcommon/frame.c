@@ -222,6 +222,21 @@ json_str_field(json_t *v, const char *key, const char **s, size_t *n, char *err,
 	return 0;
 }
 
+/* An integer, also as parsed on the JSON_DECODE_INT_AS_REAL retry (a whole real). */
+static int
+json_int(json_t *v, int64_t *x)
+{
+	if (json_is_integer(v)) {
+		*x = json_integer_value(v);
+		return 0;
+	}
+	double d = json_is_real(v) ? json_real_value(v) : -1;
+	if (!(d >= 0 && d < 9.2e18) || d != (double)(int64_t)d)
+		return -1;
+	*x = (int64_t)d;
+	return 0;
+}
+
 static int
 json_data(struct frame *f, json_t *obj, json_t *v, const unsigned char *buf, size_t len,
     char *err, size_t errlen)
@@ -292,8 +307,20 @@ json_data(struct frame *f, json_t *obj, json_t *v, const unsigned char *buf, siz
 static int
 json_decode(struct frame *f, const unsigned char *buf, size_t len, char *err, size_t errlen)
 {
+	/* The same check (and reasons) as the stream reader's; jansson then only rejects
+	 * what it cannot represent. */
+	char why[96];
+	if (jsontext_check(buf, len, 0, why, sizeof why) < 0) {
+		snprintf(err, errlen, "invalid JSON: %s", why);
+		return -1;
+	}
 	json_error_t je;
 	json_t *obj = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &je);
+	/* An integer past int64 (a JavaScript 1e19) is still JSON a client may send in
+	 * "data", whose text is kept as written anyway: parse once more taking it as real. */
+	if (!obj && json_error_code(&je) == json_error_numeric_overflow)
+		obj = json_loadb((const char *)buf, len,
+		    JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &je);
 	if (!obj) {
 		snprintf(err, errlen, "invalid JSON at column %d: %s", je.column, je.text);
 		return -1;
@@ -328,11 +355,10 @@ json_decode(struct frame *f, const unsigned char *buf, size_t len, char *err, si
 				goto oom;
 			break;
 		case K_INT:
-			if (!json_is_integer(v) || !int_ok(k, json_integer_value(v))) {
+			if (json_int(v, int_field(f, k)) < 0 || !int_ok(k, *int_field(f, k))) {
 				snprintf(err, errlen, "\"%s\" must be an integer in range", k->name);
 				goto out;
 			}
-			*int_field(f, k) = json_integer_value(v);
 			break;
 		case K_DATA:
 			if (json_data(f, obj, v, buf, len, err, errlen) < 0)
@@ -513,6 +539,27 @@ struct cbor_level {
 	unsigned char odd;     /* indefinite map: a key without its value so far */
 };
 
+/* The item stops short: pos bytes scanned and at least `more` needed for the current one.
+ * Every container still open owes one byte per item it still expects (or its break), so
+ * that sum bounds the whole item from below: reported as *need, or as -2 past max. */
+static int
+cb_short(const struct cbor_level *lv, size_t depth, size_t pos, size_t more, size_t max,
+    size_t *need)
+{
+	if (more > max - pos)
+		return -2;
+	size_t total = pos + more;
+	for (size_t d = 1; d <= depth; d++) {
+		uint64_t owe = lv[d].indef ? 1 : lv[d].owed - 1;
+		if (owe > max - total)
+			return -2;
+		total += (size_t)owe;
+	}
+	if (need)
+		*need = (size_t)total;
+	return 0;
+}
+
 int
 frame_cbor_item_len(const void *buf, size_t len, size_t max, size_t *itemlen, size_t *need)
 {
@@ -528,13 +575,8 @@ frame_cbor_item_len(const void *buf, size_t len, size_t max, size_t *itemlen, si
 		int rc = cb_head(p + pos, len - pos, &major, &ai, &arg, &hl);
 		if (rc < 0)
 			return -1;
-		if (rc == 0 || pos + hl > max) {
-			if (hl > max - pos)
-				return -2;
-			if (need)
-				*need = pos + hl;
-			return 0;
-		}
+		if (rc == 0 || pos + hl > max)
+			return cb_short(lv, depth, pos, hl, max, need);
 		struct cbor_level *in = &lv[depth];
 		if (depth && in->indef >= 2 && in->indef <= 3 && p[pos] != 0xff &&
 		    (major != in->indef || ai == 31))
@@ -553,11 +595,8 @@ frame_cbor_item_len(const void *buf, size_t len, size_t max, size_t *itemlen, si
 					return -1;
 				return -2;
 			}
-			if (arg > len - pos) {
-				if (need)
-					*need = pos + (size_t)arg;
-				return 0;
-			}
+			if (arg > len - pos)
+				return cb_short(lv, depth, pos, (size_t)arg, max, need);
 			pos += (size_t)arg;
 		} else {
 			/* A string of chunks, an array, a map or a tag opens a level. */
@@ -811,8 +850,10 @@ cb_decode(struct frame *f, const unsigned char *buf, size_t len, char *err, size
 	if (!map || res.error.code != CBOR_ERR_NONE) {
 		if (map)
 			cbor_decref(&map);
-		snprintf(err, errlen, res.error.code == CBOR_ERR_MEMERROR ? "out of memory" :
-		    "CBOR the decoder rejects (code %d)", (int)res.error.code);
+		/* libcbor checks each chunk of a text string is UTF-8 by itself (RFC 8949
+		 * §3.2.3); other malformations were caught by the scan above. */
+		snprintf(err, errlen, "%s", res.error.code == CBOR_ERR_MEMERROR ? "out of memory" :
+		    "malformed CBOR text (a chunk that is not UTF-8?)");
 		return -1;
 	}
 	int rc = -1, have_action = 0;
