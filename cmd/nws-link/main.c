@@ -1,0 +1,244 @@
+/* nws-link: encrypted, authenticated links between the nws-link processes of a channel
+ * (DESIGN.md §5, §6). Frames in on stdin, frames out on stdout, links over WebSocket. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <libwebsockets.h>
+
+#include "log.h"
+#include "loop.h"
+#include "mesh.h"
+#include "opts.h"
+#include "link.h"
+
+#define STOP_DEADLINE_MS 3000
+
+enum { OPT_LISTEN = OPT_TOOL, OPT_MAX_QUEUE };
+
+static const char usage[] =
+    "usage: nws-link [-hVv] [--json | --cbor] [--listen [ADDR:]PORT] [--max-queue SIZE]\n"
+    "                [--max-frame SIZE] [--channel-file FILE] [CHANNEL...]\n";
+
+static volatile sig_atomic_t stop;
+static struct lws_context *cx;
+static struct mesh *mesh;
+static struct loop_pipe *in_pipe, *out_pipe;
+static size_t max_queue = STREAM_MAX_QUEUE_DEFAULT;
+
+/* protocols[0] gets WebSocket upgrades that name no subprotocol, and plain HTTP: neither
+ * is a link. */
+static int
+http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+    size_t len)
+{
+	if (reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION)
+		return 1;
+	if (reason == LWS_CALLBACK_HTTP) {
+		lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+		return -1;
+	}
+	return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+	if (cx)
+		lws_cancel_service(cx);
+}
+
+static void
+on_input(void *ctx, struct loop_pipe *p, enum frame_format fmt, const unsigned char *raw,
+    size_t len)
+{
+	(void)ctx;
+	(void)p;
+	mesh_input(mesh, fmt, raw, len);
+	/* Pass-through frames must not outrun a reader that stopped reading our output. */
+	if (out_pipe && in_pipe && loop_pipe_pending(out_pipe) >= max_queue)
+		loop_pipe_pause(in_pipe, 1);
+}
+
+static void
+on_input_closed(void *ctx, struct loop_pipe *p)
+{
+	(void)ctx;
+	(void)p;
+	in_pipe = NULL;
+	stop = 1;
+}
+
+static void
+on_output_closed(void *ctx, struct loop_pipe *p)
+{
+	(void)ctx;
+	(void)p;
+	out_pipe = NULL;
+	mesh_set_output(mesh, NULL);
+	stop = 1;
+}
+
+static void
+on_output_drained(void *ctx, struct loop_pipe *p)
+{
+	(void)p;
+	(void)ctx;
+	mesh_output_drained(mesh);
+	if (in_pipe)
+		loop_pipe_pause(in_pipe, 0);
+}
+
+static void
+lws_log(int level, const char *line)
+{
+	size_t n = strlen(line);
+
+	(void)level;
+	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		n--;
+	log_debug("lws: %.*s", (int)n, line);
+}
+
+/* [ADDR:]PORT, ADDR possibly [v6]. */
+static void
+parse_listen(struct opts *o, const char *s, char *addr, size_t addrlen, int *port)
+{
+	const char *colon = strrchr(s, ':');
+	const char *ps = colon ? colon + 1 : s;
+	char *end;
+	long p = strtol(ps, &end, 10);
+
+	if (!*ps || *end || p < 0 || p > 65535)
+		opts_usage(o, "--listen takes [ADDR:]PORT with a port from 0 to 65535");
+	*port = (int)p;
+	addr[0] = '\0';
+	if (colon) {
+		size_t n = (size_t)(colon - s);
+		if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
+			s++;
+			n -= 2;
+		}
+		if (n >= addrlen)
+			opts_usage(o, "--listen address too long");
+		memcpy(addr, s, n);
+		addr[n] = '\0';
+	}
+}
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		OPTS_LONG,
+		{ "listen", required_argument, 0, OPT_LISTEN },
+		{ "max-queue", required_argument, 0, OPT_MAX_QUEUE },
+		{ 0, 0, 0, 0 },
+	};
+	struct lws_protocols protocols[] = {
+		{ .name = "nws-link-http", .callback = http_callback },
+		link_protocol,
+		loop_protocol,
+		{ 0 },
+	};
+	struct lws_context_creation_info info;
+	struct opts o;
+	char addr[128] = "";
+	int port = 0, c;
+	long long sz;
+
+	log_init("nws-link");
+	opts_init(&o, usage);
+	while ((c = getopt_long(argc, argv, OPTS_SHORT, longopts, NULL)) != -1) {
+		if (opts_common(&o, c, optarg))
+			continue;
+		switch (c) {
+		case OPT_LISTEN:
+			parse_listen(&o, optarg, addr, sizeof addr, &port);
+			break;
+		case OPT_MAX_QUEUE:
+			if ((sz = opts_size(optarg)) < 65536)
+				opts_usage(&o, "--max-queue takes a size of at least 64k");
+			max_queue = (size_t)sz;
+			break;
+		default:
+			opts_usage(&o, NULL);
+		}
+	}
+	opts_channels(&o, argc, argv, optind);
+
+	signal(SIGPIPE, SIG_IGN);
+	lws_set_log_level(log_level >= 2 ? LLL_ERR | LLL_WARN | LLL_NOTICE :
+	    log_level ? LLL_ERR : 0, lws_log);
+
+	memset(&info, 0, sizeof info);
+	info.port = port;
+	info.iface = addr[0] ? addr : NULL;
+	info.protocols = protocols;
+	info.timeout_secs = LINK_HANDSHAKE_SECS;
+	info.retry_and_idle_policy = &link_retry_policy;
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	info.vhost_name = "nws-link";
+	if (!(cx = lws_create_context(&info)))
+		log_fatal(1, "cannot start libwebsockets (out of memory?)");
+	struct lws_vhost *vh = lws_create_vhost(cx, &info);
+	if (!vh)
+		log_fatal(1, "cannot listen on %s%sport %d: in use or not a local address? "
+		    "(choose another with --listen)", addr, addr[0] ? " " : "", port);
+	port = lws_get_vhost_listen_port(vh);
+
+	if (!(mesh = mesh_new(cx, vh, port, o.max_frame, max_queue)))
+		log_fatal(1, "out of memory");
+	out_pipe = loop_pipe_adopt(vh, -1, STDOUT_FILENO, o.out_fmt, o.max_frame,
+	    max_queue + o.max_frame, NULL, on_output_closed, NULL);
+	in_pipe = loop_pipe_adopt(vh, STDIN_FILENO, -1, o.out_fmt, o.max_frame, 0,
+	    on_input, on_input_closed, NULL);
+	if (!out_pipe || !in_pipe)
+		log_fatal(1, "cannot watch standard input and output");
+	mesh_set_output(mesh, out_pipe);
+	loop_pipe_on_drain(out_pipe, max_queue / 2, on_output_drained, NULL);
+	log_info("listening on port %d", port);
+	for (size_t i = 0; i < o.nchannels; i++)
+		if (mesh_open(mesh, o.channels[i]) < 0)
+			log_fatal(1, "cannot open a channel (out of memory?)");
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	while (!stop)
+		if (lws_service(cx, 0) < 0)
+			break;
+
+	/* Clean stop: close frames to every link, flush stdout, then go. */
+	mesh_stop(mesh);
+	long long deadline = now_ms() + STOP_DEADLINE_MS;
+	while (!mesh_idle(mesh) && now_ms() < deadline)
+		lws_service(cx, 0);
+	if (in_pipe)
+		loop_pipe_close(in_pipe);
+	if (out_pipe)
+		loop_pipe_close(out_pipe);
+	while (loop_pipes_open() && now_ms() < deadline)
+		lws_service(cx, 0);
+	lws_context_destroy(cx);
+	mesh_free(mesh);
+	opts_free(&o);
+	return 0;
+}

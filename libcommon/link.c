@@ -1,0 +1,447 @@
+#include "link.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+
+#include "buf.h"
+#include "log.h"
+
+#define LINK_PROLOGUE "nws-link/1"
+#define LINK_PATH_MAX 128
+/* Handshake payload: the CBOR map {"node": h'<16 bytes>'}. */
+#define LINK_PAYLOAD_LEN (1 + 5 + 1 + LINK_NODE_LEN)
+/* Queue entry: a 4-byte length, the room lws_write needs in front, the message. */
+#define LINK_ENTRY_HDR (4 + LWS_PRE)
+/* Bytes written per writeable callback before yielding to other connections. */
+#define LINK_WRITE_BUDGET (1u << 20)
+
+struct link {
+	struct lws *wsi;
+	int initiator;
+	int up, closing, flush, gone;
+	int dialing;         /* inside lws_client_connect_via_info: a failure is reported there */
+	int close_status;
+	char close_reason[64];
+	char why[64];
+	const struct link_ops *ops;
+	void *ctx, *user;
+	size_t max_queue;
+	unsigned char our_node[LINK_NODE_LEN], node[LINK_NODE_LEN];
+	unsigned char hash[NOISE_HASHLEN];
+	char address[64];
+	char path[LINK_PATH_MAX + 2];
+	struct noise_handshake hs;
+	struct noise_session s;
+	struct noise_reassembly re;
+	struct buf out;      /* queue entries */
+	struct buf msg;      /* one WebSocket message arriving in fragments */
+};
+
+/* Per-connection lws storage: the path of an incoming connection, kept from the filter
+ * callback (where headers are readable) to the established one (where the link starts). */
+struct link_pss {
+	char path[LINK_PATH_MAX];
+};
+
+static link_accept_fn acceptor;
+static void *acceptor_ctx;
+
+const lws_retry_bo_t link_retry_policy = {
+	.secs_since_valid_ping = LINK_PING_SECS,
+	.secs_since_valid_hangup = LINK_HANGUP_SECS,
+};
+
+void
+link_set_acceptor(link_accept_fn fn, void *ctx)
+{
+	acceptor = fn;
+	acceptor_ctx = ctx;
+}
+
+struct link *
+link_new(const struct link_conf *c, int initiator)
+{
+	struct link *l = calloc(1, sizeof *l);
+	unsigned char prologue[sizeof LINK_PROLOGUE - 1 + LINK_PATH_MAX];
+	size_t plen = strlen(c->path);
+
+	if (!l || plen > LINK_PATH_MAX) {
+		free(l);
+		return NULL;
+	}
+	memcpy(prologue, LINK_PROLOGUE, sizeof LINK_PROLOGUE - 1);
+	memcpy(prologue + sizeof LINK_PROLOGUE - 1, c->path, plen);
+	if (noise_handshake_init(&l->hs, initiator, c->psk, prologue,
+	    sizeof LINK_PROLOGUE - 1 + plen) < 0) {
+		free(l);
+		return NULL;
+	}
+	snprintf(l->path, sizeof l->path, "/%s", c->path);
+	l->initiator = initiator;
+	l->ops = c->ops;
+	l->ctx = c->ctx;
+	l->max_queue = c->max_queue;
+	memcpy(l->our_node, c->node, LINK_NODE_LEN);
+	noise_reassembly_init(&l->re, c->max_frame);
+	/* One entry past the bound is allowed (see link_send), so the buffer is not capped
+	 * below max_queue + max_frame + the pieces' overhead. */
+	buf_init(&l->out, c->max_queue + c->max_frame + c->max_frame / 64 + (1u << 20));
+	buf_init(&l->msg, NOISE_MAX_MSG);
+	return l;
+}
+
+static void
+link_free(struct link *l)
+{
+	noise_handshake_clear(&l->hs);
+	noise_session_clear(&l->s);
+	noise_reassembly_clear(&l->re);
+	buf_wipe(&l->out);
+	buf_wipe(&l->msg);
+	sodium_memzero(l, sizeof *l);
+	free(l);
+}
+
+/* Appends one message as a queue entry. */
+static int
+link_queue(struct link *l, const unsigned char *msg, size_t len)
+{
+	uint32_t n = (uint32_t)len;
+
+	if (buf_reserve(&l->out, LINK_ENTRY_HDR + len) < 0)
+		return -1;
+	unsigned char *p = l->out.p + l->out.off + l->out.len;
+	memcpy(p, &n, 4);
+	memcpy(p + LINK_ENTRY_HDR, msg, len);
+	l->out.len += LINK_ENTRY_HDR + len;
+	return 0;
+}
+
+static int
+link_emit(void *ctx, const unsigned char *msg, size_t len)
+{
+	return link_queue(ctx, msg, len);
+}
+
+static void
+link_want_write(struct link *l)
+{
+	if (l->wsi)
+		lws_callback_on_writable(l->wsi);
+}
+
+int
+link_send(struct link *l, const void *cbor, size_t len)
+{
+	if (!l->up || l->closing)
+		return 0;
+	if (l->out.len >= l->max_queue)
+		return -1;
+	if (noise_send_frame(&l->s.send, cbor, len, link_emit, l) != 0)
+		return -1;
+	link_want_write(l);
+	return 0;
+}
+
+size_t
+link_pending(const struct link *l)
+{
+	return l->out.len;
+}
+
+void
+link_close(struct link *l, int status, const char *reason, int flush)
+{
+	if (l->closing)
+		return;
+	l->closing = 1;
+	l->flush = flush;
+	l->close_status = status;
+	snprintf(l->close_reason, sizeof l->close_reason, "%s", reason);
+	if (!l->wsi)
+		return;
+	/* lws has no call to close a connection from outside its callbacks but a timeout. */
+	link_want_write(l);
+	if (!flush)
+		link_pause(l, 1);
+}
+
+void
+link_pause(struct link *l, int pause)
+{
+	if (l->wsi && l->up)
+		lws_rx_flow_control(l->wsi, !pause);
+}
+
+int link_is_up(const struct link *l) { return l->up; }
+int link_initiator(const struct link *l) { return l->initiator; }
+const unsigned char *link_node(const struct link *l) { return l->node; }
+const unsigned char *link_hash(const struct link *l) { return l->hash; }
+const char *link_address(const struct link *l) { return l->address; }
+void link_set_user(struct link *l, void *user) { l->user = user; }
+void *link_user(const struct link *l) { return l->user; }
+
+static void
+link_payload(const struct link *l, unsigned char out[LINK_PAYLOAD_LEN])
+{
+	out[0] = 0xa1;                 /* map(1) */
+	out[1] = 0x64;                 /* text(4) */
+	memcpy(out + 2, "node", 4);
+	out[6] = 0x40 | LINK_NODE_LEN; /* bytes(16) */
+	memcpy(out + 7, l->our_node, LINK_NODE_LEN);
+}
+
+static int
+link_payload_parse(struct link *l, const unsigned char *p, long n)
+{
+	unsigned char want[LINK_PAYLOAD_LEN];
+
+	link_payload(l, want);
+	if (n != LINK_PAYLOAD_LEN || memcmp(p, want, 7) != 0)
+		return -1;
+	memcpy(l->node, p + 7, LINK_NODE_LEN);
+	return 0;
+}
+
+static int
+link_hs_write(struct link *l)
+{
+	unsigned char payload[LINK_PAYLOAD_LEN];
+	unsigned char msg[NOISE_DHLEN + LINK_PAYLOAD_LEN + NOISE_TAGLEN];
+
+	link_payload(l, payload);
+	long n = noise_handshake_write(&l->hs, payload, sizeof payload, msg);
+	if (n < 0 || link_queue(l, msg, (size_t)n) < 0)
+		return -1;
+	link_want_write(l);
+	return 0;
+}
+
+static int
+link_hs_done(struct link *l)
+{
+	if (noise_handshake_split(&l->hs, &l->s) < 0)
+		return -1;
+	memcpy(l->hash, l->s.h, sizeof l->hash);
+	l->up = 1;
+	lws_set_timeout(l->wsi, NO_PENDING_TIMEOUT, 0);
+	l->ops->up(l->ctx, l);
+	return 0;
+}
+
+/* One whole WebSocket message. -1 closes the link. */
+static int
+link_message(struct link *l, const unsigned char *msg, size_t len)
+{
+	if (!l->up) {
+		unsigned char payload[NOISE_MAX_MSG];
+		long n = noise_handshake_read(&l->hs, msg, len, payload);
+		if (n < 0 || link_payload_parse(l, payload, n) < 0) {
+			snprintf(l->why, sizeof l->why, "handshake failed");
+			return -1;
+		}
+		if (!l->initiator && link_hs_write(l) < 0)
+			return -1;
+		return link_hs_done(l);
+	}
+	int r = noise_recv_piece(&l->s.recv, &l->re, msg, len);
+	if (r < 0) {
+		snprintf(l->why, sizeof l->why, "message does not decrypt");
+		return -1;
+	}
+	if (r == 1) {
+		l->ops->frame(l->ctx, l, buf_data(&l->re.acc), l->re.acc.len);
+		buf_reset(&l->re.acc);
+	}
+	return 0;
+}
+
+static int
+link_receive(struct link *l, struct lws *wsi, const unsigned char *in, size_t len)
+{
+	int last = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
+
+	if (l->closing && !l->flush)
+		return 0;
+	if (!lws_frame_is_binary(wsi)) {
+		snprintf(l->why, sizeof l->why, "text message");
+		return -1;
+	}
+	if (last && l->msg.len == 0)
+		return link_message(l, in, len);
+	if (buf_append(&l->msg, in, len) < 0) {
+		snprintf(l->why, sizeof l->why, "message too long");
+		return -1;
+	}
+	if (!last)
+		return 0;
+	int r = link_message(l, buf_data(&l->msg), l->msg.len);
+	buf_reset(&l->msg);
+	return r;
+}
+
+static int
+link_writeable(struct link *l, struct lws *wsi)
+{
+	size_t budget = LINK_WRITE_BUDGET;
+
+	if (l->closing && (!l->flush || l->out.len == 0)) {
+		lws_close_reason(wsi, l->close_status, (unsigned char *)l->close_reason,
+		    strlen(l->close_reason));
+		return -1;
+	}
+	while (l->out.len && budget) {
+		unsigned char *e = buf_data(&l->out);
+		uint32_t n;
+
+		memcpy(&n, e, 4);
+		if (lws_write(wsi, e + LINK_ENTRY_HDR, n, LWS_WRITE_BINARY) < (int)n) {
+			snprintf(l->why, sizeof l->why, "write failed");
+			return -1;
+		}
+		buf_consume(&l->out, LINK_ENTRY_HDR + n);
+		budget = budget > n ? budget - n : 0;
+		if (lws_send_pipe_choked(wsi))
+			break;
+	}
+	if (l->out.len || l->closing)
+		lws_callback_on_writable(wsi);
+	return 0;
+}
+
+static void
+link_gone(struct link *l)
+{
+	if (l->gone)
+		return;
+	l->gone = 1;
+	if (l->wsi)
+		lws_set_opaque_user_data(l->wsi, NULL);
+	l->wsi = NULL;
+	if (l->dialing)
+		return;
+	l->ops->down(l->ctx, l, l->why[0] ? l->why : "closed");
+	link_free(l);
+}
+
+static int
+link_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+    size_t len)
+{
+	struct link *l = lws_get_opaque_user_data(wsi);
+	struct link_pss *pss = user;
+
+	switch (reason) {
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		if (!pss || lws_hdr_copy(wsi, pss->path, sizeof pss->path,
+		    WSI_TOKEN_GET_URI) <= 1) {
+			log_info("refused a link with no usable path");
+			return 1;
+		}
+		return 0;
+	case LWS_CALLBACK_ESTABLISHED:
+		if (!acceptor || !pss || !(l = acceptor(acceptor_ctx, pss->path + 1))) {
+			log_info("refused a link to an unknown path");
+			return -1;
+		}
+		l->wsi = wsi;
+		lws_set_opaque_user_data(wsi, l);
+		lws_get_peer_simple(wsi, l->address, sizeof l->address);
+		if (strncmp(l->address, "::ffff:", 7) == 0 && strchr(l->address, '.'))
+			memmove(l->address, l->address + 7, strlen(l->address + 7) + 1);
+		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LINK_HANDSHAKE_SECS);
+		return 0;
+	case LWS_CALLBACK_CLIENT_ESTABLISHED:
+		if (!l)
+			return -1;
+		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LINK_HANDSHAKE_SECS);
+		if (link_hs_write(l) < 0)
+			return -1;
+		return 0;
+	case LWS_CALLBACK_RECEIVE:
+	case LWS_CALLBACK_CLIENT_RECEIVE:
+		if (!l)
+			return -1;
+		if (link_receive(l, wsi, in, len) < 0) {
+			log_info("closing a link from %s: %s", l->address, l->why);
+			return -1;
+		}
+		return 0;
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+	case LWS_CALLBACK_CLIENT_WRITEABLE:
+		if (!l)
+			return -1;
+		return link_writeable(l, wsi);
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		if (l && len > 2 && len - 2 < sizeof l->why) {
+			memcpy(l->why, (const char *)in + 2, len - 2);
+			l->why[len - 2] = '\0';
+		}
+		return 0;
+	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+		if (l) {
+			snprintf(l->why, sizeof l->why, "%s", in ? (const char *)in : "cannot connect");
+			log_info("cannot link to %s: %s", l->address, l->why);
+			link_gone(l);
+		}
+		return 0;
+	case LWS_CALLBACK_CLOSED:
+	case LWS_CALLBACK_CLIENT_CLOSED:
+		if (l) {
+			if (!l->up && !l->why[0])
+				snprintf(l->why, sizeof l->why, "handshake did not finish");
+			link_gone(l);
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+const struct lws_protocols link_protocol = {
+	.name = LINK_SUBPROTOCOL,
+	.callback = link_callback,
+	.per_session_data_size = sizeof(struct link_pss),
+	.rx_buffer_size = NOISE_MAX_MSG + 16,
+};
+
+int
+link_dial(struct link *l, struct lws_context *cx, struct lws_vhost *vh,
+    const char *address, int port, const char *iface)
+{
+	struct lws_client_connect_info ci;
+	char addr[96];
+	struct lws *wsi;
+
+	if (iface && *iface && strncmp(address, "fe80:", 5) == 0 && !strchr(address, '%'))
+		snprintf(addr, sizeof addr, "%s%%%s", address, iface);
+	else
+		snprintf(addr, sizeof addr, "%s", address);
+	snprintf(l->address, sizeof l->address, "%s", address);
+	memset(&ci, 0, sizeof ci);
+	ci.context = cx;
+	ci.vhost = vh;
+	ci.address = addr;
+	ci.port = port;
+	ci.path = l->path;
+	ci.host = "nws-link";
+	ci.origin = "nws-link";
+	ci.protocol = LINK_SUBPROTOCOL;
+	ci.local_protocol_name = LINK_SUBPROTOCOL;
+	ci.ietf_version_or_minus_one = -1;
+	ci.retry_and_idle_policy = &link_retry_policy;
+	ci.opaque_user_data = l;
+	ci.pwsi = &l->wsi;
+	l->dialing = 1;
+	wsi = lws_client_connect_via_info(&ci);
+	l->dialing = 0;
+	if (!wsi || l->gone) {
+		if (!l->gone)
+			log_info("cannot link to %s: cannot start a connection", l->address);
+		link_free(l);
+		return -1;
+	}
+	return 0;
+}

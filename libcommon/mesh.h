@@ -1,0 +1,35 @@
+/* mesh: the channels of one nws-link process and where every frame goes (DESIGN.md §5,
+ * §6): local peers' frames from the input to the links of their channel, the links'
+ * frames to the output, found peers to dials with backoff, one link per remote node
+ * (double links and links to ourselves are dropped), and link state to linked/unlinked
+ * frames. Backpressure: past max_queue on a link that link is closed as too slow; past
+ * max_queue on the output every link is paused until it drains. */
+#ifndef NWS_MESH_H
+#define NWS_MESH_H
+
+#include <stddef.h>
+#include <libwebsockets.h>
+
+#include "frame.h"
+#include "loop.h"
+
+struct mesh;
+
+struct mesh *mesh_new(struct lws_context *cx, struct lws_vhost *vh, int port,
+    size_t max_frame, size_t max_queue);
+/* Where remote frames, listening and linked/unlinked go. */
+void mesh_set_output(struct mesh *m, struct loop_pipe *out);
+/* The output's queue is down to half of max_queue again: paused links read on. */
+void mesh_output_drained(struct mesh *m);
+/* Opens a channel: derives its keys (slow: Argon2id), picks its path and writes
+ * `listening`. 0, or -1 on an invalid name or out of memory. */
+int mesh_open(struct mesh *m, const char *name);
+/* One frame from the input: consumed, or passed on to the output unchanged. */
+void mesh_input(struct mesh *m, enum frame_format fmt, const unsigned char *raw, size_t len);
+/* Closes every link cleanly (the other ends see our peers leave at once). */
+void mesh_stop(struct mesh *m);
+/* 1 when no link is left. */
+int mesh_idle(const struct mesh *m);
+void mesh_free(struct mesh *m);
+
+#endif
