@@ -30,7 +30,7 @@ struct dnssd_pub {
 	struct dnssd_pub *next;
 	struct dnssd *d;
 	AvahiEntryGroup *group;   /* NULL while the daemon is away */
-	char instance[2 * DNSSD_INSTANCE_HEX + 1];
+	char instance[DNSSD_INSTANCE_MAX + 1];
 	uint16_t port;
 	char *path_txt, *tag_txt; /* "path=..." and "t=..." */
 	void *user;
@@ -386,7 +386,8 @@ pub_commit(struct dnssd_pub *p)
 }
 
 struct dnssd_pub *
-dnssd_publish(struct dnssd *d, uint16_t port, const char *path, const char *tag, void *user)
+dnssd_publish(struct dnssd *d, const char *instance, uint16_t port, const char *path,
+    const char *tag, void *user)
 {
 	struct dnssd_pub *p;
 
@@ -401,7 +402,10 @@ dnssd_publish(struct dnssd *d, uint16_t port, const char *path, const char *tag,
 	p->d = d;
 	p->port = port;
 	p->user = user;
-	pub_rename(p);
+	if (instance && *instance && strlen(instance) <= DNSSD_INSTANCE_MAX)
+		strcpy(p->instance, instance);
+	else
+		pub_rename(p);
 	p->next = d->pubs;
 	d->pubs = p;
 	pub_commit(p);

@@ -16,6 +16,7 @@
 
 #define DNSSD_TYPE "_nws._tcp"
 #define DNSSD_INSTANCE_HEX 8          /* random bytes of an instance name: 16 hex chars */
+#define DNSSD_INSTANCE_MAX 63         /* longest DNS label */
 #define DNSSD_MAX_RECORDS 4096        /* browse items kept at once; more are ignored */
 
 struct dnssd;
@@ -69,10 +70,11 @@ void dnssd_quit(struct dnssd *d, int code);
 /* 1 while the daemon is reachable and running. */
 int dnssd_is_up(const struct dnssd *d);
 
-/* Publishes DNSSD_TYPE at port with TXT v=1, path=path, t=tag under a random instance
- * name, now or as soon as the daemon is up. user is returned by dnssd_pub_user. */
-struct dnssd_pub *dnssd_publish(struct dnssd *d, uint16_t port, const char *path,
-    const char *tag, void *user);
+/* Publishes DNSSD_TYPE at port with TXT v=1, path=path, t=tag under instance name
+ * instance (NULL: a random one; either way a random one after a collision), now or as
+ * soon as the daemon is up. user is returned by dnssd_pub_user. */
+struct dnssd_pub *dnssd_publish(struct dnssd *d, const char *instance, uint16_t port,
+    const char *path, const char *tag, void *user);
 /* Withdraws and frees p. */
 void dnssd_unpublish(struct dnssd *d, struct dnssd_pub *p);
 void *dnssd_pub_user(const struct dnssd_pub *p);

@@ -102,7 +102,7 @@ publish(struct advertise *a, struct advert *ad)
 	keys_tag_make(ad->k, ad->port, ad->path, tag);
 	if (ad->pub)
 		dnssd_unpublish(a->d, ad->pub);
-	ad->pub = dnssd_publish(a->d, ad->port, ad->path, tag, ad);
+	ad->pub = dnssd_publish(a->d, a->instance, ad->port, ad->path, tag, ad);
 	return ad->pub ? 0 : -1;
 }
 

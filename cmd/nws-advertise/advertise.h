@@ -28,6 +28,7 @@ struct advertise {
 	struct advert *ads[ADVERTISE_MAX_CHANNELS];   /* each is its publication's user */
 	size_t nads;
 	int keep;         /* channels came from the command line: stdin EOF does not end us */
+	const char *instance;   /* --instance: the first name to try */
 };
 
 extern const struct dnssd_callbacks advertise_callbacks;

@@ -10,18 +10,20 @@
 
 static const char usage[] =
     "usage: nws-advertise [-v] [-d domain] [-i interface] [-p port [--path path]]\n"
-    "                     [--format json|cbor] [--channel-file file] [channel ...]\n"
+    "                     [--instance name] [--format json|cbor] [--channel-file file]\n"
+    "                     [channel ...]\n"
     "Publishes each channel of a listening frame on stdin (or of the arguments, NWS_CHANNEL\n"
     "and --channel-file, at --port) as an _nws._tcp record that names no channel, withdraws\n"
     "it on close, and passes every other frame on.\n"
     "  -p, --port PORT    the port the channels given here listen on (needed with them)\n"
     "  --path PATH        their WebSocket path (default: a random one per channel)\n"
     "  -i, --interface IF publish on this interface only\n"
+    "  --instance NAME    the instance name to try first (default: 16 random hex)\n"
     "  -d, --domain D     publish in domain D instead of local\n"
     "  --format FMT       json (default) or cbor\n"
     "  -v, --verbose      more on stderr\n";
 
-enum { OPT_FORMAT = OPT_TOOL, OPT_PATH };
+enum { OPT_FORMAT = OPT_TOOL, OPT_PATH, OPT_INSTANCE };
 
 int
 main(int argc, char **argv)
@@ -32,6 +34,7 @@ main(int argc, char **argv)
 		{ "path", required_argument, 0, OPT_PATH },
 		{ "interface", required_argument, 0, 'i' },
 		{ "format", required_argument, 0, OPT_FORMAT },
+		{ "instance", required_argument, 0, OPT_INSTANCE },
 		{ 0, 0, 0, 0 },
 	};
 	static struct advertise a;
@@ -53,6 +56,11 @@ main(int argc, char **argv)
 				opts_usage(&o, "--port takes a number from 1 to 65535");
 			break;
 		case OPT_PATH: path = optarg; break;
+		case OPT_INSTANCE:
+			if (!*optarg || strlen(optarg) > 63)
+				opts_usage(&o, "--instance takes 1 to 63 bytes");
+			a.instance = optarg;
+			break;
 		case 'i': iface = optarg; break;
 		case OPT_FORMAT:
 			if (strcmp(optarg, "cbor") == 0)

@@ -188,7 +188,8 @@ class Host:
 
     def run(self, argv, timeout=30, **kw):
         kw.setdefault("capture_output", True)
-        kw.setdefault("stdin", subprocess.DEVNULL)
+        if "input" not in kw:
+            kw.setdefault("stdin", subprocess.DEVNULL)
         return subprocess.run(self.cmd(argv), timeout=timeout, **self._kw(kw))
 
     # Daemons.
