@@ -560,12 +560,15 @@ cb_short(const struct cbor_level *lv, size_t depth, size_t pos, size_t more, siz
 	return 0;
 }
 
-int
-frame_cbor_item_len(const void *buf, size_t len, size_t max, size_t *itemlen, size_t *need)
+/* frame_cbor_item_len, also counting the heads in the item (*items). */
+static int
+cb_scan(const void *buf, size_t len, size_t max, size_t *itemlen, size_t *need,
+    uint64_t *items)
 {
 	struct cbor_level lv[FRAME_CBOR_MAX_DEPTH + 1];
 	const unsigned char *p = buf;
 	size_t pos = 0, depth = 0;
+	*items = 0;
 	if (max == 0)
 		max = SIZE_MAX;
 	for (;;) {
@@ -582,6 +585,7 @@ frame_cbor_item_len(const void *buf, size_t len, size_t max, size_t *itemlen, si
 		    (major != in->indef || ai == 31))
 			return -1;   /* chunks of an indefinite string: definite, same type */
 		pos += hl;
+		++*items;
 		if (p[pos - hl] == 0xff) {
 			if (depth == 0 || !in->indef || (in->indef == 5 && in->odd))
 				return -1;
@@ -630,6 +634,13 @@ frame_cbor_item_len(const void *buf, size_t len, size_t max, size_t *itemlen, si
 			depth--;
 		}
 	}
+}
+
+int
+frame_cbor_item_len(const void *buf, size_t len, size_t max, size_t *itemlen, size_t *need)
+{
+	uint64_t items;
+	return cb_scan(buf, len, max, itemlen, need, &items);
 }
 
 static int
@@ -781,6 +792,22 @@ cb_text(cbor_item_t *it, const char *key, const unsigned char **p, size_t *n,
 	return -1;
 }
 
+/* Embedded JSON holding a string is the text itself: stored as DATA_TEXT, so that JSON
+ * written from it reads back as the same frame. */
+static int
+embedded_json(struct frame *f, const unsigned char *p, size_t n)
+{
+	size_t i = 0;
+	while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
+		i++;
+	if (i == n || p[i] != '"')
+		return frame_set_data(f, DATA_JSON, p, n);
+	json_t *v = json_loadb((const char *)p, n, JSON_DECODE_ANY, NULL);
+	int rc = v ? frame_set_data(f, DATA_TEXT, json_string_value(v), json_string_length(v)) : -1;
+	json_decref(v);
+	return rc;
+}
+
 static int
 cb_data(struct frame *f, cbor_item_t *v, char *err, size_t errlen)
 {
@@ -810,7 +837,7 @@ cb_data(struct frame *f, cbor_item_t *v, char *err, size_t errlen)
 				cbor_decref(&t);
 				return -1;
 			}
-			rc = frame_set_data(f, DATA_JSON, p, n);
+			rc = embedded_json(f, p, n);
 		}
 		cbor_decref(&t);
 	} else {
@@ -823,11 +850,108 @@ cb_data(struct frame *f, cbor_item_t *v, char *err, size_t errlen)
 	return rc;
 }
 
+/* libcbor builds a tree of every item it loads: it only ever sees the value of a key we
+ * use, and only when that is a handful of items (a string in chunks, a tag), so memory stays
+ * proportional to the frame whatever an unknown key holds. */
+#define CB_MAX_ITEMS 1024
+
+static cbor_item_t *
+cb_load(const unsigned char *p, size_t n, uint64_t items, const char *key, char *err,
+    size_t errlen)
+{
+	struct cbor_load_result res;
+	if (items > CB_MAX_ITEMS) {
+		snprintf(err, errlen, "\"%s\" is not a string, integer or tag 262", key);
+		return NULL;
+	}
+	cbor_item_t *it = cbor_load(p, n, &res);
+	if (it && res.error.code == CBOR_ERR_NONE)
+		return it;
+	if (it)
+		cbor_decref(&it);
+	/* libcbor checks each chunk of a text string is UTF-8 by itself (RFC 8949 §3.2.3);
+	 * any other malformation was caught by the scan before. */
+	snprintf(err, errlen, "%s", res.error.code == CBOR_ERR_MEMERROR ? "out of memory" :
+	    "malformed CBOR text (a chunk that is not UTF-8)");
+	return NULL;
+}
+
+/* The field k from the value v (a whole item). */
+static int
+cb_field(struct frame *f, const struct key *k, cbor_item_t *v, int *have_action, char *err,
+    size_t errlen)
+{
+	const unsigned char *p;
+	size_t n;
+	unsigned char *own;
+	int rc;
+	switch (k->kind) {
+	case K_ACTION:
+	case K_STR:
+		if (cb_text(v, k->name, &p, &n, &own, err, errlen) < 0)
+			return -1;
+		if (k->kind == K_STR) {
+			rc = set_n(str_field(f, k), p, n);
+		} else if ((*have_action)++) {
+			free(own);
+			snprintf(err, errlen, "\"action\" appears twice");
+			return -1;
+		} else {
+			rc = set_action(f, (const char *)p, n);
+		}
+		free(own);
+		if (rc < 0)
+			snprintf(err, errlen, "out of memory");
+		return rc;
+	case K_INT: {
+		int64_t x = -1;
+		if (cbor_isa_uint(v) && cbor_get_int(v) <= INT64_MAX)
+			x = (int64_t)cbor_get_int(v);
+		if (!int_ok(k, x)) {
+			snprintf(err, errlen, "\"%s\" must be an integer in range", k->name);
+			return -1;
+		}
+		*int_field(f, k) = x;
+		return 0;
+	}
+	case K_DATA:
+		return cb_data(f, v, err, errlen);
+	}
+	return -1;
+}
+
+/* Which of our keys the key item at p[0..n) is, if any. */
+static const struct key *
+cb_key(const unsigned char *p, size_t n, uint64_t items)
+{
+	int major, ai;
+	uint64_t arg;
+	size_t hl, kn;
+	const unsigned char *kp;
+	unsigned char *own;
+	if (cb_head(p, n, &major, &ai, &arg, &hl) != 1 || major != 3)
+		return NULL;   /* not text: not one of ours, ignored like any unknown key */
+	if (ai != 31)
+		return key_find((const char *)p + hl, (size_t)arg);
+	char err[8];
+	cbor_item_t *it = cb_load(p, n, items, "key", err, sizeof err);
+	const struct key *k = NULL;
+	if (it && cb_bytes(it, &kp, &kn, &own) == 0) {
+		k = key_find((const char *)kp, kn);
+		free(own);
+	}
+	if (it)
+		cbor_decref(&it);
+	return k;
+}
+
 static int
 cb_decode(struct frame *f, const unsigned char *buf, size_t len, char *err, size_t errlen)
 {
-	size_t itemlen;
-	int sc = frame_cbor_item_len(buf, len, len, &itemlen, NULL);
+	size_t itemlen, pos, kl, vl;
+	uint64_t items, pairs, arg;
+	int major, ai, have_action = 0;
+	int sc = cb_scan(buf, len, len, &itemlen, NULL, &items);
 	if (sc == 0 || sc == -2) {
 		snprintf(err, errlen, "truncated CBOR item");
 		return -1;
@@ -841,86 +965,34 @@ cb_decode(struct frame *f, const unsigned char *buf, size_t len, char *err, size
 		snprintf(err, errlen, "bytes after the CBOR map");
 		return -1;
 	}
-	if ((buf[0] >> 5) != 5) {
+	if (cb_head(buf, len, &major, &ai, &arg, &pos) != 1 || major != 5) {
 		snprintf(err, errlen, "a frame must be a CBOR map");
 		return -1;
 	}
-	struct cbor_load_result res;
-	cbor_item_t *map = cbor_load(buf, len, &res);
-	if (!map || res.error.code != CBOR_ERR_NONE) {
-		if (map)
-			cbor_decref(&map);
-		/* libcbor checks each chunk of a text string is UTF-8 by itself (RFC 8949
-		 * §3.2.3); other malformations were caught by the scan above. */
-		snprintf(err, errlen, "%s", res.error.code == CBOR_ERR_MEMERROR ? "out of memory" :
-		    "malformed CBOR text (a chunk that is not UTF-8?)");
-		return -1;
-	}
-	int rc = -1, have_action = 0;
-	size_t np = cbor_map_size(map);
-	struct cbor_pair *pairs = cbor_map_handle(map);
-	for (size_t i = 0; i < np; i++) {
-		cbor_item_t *kv = pairs[i].key, *v = pairs[i].value;
-		const unsigned char *kp, *p;
-		size_t kn, n;
-		unsigned char *kown, *own;
-		if (!cbor_isa_string(kv))
-			continue;   /* not one of ours: ignored like any unknown key */
-		if (cb_bytes(kv, &kp, &kn, &kown) < 0) {
-			snprintf(err, errlen, "out of memory");
-			goto out;
+	/* The scan above proved the map whole: each key and value below is complete. */
+	pairs = ai == 31 ? UINT64_MAX : arg;
+	for (uint64_t i = 0; i < pairs && buf[pos] != 0xff; i++) {
+		uint64_t kitems, vitems;
+		cb_scan(buf + pos, len - pos, 0, &kl, NULL, &kitems);
+		const struct key *k = cb_key(buf + pos, kl, kitems);
+		pos += kl;
+		cb_scan(buf + pos, len - pos, 0, &vl, NULL, &vitems);
+		if (k) {
+			cbor_item_t *v = cb_load(buf + pos, vl, vitems, k->name, err, errlen);
+			if (!v)
+				return -1;
+			int rc = cb_field(f, k, v, &have_action, err, errlen);
+			cbor_decref(&v);
+			if (rc < 0)
+				return -1;
 		}
-		const struct key *k = key_find((const char *)kp, kn);
-		free(kown);
-		if (!k)
-			continue;
-		switch (k->kind) {
-		case K_ACTION:
-		case K_STR:
-			if (cb_text(v, k->name, &p, &n, &own, err, errlen) < 0)
-				goto out;
-			if (k->kind == K_ACTION) {
-				if (have_action++) {
-					free(own);
-					snprintf(err, errlen, "\"action\" appears twice");
-					goto out;
-				}
-				rc = set_action(f, (const char *)p, n);
-			} else {
-				rc = set_n(str_field(f, k), p, n);
-			}
-			free(own);
-			if (rc < 0) {
-				snprintf(err, errlen, "out of memory");
-				goto out;
-			}
-			rc = -1;
-			break;
-		case K_INT: {
-			int64_t x = -1;
-			if (cbor_isa_uint(v) && cbor_get_int(v) <= INT64_MAX)
-				x = (int64_t)cbor_get_int(v);
-			if (!int_ok(k, x)) {
-				snprintf(err, errlen, "\"%s\" must be an integer in range", k->name);
-				goto out;
-			}
-			*int_field(f, k) = x;
-			break;
-		}
-		case K_DATA:
-			if (cb_data(f, v, err, errlen) < 0)
-				goto out;
-			break;
-		}
+		pos += vl;
 	}
 	if (!have_action) {
 		snprintf(err, errlen, "\"action\" is missing");
-		goto out;
+		return -1;
 	}
-	rc = 0;
-out:
-	cbor_decref(&map);
-	return rc;
+	return 0;
 }
 
 int

@@ -244,6 +244,18 @@ test_cbor_known_bytes(void **state)
 	frame_free(&f);
 	buf_free(&b);
 
+	/* Embedded JSON that is a string is just that text. */
+	static const unsigned char es[] = { 0xa2, 0x66, 'a', 'c', 't', 'i', 'o', 'n', 0x61, 'x',
+		0x64, 'd', 'a', 't', 'a', 0xd9, 0x01, 0x06, 0x49, ' ', '"', '\\', 'u', '0', '0', 'e',
+		'9' };
+	unsigned char es2[sizeof es + 1];
+	memcpy(es2, es, sizeof es);
+	es2[sizeof es] = '"';
+	decode_ok(&f, FORMAT_CBOR, es2, sizeof es2);
+	assert_int_equal(f.data_kind, DATA_TEXT);
+	assert_string_equal((char *)f.data, "\xc3\xa9");
+	frame_free(&f);
+
 	decode_ok(&f, FORMAT_CBOR, bytes, sizeof bytes);
 	assert_int_equal(f.action, ACTION_OPEN);
 	assert_int_equal(f.port, 8080);
@@ -496,6 +508,30 @@ test_cbor_length_bounds(void **state)
 	    ACTION_UNKNOWN);
 	assert_int_equal(frame_peek_action(FORMAT_CBOR, huge_str, sizeof huge_str),
 	    ACTION_UNKNOWN);
+
+	/* An unknown key holding a million items is skipped, never built in memory; a known
+	 * key whose value has thousands of parts is refused. */
+	size_t n = 1u << 20;
+	unsigned char *m = calloc(1, n + 64);
+	static const unsigned char head[] = { 0xa2, 0x66, 'a', 'c', 't', 'i', 'o', 'n', 0x64,
+		'o', 'p', 'e', 'n', 0x61, 'z', 0x9a, 0x00, 0x10, 0x00, 0x00 };
+	memcpy(m, head, sizeof head);
+	struct frame f;
+	char err[128];
+	assert_int_equal(frame_decode(&f, FORMAT_CBOR, m, sizeof head + n, err, sizeof err), 0);
+	assert_int_equal(f.action, ACTION_OPEN);
+	frame_free(&f);
+	static const unsigned char chead[] = { 0xa2, 0x66, 'a', 'c', 't', 'i', 'o', 'n', 0x64,
+		'o', 'p', 'e', 'n', 0x67, 'c', 'h', 'a', 'n', 'n', 'e', 'l', 0x7f };
+	memcpy(m, chead, sizeof chead);
+	memset(m + sizeof chead, 0x60, 5000);
+	m[sizeof chead + 5000] = 0xff;
+	expect_error(FORMAT_CBOR, m, sizeof chead + 5001, "\"channel\"");
+	m[sizeof chead + 100] = 0xff;
+	assert_int_equal(frame_decode(&f, FORMAT_CBOR, m, sizeof chead + 101, err, sizeof err), 0);
+	assert_string_equal(f.channel, "");
+	frame_free(&f);
+	free(m);
 }
 
 static void
