@@ -1025,7 +1025,8 @@ frame_decode(struct frame *f, enum frame_format fmt, const void *buf, size_t len
 	return rc;
 }
 
-/* Text fields must be UTF-8 so that either encoding carries them as text. */
+/* What one stage writes the next must read: text fields in UTF-8 (either encoding carries
+ * them as text) and a port that fits a TCP port. */
 static int
 frame_valid(const struct frame *f)
 {
@@ -1038,6 +1039,8 @@ frame_valid(const struct frame *f)
 		if (s && !jsontext_utf8((const unsigned char *)s, strlen(s)))
 			return 0;
 	}
+	if (f->port > 65535)
+		return 0;
 	if (f->data_kind == DATA_TEXT && (memchr(f->data, 0, f->data_len) ||
 	    !jsontext_utf8(f->data, f->data_len)))
 		return 0;

@@ -72,7 +72,8 @@ int frame_decode(struct frame *f, enum frame_format fmt, const void *buf, size_t
     char *err, size_t errlen);
 
 /* Appends one encoded frame (JSON with its '\n') to out. -1 on out of memory or bound, or
- * when a text field or DATA_TEXT is not UTF-8 (or DATA_TEXT holds a NUL); out is then
+ * when a text field or DATA_TEXT is not UTF-8 (or DATA_TEXT holds a NUL), there is no
+ * action, or port is past 65535 (negative port/code: absent); out is then
  * unchanged. JSON keys come in a fixed order, action first; no spaces; UTF-8 unescaped. */
 int frame_encode(const struct frame *f, enum frame_format fmt, struct buf *out);
 

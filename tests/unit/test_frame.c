@@ -631,6 +631,9 @@ test_encode_refusals(void **state)
 	for (int fmt = FORMAT_JSON; fmt <= FORMAT_CBOR; fmt++)
 		assert_int_equal(frame_encode(&f, (enum frame_format)fmt, &b), -1);
 	frame_set(&f.channel, "ok");
+	f.port = 65536;
+	assert_int_equal(frame_encode(&f, FORMAT_JSON, &b), -1);
+	f.port = -1;
 	frame_set_data(&f, DATA_TEXT, "a\0b", 3);
 	assert_int_equal(frame_encode(&f, FORMAT_CBOR, &b), -1);
 	char big[100];
