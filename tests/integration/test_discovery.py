@@ -106,8 +106,11 @@ def tools():
         started.append(t)
         return t
     yield start
+    # SIGTERM is a clean exit (records withdrawn); a sanitizer report is a failure.
     for t in started:
-        t.stop()
+        rc = t.stop()
+        err = t.stderr()
+        assert rc == 0 and "Sanitizer" not in err and "runtime error" not in err, err
 
 
 def advertise(tools, nws_bin, host, channel, port=4000, path="/x", *extra):
