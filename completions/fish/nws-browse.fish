@@ -1,0 +1,13 @@
+# fish completion for nws-browse(1)
+complete -c nws-browse -s a -l all -d 'Also report advertisements of no open channel'
+complete -c nws-browse -s t -l terminate -d 'Report what is there now and exit'
+complete -c nws-browse -s i -l interface -x -a '(string replace -r "^.*/" "" /sys/class/net/*)' -d 'Browse on this interface only'
+complete -c nws-browse -s d -l domain -x -d 'Browse this domain instead of local'
+complete -c nws-browse -l format -x -a 'json cbor text' -d 'Output format'
+complete -c nws-browse -l json -d 'Write JSON Lines'
+complete -c nws-browse -l cbor -d 'Write a CBOR sequence'
+complete -c nws-browse -l channel-file -r -F -d 'Read channel names from a file'
+complete -c nws-browse -l max-frame -x -d 'Largest input frame'
+complete -c nws-browse -s v -l verbose -d 'Say more on stderr'
+complete -c nws-browse -s h -l help -d 'Print usage'
+complete -c nws-browse -s V -l version -d 'Print the version'
