@@ -335,7 +335,8 @@ client_established(struct lws *wsi, struct client *c)
 	char name[KEYS_NAME_MAX + 1], arg[32];
 	memset(c, 0, sizeof *c);
 	c->wsi = wsi;
-	c->cbor = lws_get_protocol(wsi) == &protocols[1];
+	/* lws keeps its own copy of the protocol list: compare names. */
+	c->cbor = !strcmp(lws_get_protocol(wsi)->name, protocols[1].name);
 	buf_init(&c->rx, cfg->max_message);
 	buf_init(&c->tx, cfg->max_queue);
 	nclients++;
