@@ -160,6 +160,8 @@ link_close(struct link *l, int status, const char *reason, int flush)
 	l->flush = flush;
 	l->close_status = status;
 	snprintf(l->close_reason, sizeof l->close_reason, "%s", reason);
+	if (!l->why[0])
+		snprintf(l->why, sizeof l->why, "%s", reason);
 	if (!l->wsi)
 		return;
 	/* lws has no call to close a connection from outside its callbacks but a timeout. */

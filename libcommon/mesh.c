@@ -536,7 +536,8 @@ mesh_up(void *ctx, struct link *l)
 		log_info("refused a link to ourselves at %s", link_address(l));
 		if (r->t)
 			r->t->state = T_SELF;
-		link_close(l, 1008, "self", 0);
+		/* Flushed, so the dialling end finishes its handshake and sees it too. */
+		link_close(l, 1008, "self", 1);
 		return;
 	}
 	if (r->t) {
@@ -633,8 +634,8 @@ mesh_down(void *ctx, struct link *l, const char *why)
 	}
 	if (t) {
 		t->link = NULL;
-		if (t->state == T_SELF)
-			;
+		if (t->state == T_SELF || strcmp(why, "self") == 0)
+			t->state = T_SELF;
 		else if (dup && link_is_up(l)) {
 			memcpy(t->node, link_node(l), LINK_NODE_LEN);
 			struct node *cover = node_find(ch, t->node);

@@ -1,0 +1,310 @@
+"""nws-link (issue 4): encrypted links between test hosts, fed `found` frames by hand.
+
+Two and three hosts on one bridge (no avahi needed), plus loopback tests through a
+tampering relay. Every wait polls with a deadline; none asserts speed."""
+import base64
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from linknode import LinkNode, link_pair
+from relay import Relay
+from hosts import wait_for
+
+CH = "link-test-channel"
+
+
+@pytest.fixture
+def link_bin(nws_bin):
+    return nws_bin("nws-link")
+
+
+def pair(hosts, link_bin, n=2, channel=CH):
+    hs = hosts(n, avahi=False)
+    nodes = [LinkNode(link_bin, [channel], host=h) for h in hs]
+    return hs, nodes
+
+
+def linked(node, count=1, timeout=15, **match):
+    return node.wait_action("linked", timeout=timeout, count=count, **match)
+
+
+def datas(node, action="broadcast", **match):
+    return [f.get("data") for f in node.of(action, **match)]
+
+
+def test_two_hosts_connect_broadcast_message_and_big_frame(hosts, link_bin):
+    (ha, hb), (a, b) = pair(hosts, link_bin)
+    a.send(action="connect", channel=CH, target="a1")
+    b.send(action="connect", channel=CH, target="b1")
+    link_pair(a, b, CH)
+    linked(a)
+    linked(b)
+    a.wait_action("connect", target="b1")
+    b.wait_action("connect", target="a1")
+    # A peer that joins later is announced too.
+    b.send(action="connect", channel=CH, target="b2")
+    a.wait_action("connect", target="b2")
+
+    # 10,000 numbered 100-byte broadcasts each way, at once.
+    n = 10000
+
+    def lines(src):
+        return [f'{{"action":"broadcast","channel":"{CH}","source":"{src}","data":'
+                f'"{src}-{i:08d}-{"x" * 88}"}}' for i in range(n)]
+    ta = threading.Thread(target=lambda: [a.write_lines(lines("a1")[i:i + 500])
+                                          for i in range(0, n, 500)])
+    tb = threading.Thread(target=lambda: [b.write_lines(lines("b1")[i:i + 500])
+                                          for i in range(0, n, 500)])
+    ta.start()
+    tb.start()
+    ta.join()
+    tb.join()
+    got_b = b.wait(lambda fs: len([f for f in fs if f["action"] == "broadcast"]) >= n
+                   and fs, 60, "10000 broadcasts at b")
+    got_a = a.wait(lambda fs: len([f for f in fs if f["action"] == "broadcast"]) >= n
+                   and fs, 60, "10000 broadcasts at a")
+    for got, src in ((got_b, "a1"), (got_a, "b1")):
+        bs = [f for f in got if f["action"] == "broadcast"]
+        assert len(bs) == n
+        assert all(f["source"] == src and f["channel"] == CH for f in bs)
+        assert [f["data"] for f in bs] == [f'{src}-{i:08d}-{"x" * 88}' for i in range(n)]
+        assert all(len(f["data"]) == 100 for f in bs)
+
+    # A direct message comes out with its target (the local side delivers it to b2 only).
+    a.send(action="message", channel=CH, source="a1", target="b2", data="for b2 only")
+    m = b.wait_action("message", target="b2")
+    assert m[0]["data"] == "for b2 only" and m[0]["source"] == "a1"
+    # A message to a peer nobody announced goes nowhere.
+    a.send(action="message", channel=CH, source="a1", target="nobody", data="lost")
+
+    # A 4 MiB binary frame arrives intact.
+    blob = os.urandom(4 << 20)
+    a.send(action="broadcast", channel=CH, source="a1",
+           data=base64.b64encode(blob).decode(), encoding="base64")
+    big = b.wait(lambda fs: [f for f in fs if f.get("encoding") == "base64"], 30,
+                 "the 4 MiB frame")
+    assert base64.b64decode(big[0]["data"]) == blob
+    assert not b.of("message", target="nobody")
+
+
+def test_three_host_mesh_exactly_once(hosts, link_bin):
+    hs, nodes = pair(hosts, link_bin, n=3)
+    for i, node in enumerate(nodes):
+        node.send(action="connect", channel=CH, target=f"p{i}")
+    for i, x in enumerate(nodes):
+        for y in nodes[i + 1:]:
+            link_pair(x, y, CH)
+    for node in nodes:
+        linked(node, count=2)
+    for i, node in enumerate(nodes):
+        node.wait_action("connect", count=2)
+    for i, node in enumerate(nodes):
+        node.send(action="broadcast", channel=CH, source=f"p{i}", data=f"hello from {i}")
+    for i, node in enumerate(nodes):
+        node.wait_action("broadcast", count=2)
+    # A message to p2 reaches host 2 and nowhere else.
+    nodes[0].send(action="message", channel=CH, source="p0", target="p2", data="to p2")
+    nodes[2].wait_action("message", target="p2")
+    time.sleep(0.5)  # let a wrongly routed copy arrive if there were one
+    for i, node in enumerate(nodes):
+        got = sorted(datas(node))
+        assert got == sorted(f"hello from {j}" for j in range(3) if j != i)
+        assert len([f for f in node.of("linked")]) == 2
+    assert not nodes[1].of("message")
+    assert len(nodes[2].of("message")) == 1
+
+
+def test_wrong_channel_gets_nothing(hosts, link_bin):
+    hs = hosts(3, avahi=False)
+    a = LinkNode(link_bin, [CH], host=hs[0])
+    b = LinkNode(link_bin, [CH], host=hs[1])
+    c = LinkNode(link_bin, ["not-the-channel"], host=hs[2])
+    a.send(action="connect", channel=CH, target="a1")
+    b.send(action="connect", channel=CH, target="b1")
+    c.send(action="connect", channel="not-the-channel", target="c1")
+    link_pair(a, b, CH)
+    # c learns where a and b listen for CH (as if it saw their records) and dials them
+    # under its own channel: the handshake cannot succeed without CH's key.
+    for x in (a, b):
+        f = x.found(CH)
+        f["channel"] = "not-the-channel"
+        c.send(**f)
+    linked(a)
+    linked(b)
+    a.send(action="broadcast", channel=CH, source="a1", data="secret")
+    b.wait_action("broadcast", data="secret")
+    wait_for(lambda: any("handshake" in e or "closing a link" in e for e in a.errors()),
+             15, "a to refuse c")
+    time.sleep(1)
+    assert not [f for f in c.snapshot() if f["action"] not in ("listening",)]
+    assert len(a.of("linked")) == 1 and len(b.of("linked")) == 1
+    assert not a.of("connect", target="c1") and not b.of("connect", target="c1")
+
+
+@pytest.mark.parametrize("mode", ["flip", "replay"])
+def test_tampering_relay_closes_link(link_bin, mode):
+    a = LinkNode(link_bin, [CH])
+    b = LinkNode(link_bin, [CH])
+    try:
+        relay = Relay(a.listening(CH)["port"], mode=mode)
+        b.send(action="connect", channel=CH, target="b1")
+        b.send(**a.found(CH, port=relay.port))
+        # b's first transport message (its connect of b1) is the one tampered with.
+        a.wait(lambda fs: relay.tampered >= 1, 15, "the relay to tamper")
+        a.wait_action("unlinked", timeout=15)
+        b.wait_action("unlinked", timeout=15)
+        time.sleep(0.5)
+        if mode == "flip":
+            assert not a.of("connect") and not a.of("broadcast")
+        else:
+            # The original arrives once; its replay closes the link.
+            connects = a.of("connect", target="b1")
+            assert 1 <= len(connects) <= relay.tampered
+            outs = [f for f in a.snapshot() if f["action"] in ("connect", "disconnect")]
+            for x, y in zip(outs, outs[1:]):
+                assert (x["action"], y["action"]) != ("connect", "connect")
+        assert any("decrypt" in e for e in a.errors())
+        relay.close()
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_simultaneous_dial_one_link(hosts, link_bin):
+    (ha, hb), (a, b) = pair(hosts, link_bin)
+    a.send(action="connect", channel=CH, target="a1")
+    b.send(action="connect", channel=CH, target="b1")
+    fa, fb = b.found(CH), a.found(CH)
+    a.send(**fa)
+    b.send(**fb)
+    linked(a)
+    linked(b)
+
+    def one_tcp():
+        out = ha.run(["ss", "-Htn", "state", "established"]).stdout.decode()
+        return len([ln for ln in out.splitlines() if hb.addr in ln]) == 1
+    wait_for(one_tcp, 15, "one TCP connection between a and b")
+    time.sleep(1)
+    assert one_tcp()
+    for x in (a, b):
+        up = len(x.of("linked")) - len(x.of("unlinked"))
+        assert up == 1
+    a.send(action="broadcast", channel=CH, source="a1", data="once")
+    b.wait_action("broadcast", data="once")
+    b.send(action="broadcast", channel=CH, source="b1", data="back")
+    a.wait_action("broadcast", data="back")
+    time.sleep(0.3)
+    assert len(b.of("broadcast", data="once")) == 1
+    assert len(a.of("connect", target="b1")) - len(a.of("disconnect", target="b1")) == 1
+
+
+def test_self_link_refused(hosts, link_bin):
+    (ha,) = hosts(1, avahi=False)
+    a = LinkNode(link_bin, [CH], host=ha)
+    a.send(action="connect", channel=CH, target="a1")
+    a.send(**a.found(CH))
+    wait_for(lambda: any("ourselves" in e for e in a.errors()), 10, "the self-link refusal")
+    time.sleep(3)  # a redial would have happened by now (backoff starts at 0.5 s)
+    refusals = [e for e in a.errors() if "ourselves" in e]
+    assert len(refusals) <= 2  # the dialling end and the accepting end, once
+    assert not a.of("linked") and not a.of("connect")
+
+
+def test_kill_clean_stop_and_veth_down(hosts, link_bin):
+    hs, (a, b, c) = pair(hosts, link_bin, n=3)
+    for name, x in (("a1", a), ("b1", b), ("c1", c)):
+        x.send(action="connect", channel=CH, target=name)
+    link_pair(a, b, CH)
+    link_pair(a, c, CH)
+    a.wait_action("connect", target="b1", timeout=15)
+    a.wait_action("connect", target="c1", timeout=15)
+
+    # A clean stop: disconnect at once (1 s), not after the 30 s liveness timeout.
+    t0 = time.monotonic()
+    assert c.stop() == 0
+    a.wait_action("disconnect", target="c1", timeout=1)
+    a.wait_action("unlinked", timeout=1)
+    assert time.monotonic() - t0 < 1.5
+
+    # veth down: the link goes silent; liveness closes it; link up: redialled.
+    hs[1].link_down()
+    a.wait_action("disconnect", target="b1", timeout=40)
+    b.wait_action("unlinked", timeout=40)
+    hs[1].link_up()
+    linked(a, count=3, timeout=40)
+    a.wait_action("connect", target="b1", count=2, timeout=10)
+
+    # kill -9: the peers go within 35 s.
+    b.proc.kill()
+    a.wait_action("disconnect", target="b1", count=2, timeout=35)
+
+
+def test_eof_on_stdin_exits_cleanly(hosts, link_bin):
+    (ha, hb), (a, b) = pair(hosts, link_bin)
+    b.send(action="connect", channel=CH, target="b1")
+    link_pair(a, b, CH)
+    a.wait_action("connect", target="b1")
+    b.close_stdin()
+    a.wait_action("disconnect", target="b1", timeout=2)
+    assert b.proc.wait(5) == 0
+
+
+def test_slow_consumer_is_disconnected_with_bounded_memory(hosts, link_bin):
+    ha, hb = hosts(2, avahi=False)
+    a = LinkNode(link_bin, [CH], host=ha)
+    b = LinkNode(link_bin, [CH], host=hb, read_stdout=False)
+    a.send(action="connect", channel=CH, target="a1")
+    # b's listening frame is never read: give a its port by finding it with ss.
+    def b_port():
+        out = hb.run(["ss", "-Htlnp"]).stdout.decode()
+        for ln in out.splitlines():
+            if f"pid={b.pid}," in ln:
+                return int(ln.split()[3].rsplit(":", 1)[1])
+        return None
+    port = wait_for(b_port, 10, "b to listen")
+    b.send(action="connect", channel=CH, target="b1")
+    # b dials a (a's path is known); b's output is never read.
+    b.send(**a.found(CH))
+    linked(a)
+    chunk = base64.b64encode(os.urandom(48 << 10)).decode()
+    line = f'{{"action":"broadcast","channel":"{CH}","source":"a1","data":"{chunk}"}}'
+    peak = 0
+    sent = 0
+    deadline = time.monotonic() + 40
+    # Keep pushing past the first disconnection: a redials, b stays behind, and b's memory
+    # must stay bounded all along.
+    while time.monotonic() < deadline and sent < (160 << 20):
+        a.write_lines([line] * 20)
+        sent += 20 * len(line)
+        peak = max(peak, b.rss_kib())
+    un = a.wait_action("unlinked", timeout=30)
+    assert un[0].get("reason") == "too slow"
+    assert any("too slow" in e for e in a.errors())
+    peak = max(peak, b.rss_kib())
+    # 8 MiB of output queue, a 16 MiB frame of slack, the link buffers: far below what a
+    # pushed.
+    assert sent > (100 << 20)
+    assert peak < (100 << 10), f"b grew to {peak} KiB"
+    assert port
+
+
+def test_capture_never_contains_plaintext(hosts, link_bin):
+    (ha, hb), (a, b) = pair(hosts, link_bin)
+    a.send(action="connect", channel=CH, target="a1")
+    link_pair(a, b, CH)
+    linked(a)
+    linked(b)
+    cap = ha.capture()
+    marker = "NWS-PLAINTEXT-MARKER-" + os.urandom(6).hex()
+    for i in range(20):
+        a.send(action="broadcast", channel=CH, source="a1", data=f"{marker} {i}")
+    b.wait_action("broadcast", count=20)
+    pcap = cap.stop()
+    assert len(pcap) > 20 * 100
+    assert marker.encode() not in pcap
+    assert CH.encode() not in pcap
