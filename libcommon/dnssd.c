@@ -15,9 +15,11 @@
 #include <avahi-client/client.h>
 #include <avahi-client/lookup.h>
 #include <avahi-client/publish.h>
+#include <avahi-common/domain.h>
 #include <avahi-common/error.h>
 #include <avahi-common/malloc.h>
 #include <avahi-common/simple-watch.h>
+#include <avahi-common/strlst.h>
 #include <avahi-common/timeval.h>
 
 #include "keys.h"
@@ -33,6 +35,7 @@ struct dnssd_pub {
 	char instance[DNSSD_INSTANCE_MAX + 1];
 	uint16_t port;
 	char *path_txt, *tag_txt; /* "path=..." and "t=..." */
+	int probe;                /* publish with probing (see pub_add_fast) */
 	void *user;
 };
 
@@ -319,6 +322,74 @@ static void
 pub_rename(struct dnssd_pub *p)
 {
 	keys_random_hex(p->instance, DNSSD_INSTANCE_HEX);
+	p->probe = p->d->domain && strcmp(p->d->domain, "local") != 0;
+}
+
+/* name (escaped text) in DNS wire format; 0 when it does not fit. */
+static size_t
+name_wire(const char *name, unsigned char *out, size_t max)
+{
+	char label[AVAHI_LABEL_MAX];
+	size_t n = 0, l;
+
+	while (*name) {
+		if (!avahi_unescape_label(&name, label, sizeof label) || !(l = strlen(label)) ||
+		    n + 1 + l + 1 > max)
+			return 0;
+		out[n++] = (unsigned char)l;
+		memcpy(out + n, label, l);
+		n += l;
+	}
+	out[n++] = 0;
+	return n;
+}
+
+/* A random 64-bit instance name collides by accident about never, so it is published
+ * as its PTR, SRV and TXT records with NO_PROBE: announced at once instead of after the
+ * ~1 s of probing avahi_entry_group_add_service always does. That is most of the time
+ * from start to being found. Names a user chose (--instance) and other domains take the
+ * ordinary, probed path. Returns an AVAHI_ERR_* or 0. */
+static int
+pub_add_fast(struct dnssd_pub *p)
+{
+	struct dnssd *d = p->d;
+	char svc[AVAHI_DOMAIN_NAME_MAX], type[AVAHI_DOMAIN_NAME_MAX];
+	unsigned char srv[6 + AVAHI_DOMAIN_NAME_MAX], ptr[AVAHI_DOMAIN_NAME_MAX], txt[1024];
+	const char *host = avahi_client_get_host_name_fqdn(d->client);
+	AvahiStringList *l;
+	size_t nsrv, nptr, ntxt, ntype;
+	int r;
+
+	if (!host)
+		return avahi_client_errno(d->client);
+	if ((r = avahi_service_name_join(svc, sizeof svc, p->instance, DNSSD_TYPE, "local")) < 0 ||
+	    (r = avahi_service_name_join(type, sizeof type, NULL, DNSSD_TYPE, "local")) < 0)
+		return r;
+	srv[0] = srv[1] = srv[2] = srv[3] = 0;   /* priority, weight */
+	srv[4] = p->port >> 8;
+	srv[5] = p->port & 0xff;
+	if (!(nsrv = name_wire(host, srv + 6, sizeof srv - 6)) ||
+	    !(nptr = name_wire(svc, ptr, sizeof ptr)))
+		return AVAHI_ERR_INVALID_HOST_NAME;
+	if (!(l = avahi_string_list_new("v=1", p->path_txt, p->tag_txt, NULL)))
+		return AVAHI_ERR_NO_MEMORY;
+	ntxt = avahi_string_list_serialize(l, txt, sizeof txt);
+	avahi_string_list_free(l);
+	unsigned char type_wire[AVAHI_DOMAIN_NAME_MAX];
+	ntype = name_wire(type, type_wire, sizeof type_wire);
+
+	const AvahiPublishFlags uniq = AVAHI_PUBLISH_UNIQUE | AVAHI_PUBLISH_NO_PROBE;
+	if ((r = avahi_entry_group_add_record(p->group, d->ifindex, AVAHI_PROTO_UNSPEC, 0, type,
+	    AVAHI_DNS_CLASS_IN, AVAHI_DNS_TYPE_PTR, AVAHI_DEFAULT_TTL, ptr, nptr)) < 0 ||
+	    (r = avahi_entry_group_add_record(p->group, d->ifindex, AVAHI_PROTO_UNSPEC, uniq, svc,
+	    AVAHI_DNS_CLASS_IN, AVAHI_DNS_TYPE_SRV, AVAHI_DEFAULT_TTL_HOST_NAME, srv, 6 + nsrv)) < 0 ||
+	    (r = avahi_entry_group_add_record(p->group, d->ifindex, AVAHI_PROTO_UNSPEC, uniq, svc,
+	    AVAHI_DNS_CLASS_IN, AVAHI_DNS_TYPE_TXT, AVAHI_DEFAULT_TTL, txt, ntxt)) < 0)
+		return r;
+	/* The DNS-SD service type enumeration, as add_service publishes it. */
+	return avahi_entry_group_add_record(p->group, d->ifindex, AVAHI_PROTO_UNSPEC, 0,
+	    "_services._dns-sd._udp.local", AVAHI_DNS_CLASS_IN, AVAHI_DNS_TYPE_PTR,
+	    AVAHI_DEFAULT_TTL, type_wire, ntype);
 }
 
 static void
@@ -373,11 +444,13 @@ pub_commit(struct dnssd_pub *p)
 		return;
 	/* A local collision is reported at once; a few fresh names settle it. */
 	for (int tries = 0; r == AVAHI_ERR_COLLISION && tries < 8; tries++) {
-		r = avahi_entry_group_add_service(p->group, d->ifindex, AVAHI_PROTO_UNSPEC, 0,
-		    p->instance, DNSSD_TYPE, d->domain, NULL, p->port, "v=1", p->path_txt,
-		    p->tag_txt, NULL);
-		if (r == AVAHI_ERR_COLLISION)
+		r = p->probe ? avahi_entry_group_add_service(p->group, d->ifindex,
+		    AVAHI_PROTO_UNSPEC, 0, p->instance, DNSSD_TYPE, d->domain, NULL, p->port,
+		    "v=1", p->path_txt, p->tag_txt, NULL) : pub_add_fast(p);
+		if (r == AVAHI_ERR_COLLISION) {
+			avahi_entry_group_reset(p->group);
 			pub_rename(p);
+		}
 	}
 	if (r < 0 || (r = avahi_entry_group_commit(p->group)) < 0) {
 		avahi_entry_group_reset(p->group);
@@ -402,10 +475,12 @@ dnssd_publish(struct dnssd *d, const char *instance, uint16_t port, const char *
 	p->d = d;
 	p->port = port;
 	p->user = user;
-	if (instance && *instance && strlen(instance) <= DNSSD_INSTANCE_MAX)
+	if (instance && *instance && strlen(instance) <= DNSSD_INSTANCE_MAX) {
 		strcpy(p->instance, instance);
-	else
+		p->probe = 1;
+	} else {
 		pub_rename(p);
+	}
 	p->next = d->pubs;
 	d->pubs = p;
 	pub_commit(p);
