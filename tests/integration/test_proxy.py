@@ -537,6 +537,7 @@ class Agent:
         self.proc = host.popen([sys.executable, "-c", AGENT, url], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True, bufsize=1)
         self.buf = ""
+        self.pending = []
         assert self.next_raw()["open"]
         self.id = None
 
@@ -562,15 +563,18 @@ class Agent:
         return m
 
     def until(self, pred, timeout=T):
+        """The first message matching pred; the others are kept for later calls."""
+        for i, m in enumerate(self.pending):
+            if pred(m):
+                return self.pending.pop(i)
         deadline = time.monotonic() + timeout
-        seen = []
         while True:
             m = self.next(max(0.01, deadline - time.monotonic()))
-            seen.append(m)
             if pred(m):
                 return m
             if "closed" in m:
-                raise AssertionError(f"closed while waiting: {seen}")
+                raise AssertionError(f"closed while waiting: {self.pending}")
+            self.pending.append(m)
 
     def send(self, obj):
         self.proc.stdin.write(json.dumps({"send": json.dumps(obj)}) + "\n")
