@@ -575,7 +575,10 @@ item_fill(struct item *it, AvahiIfIndex ifindex, const char *host, const AvahiAd
 	free(v);
 	if (!ok)
 		return -1;
-	if (!(it->path = txt_get(txt, "path")) || !*it->path || !(it->tag = txt_get(txt, "t")))
+	if (!(it->path = txt_get(txt, "path")) || !*it->path || !(it->tag = txt_get(txt, "t")) ||
+	    strlen(it->tag) != KEYS_TAG_TEXT_LEN - 1 ||
+	    strspn(it->tag, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
+	    KEYS_TAG_TEXT_LEN - 1)
 		return -1;
 	if (!if_indextoname((unsigned)ifindex, ifname))
 		snprintf(ifname, sizeof ifname, "%d", ifindex);

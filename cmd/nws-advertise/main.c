@@ -81,8 +81,10 @@ main(int argc, char **argv)
 		opts_usage(&o, "--path takes 1 to 200 bytes");
 	a.keep = o.nchannels > 0;
 
-	if (!(a.d = dnssd_new(o.domain, iface, &advertise_callbacks, &a)))
+	if (!(a.d = dnssd_new(o.domain, iface, &advertise_callbacks, &a))) {
+		opts_free(&o);
 		return 1;
+	}
 	if (!(a.io = dnssd_io_new(a.d, STDIN_FILENO, STDOUT_FILENO, o.out_fmt, o.max_frame,
 	    advertise_frame, advertise_eof, &a)))
 		log_fatal(1, "out of memory");

@@ -70,8 +70,10 @@ main(int argc, char **argv)
 		o.out_fmt = FORMAT_JSON;
 	b.keep = o.nchannels > 0;
 
-	if (!(b.d = dnssd_new(o.domain, iface, &browse_callbacks, &b)))
+	if (!(b.d = dnssd_new(o.domain, iface, &browse_callbacks, &b))) {
+		opts_free(&o);
 		return 1;
+	}
 	if (!(b.io = dnssd_io_new(b.d, STDIN_FILENO, STDOUT_FILENO, o.out_fmt, o.max_frame,
 	    browse_frame, browse_eof, &b)))
 		log_fatal(1, "out of memory");

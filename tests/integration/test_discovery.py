@@ -190,6 +190,18 @@ def test_format_text_and_channel_sources(net, tools, nws_bin, tmp_path):
     assert p.returncode == 0 and [f for f in frames(p.stdout) if f.get("channel") == ch]
 
 
+def test_interface_option(net, tools, nws_bin):
+    a, b = net
+    ch = unique()
+    advertise(tools, nws_bin, a, ch, 4002, "/i", "-i", a.iface)
+    p = b.run([nws_bin("nws-browse"), "-t", "-i", b.iface, ch], timeout=20, text=True)
+    assert p.returncode == 0 and all(f["interface"] == b.iface for f in frames(p.stdout))
+    p = b.run([nws_bin("nws-browse"), "-t", "-i", "lo", ch], timeout=20, text=True)
+    assert p.returncode == 1
+    p = b.run([nws_bin("nws-browse"), "-t", "-i", "nope0", ch], timeout=20, text=True)
+    assert p.returncode == 1 and "no network interface named nope0" in p.stderr
+
+
 def test_usage_errors_exit_2(net, nws_bin):
     a, _ = net
     for argv in (["nws-browse", "-t"], ["nws-browse", "--format", "xml", "x"],
@@ -235,6 +247,20 @@ def test_close_withdraws_and_frames_pass_through_in_order(net, tools, nws_bin):
     assert adv.p.poll() is None
 
 
+def test_bad_frames_are_reported_and_skipped(net, tools, nws_bin):
+    a, _ = net
+    adv = tools(a, [nws_bin("nws-advertise")])
+    adv.send(action="listening", channel="chat", path="/no-port")
+    err = adv.wait(lambda f: f.get("action") == "error", what="error frame")
+    assert err["code"] == 1 and "port" in err["reason"] and "chat" not in err["reason"]
+    adv.p.stdin.write(b'{"action": broken\n')
+    adv.send(action="after", n=2)
+    assert adv.wait(lambda f: f.get("action") == "after", what="next frame") == \
+        {"action": "after", "n": 2}
+    assert adv.p.poll() is None
+    assert "chat" not in adv.stderr()
+
+
 def test_channel_opened_later_is_matched(net, tools, nws_bin):
     a, b = net
     ch = unique()
@@ -253,6 +279,47 @@ def test_channel_opened_later_is_matched(net, tools, nws_bin):
     advertise(tools, nws_bin, a, ch, 4201, "/late2")
     browse.wait(lambda f: f.get("action") == "found" and f.get("port") == 4201, what="found")
     assert not [f for f in browse.frames if f.get("port") == 4201 and f.get("channel")]
+
+
+SERVICE_XML = """<?xml version="1.0" standalone='no'?>
+<!DOCTYPE service-group SYSTEM "avahi-service.dtd">
+<service-group><name>{name}</name><service><type>_nws._tcp</type><port>{port}</port>
+{txt}</service></service-group>
+"""
+
+
+def test_malformed_records_are_ignored(net, tools, nws_bin):
+    a, b = net
+    ch = unique()
+    _, disc, _ = channel_keys(ch)
+    good = base64.urlsafe_b64encode(bytes(32)).rstrip(b"=").decode()
+    bad_txts = {
+        4901: ["v=2", "path=/a", f"t={good}"],          # unknown version
+        4902: ["path=/a", f"t={good}"],                 # no version
+        4903: ["v=1", f"t={good}"],                     # no path
+        4904: ["v=1", "path=/a"],                       # no tag
+        4905: ["v=1", "path=/a", "t=!!"],               # tag not base64url
+        4906: ["v=1", "path=/a", "t=" + "A" * 200],     # tag far too long
+        4907: ["v=1", "path=/a", f"t={good}"],          # well-formed, tag of no channel
+    }
+    browse = tools(b, [nws_bin("nws-browse"), "-a", "-vv", ch])
+    for port, txt in bad_txts.items():
+        body = "".join(f"<txt-record>{t}</txt-record>" for t in txt)
+        a.add_service_file(f"bad{port}", SERVICE_XML.format(name=f"bad{port}", port=port,
+                                                            txt=body))
+    try:
+        # Only the well-formed one is reported, and only as unmatched.
+        f = browse.wait(lambda f: f.get("action") == "found" and f.get("port") == 4907,
+                        what="the well-formed record")
+        assert "channel" not in f
+        wait_for(lambda: len(set(re.findall(r"ignoring (bad49\d\d) in local: not an nws v=1 "
+                                            r"record", browse.stderr()))) == 6, 15,
+                 "a debug line per malformed record")
+        assert not [f for f in browse.frames if f.get("port", 0) in range(4901, 4907)]
+        assert browse.p.poll() is None
+    finally:
+        for port in bad_txts:
+            a.remove_service_file(f"bad{port}")
 
 
 def test_browse_exits_at_end_of_input_without_channels(net, nws_bin):

@@ -194,7 +194,7 @@ class Host:
 
     # Daemons.
     def _setup(self):
-        for d in ("run/dbus", "run/avahi-daemon"):
+        for d in ("run/dbus", "run/avahi-daemon", "services"):
             os.makedirs(os.path.join(self.dir, d), exist_ok=True)
         with open(os.path.join(self.dir, "dbus.conf"), "w") as f:
             f.write(DBUS_CONF.format(sock=self.sock))
@@ -225,7 +225,9 @@ class Host:
                 os.unlink(os.path.join(self.dir, "run", "avahi-daemon", f))
             except FileNotFoundError:
                 pass
+        # The host's own static services replace the machine's /etc/avahi/services.
         script = (f'mount --bind "{self.dir}/run" /run && '
+                  f'mount --bind "{self.dir}/services" /etc/avahi/services && '
                   f'exec avahi-daemon -f "{self.dir}/avahi-daemon.conf" '
                   f'--no-chroot --no-drop-root --no-rlimits')
         with open(os.path.join(self.dir, "avahi.log"), "ab") as log:
@@ -243,6 +245,19 @@ class Host:
                             "org.freedesktop.Avahi.Server.GetState"],
                            env={**os.environ, **self.env}, capture_output=True, text=True)
         return p.returncode == 0 and f"int32 {AVAHI_RUNNING}" in p.stdout
+
+    def add_service_file(self, name, xml):
+        """Publishes a static avahi service (an avahi.service(5) XML text) from this host:
+        written to its own services directory, then avahi-daemon is told to reload."""
+        with open(os.path.join(self.dir, "services", name + ".service"), "w") as f:
+            f.write(xml)
+        if self.avahi and self.avahi.poll() is None:
+            self.avahi.send_signal(signal.SIGHUP)
+
+    def remove_service_file(self, name):
+        os.unlink(os.path.join(self.dir, "services", name + ".service"))
+        if self.avahi and self.avahi.poll() is None:
+            self.avahi.send_signal(signal.SIGHUP)
 
     def stop_avahi(self):
         if self.avahi:
