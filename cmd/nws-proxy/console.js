@@ -185,7 +185,7 @@
     var ul = $("links"), nodes = Object.keys(current.links);
     ul.textContent = "";
     if (!nodes.length) ul.append(el("li", "empty", "No encrypted link yet."));
-    nodes.forEach(function (n) { ul.append(el("li", "", "🔒 " + short(n) + "  " + current.links[n])); });
+    nodes.forEach(function (n) { ul.append(el("li", "", "encrypted to " + short(n) + (current.links[n] ? " at " + current.links[n] : ""))); });
   }
 
   function renderCompose() {
