@@ -322,6 +322,44 @@ def test_malformed_records_are_ignored(net, tools, nws_bin):
             a.remove_service_file(f"bad{port}")
 
 
+def test_cbor_pipeline_frames(net, nws_bin):
+    import cbor2
+    a, b = net
+    ch = unique()
+    adv = a.popen([nws_bin("nws-advertise"), "--cbor"], stdin=subprocess.PIPE,
+                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    browse = b.popen([nws_bin("nws-browse"), "--cbor"], stdin=subprocess.PIPE,
+                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    # The reads below block: a deadline kills both, which ends them with an EOF error.
+    deadline = threading.Timer(30, lambda: [p.kill() for p in (adv, browse)])
+    deadline.start()
+    try:
+        adv.stdin.write(cbor2.dumps({"action": "listening", "channel": ch, "port": 4950,
+                                     "path": "/c"}) +
+                        cbor2.dumps({"action": "broadcast", "data": b"\x00\xff"}))
+        adv.stdin.flush()
+        assert cbor2.load(adv.stdout) == {"action": "broadcast", "data": b"\x00\xff"}
+        got = cbor2.load(adv.stdout)
+        assert got["action"] == "advertised" and got["channel"] == ch
+        browse.stdin.write(cbor2.dumps({"action": "open", "channel": ch}))
+        browse.stdin.flush()
+        assert cbor2.load(browse.stdout) == {"action": "open", "channel": ch}
+        while True:
+            f = cbor2.load(browse.stdout)
+            if f["action"] == "found" and f["address"] == a.addr:
+                break
+        assert f["channel"] == ch and f["port"] == 4950 and f["path"] == "/c"
+        # End of input ends both (pipeline mode): advertise withdraws first.
+        adv.stdin.close()
+        browse.stdin.close()
+        assert adv.wait(10) == 0 and browse.wait(10) == 0
+    finally:
+        deadline.cancel()
+        for p in (adv, browse):
+            if p.poll() is None:
+                p.kill()
+
+
 def test_browse_exits_at_end_of_input_without_channels(net, nws_bin):
     a, _ = net
     p = a.run([nws_bin("nws-browse")], timeout=10, input=b'{"action":"x"}\n')
