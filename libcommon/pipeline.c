@@ -220,9 +220,12 @@ stage_argv(int stage, const struct pipeline_config *cfg)
 	char size[32];
 	int ok = (argv[n++] = stage_path(stage_names[stage])) != NULL;
 	if (!ok) {
-		log_error("cannot find %s (looked in %s, beside this program and on PATH); "
-		    "install nws or set NWS_LIBEXEC", stage_names[stage],
-		    getenv("NWS_LIBEXEC") ? "NWS_LIBEXEC" : "-");
+		if (getenv("NWS_LIBEXEC") && *getenv("NWS_LIBEXEC"))
+			log_error("cannot find %s in NWS_LIBEXEC (%s); fix or unset it",
+			    stage_names[stage], getenv("NWS_LIBEXEC"));
+		else
+			log_error("cannot find %s beside this program or on PATH; install nws "
+			    "or set NWS_LIBEXEC to its directory", stage_names[stage]);
 		free(argv);
 		return NULL;
 	}
@@ -321,10 +324,11 @@ spawn(struct pipeline *p)
 			child_exec(p->argv[i], fds[i][0], fds[i + 1][1]);
 		kid_add(p, pid, i);
 	}
+	/* Keep the head's write end and the tail's read end; the rest are the stages'. */
 	for (int i = 0; i <= NSTAGES; i++) {
-		if (i > 0)
-			close(fds[i][0]);
 		if (i < NSTAGES)
+			close(fds[i][0]);
+		if (i > 0)
 			close(fds[i][1]);
 	}
 	p->head = loop_pipe_adopt(p->vh, -1, fds[0][1], FORMAT_CBOR, p->max_frame,
@@ -466,22 +470,33 @@ finish(struct pipeline *p)
 		done(ctx);
 }
 
+/* How much a death explains: a stage that was killed or failed is the cause, the ones
+ * after it only saw end of file. */
+static int
+death_rank(const struct kid *k, int status)
+{
+	int rank = WIFSIGNALED(status) ? 2 : WEXITSTATUS(status) != 0;
+	return rank * NSTAGES + (NSTAGES - 1 - k->stage);
+}
+
 /* Reaps stages, escalates signals on deadlines, notices a broken generation. */
 static void
 tick_cb(lws_sorted_usec_list_t *sul)
 {
 	struct pipeline *p = lws_container_of(sul, struct pipeline, sul_tick);
 	int64_t now = now_ms();
-	int died = 0;
+	int died = 0, best = -1, best_status = 0;
+	struct kid cause = { 0 };
 
 	for (size_t i = p->nkids; i-- > 0;) {
 		struct kid *k = &p->kids[i];
 		int status = 0;
 		pid_t r = waitpid(k->pid, &status, WNOHANG);
 		if (r == k->pid || (r < 0 && errno == ECHILD)) {
-			if (k->gen == p->gen && p->state == RUNNING && !died) {
-				report_death(k, status);
-				died = 1;
+			if (k->gen == p->gen && p->state == RUNNING && death_rank(k, status) > best) {
+				best = death_rank(k, status);
+				best_status = status;
+				cause = *k;
 			}
 			p->kids[i] = p->kids[--p->nkids];
 			continue;
@@ -494,6 +509,10 @@ tick_cb(lws_sorted_usec_list_t *sul)
 				k->deadline = 0;
 			}
 		}
+	}
+	if (best >= 0) {
+		report_death(&cause, best_status);
+		died = 1;
 	}
 	if (p->state == RUNNING && !died && p->broken_ms && now - p->broken_ms >= BROKEN_GRACE_MS) {
 		log_error("the pipeline's %s closed; restarting it",

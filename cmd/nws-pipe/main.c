@@ -1,0 +1,201 @@
+/* nws-pipe: a channel in a shell pipe. stdin to the channel, the channel to stdout, as
+ * one peer; through its own pipeline or a running nws-proxy. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+
+#include "keys.h"
+#include "log.h"
+#include "loop.h"
+#include "opts.h"
+#include "pipe.h"
+
+static const char usage[] =
+"usage: nws-pipe [options] CHANNEL\n"
+"Joins CHANNEL as one peer: each stdin line is broadcast, each broadcast received is\n"
+"written to stdout as a line.\n"
+"  --raw               byte chunks both ways instead of lines (binary-safe)\n"
+"  --json              whole frames both ways, as a WebSocket client of nws-proxy sees them\n"
+"  --to PEER           send to PEER only (direct messages)\n"
+"  -w, --wait N        read stdin only once N peers are present\n"
+"  -t, --timeout S     give up waiting for peers after S seconds (exit 1); implies -w 1\n"
+"  -1, --once          exit once stdin has ended and all it held was handed on\n"
+"  --via-proxy [URL]   attach through a running nws-proxy (default ws://localhost:9009)\n"
+"  --listen ADDR       where the spawned nws-link listens\n"
+"  -d, --domain D      DNS-SD domain to browse and publish in (default local)\n"
+"  --max-frame SIZE    the largest frame (default 16M); longer lines go in pieces\n"
+"  --channel-file F    read the channel name from F (also: NWS_CHANNEL)\n"
+"  -v, --verbose       say more on stderr (twice: more still)\n"
+"  -h, --help          this text;  -V, --version  the version\n"
+"Exit: 0 done, 1 timed out waiting for peers, 2 usage, 69 avahi-daemon (needed by\n"
+"--wait) or nws-proxy (--via-proxy) unreachable.\n";
+
+enum {
+	OPT_RAW = OPT_TOOL,
+	OPT_TO,
+	OPT_VIA_PROXY,
+	OPT_LISTEN,
+};
+
+static volatile sig_atomic_t signalled;
+static struct lws_context *context;
+
+static void
+on_signal(int sig)
+{
+	if (signalled)
+		_exit(128 + sig);   /* a second ^C: the user does not want to wait */
+	signalled = sig;
+	if (context)
+		lws_cancel_service(context);
+}
+
+static double
+parse_seconds(const struct opts *o, const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || *end || v < 0 || v > 1e7)
+		opts_usage(o, "--timeout wants a number of seconds");
+	return v;
+}
+
+static void
+parse(struct np *np, struct opts *o, int argc, char **argv)
+{
+	static const char *listen_args[3] = { "--listen", NULL, NULL };
+	static const struct option longopts[] = {
+		OPTS_LONG,
+		{ "raw", no_argument, 0, OPT_RAW },
+		{ "to", required_argument, 0, OPT_TO },
+		{ "wait", required_argument, 0, 'w' },
+		{ "timeout", required_argument, 0, 't' },
+		{ "once", no_argument, 0, '1' },
+		{ "via-proxy", optional_argument, 0, OPT_VIA_PROXY },
+		{ "listen", required_argument, 0, OPT_LISTEN },
+		{ 0, 0, 0, 0 },
+	};
+	int c;
+	char *end;
+
+	while ((c = getopt_long(argc, argv, OPTS_SHORT "w:t:1", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_JSON:     /* not the frame format of the shared option: the mode */
+			np->mode = MODE_JSON;
+			break;
+		case OPT_CBOR:
+			opts_usage(o, "--cbor is not a mode of nws-pipe (try --raw or --json)");
+		case OPT_RAW:
+			np->mode = MODE_RAW;
+			break;
+		case OPT_TO:
+			if (!*optarg)
+				opts_usage(o, "--to wants a peer id");
+			np->to = optarg;
+			break;
+		case 'w':
+			np->wait_n = strtol(optarg, &end, 10);
+			if (end == optarg || *end || np->wait_n < 0 || np->wait_n > MAX_PEERS)
+				opts_usage(o, "--wait wants a number of peers");
+			break;
+		case 't':
+			np->timeout_ms = (int64_t)(parse_seconds(o, optarg) * 1000);
+			break;
+		case '1':
+			np->once = 1;
+			break;
+		case OPT_VIA_PROXY:
+			np->proxy_url = optarg;
+			if (!optarg && optind < argc && !strncmp(argv[optind], "ws://", 5))
+				np->proxy_url = argv[optind++];
+			if (!np->proxy_url)
+				np->proxy_url = "ws://localhost:9009";
+			break;
+		case OPT_LISTEN:
+			listen_args[1] = optarg;
+			np->pcfg.link_args = listen_args;
+			break;
+		default:
+			if (!opts_common(o, c, optarg))
+				opts_usage(o, NULL);
+		}
+	}
+	opts_channels(o, argc, argv, optind);
+	if (o->nchannels != 1)
+		opts_usage(o, o->nchannels ? "one channel only" : "which channel?");
+	np->channel = o->channels[0];
+	np->max_frame = o->max_frame;
+	np->pcfg.domain = o->domain;
+	np->pcfg.verbose = log_level;
+	if (np->timeout_ms >= 0 && !np->wait_n && !np->to)
+		np->wait_n = 1;
+	if (np->proxy_url && (o->domain || np->pcfg.link_args))
+		opts_usage(o, "-d and --listen are the proxy's business with --via-proxy");
+}
+
+static void
+np_free(struct np *np)
+{
+	for (size_t i = 0; i < np->npeers; i++)
+		free(np->peers[i]);
+	buf_free(&np->in);
+	buf_free(&np->out);
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct np np;
+	struct opts o;
+	struct lws_context_creation_info info;
+	struct lws_protocols protocols[] = {
+		loop_protocol, np_stdin_protocol, proxy_protocol, { 0 },
+	};
+
+	log_init("nws-pipe");
+	opts_init(&o, usage);
+	np.timeout_ms = -1;
+	parse(&np, &o, argc, argv);
+	if (sodium_init() < 0)
+		log_fatal(EXIT_FAIL, "cannot initialise libsodium");
+	keys_random_hex(np.id, PEER_ID_HEX);
+	buf_init(&np.in, 0);
+	buf_init(&np.out, 0);
+
+	lws_set_log_level(log_level >= 2 ? LLL_ERR | LLL_WARN : 0, NULL);
+	memset(&info, 0, sizeof info);
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = protocols;
+	info.gid = -1;
+	info.uid = -1;
+	info.vhost_name = "nws-pipe";
+	context = lws_create_context(&info);
+	if (!context)
+		log_fatal(EXIT_FAIL, "cannot start the event loop (libwebsockets)");
+	np.cx = context;
+	np.vh = lws_get_vhost_by_name(context, "nws-pipe");
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGHUP, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+
+	int rc = np.proxy_url ? proxy_start(&np) : local_start(&np);
+	if (rc)
+		np_stop(&np, rc);
+	while (!np.finished) {
+		if (signalled && !np.stopping) {
+			log_info("stopping on signal %d", (int)signalled);
+			np_stop(&np, EXIT_DONE);
+		}
+		if (lws_service(context, 0) < 0)
+			break;
+	}
+	lws_context_destroy(context);
+	rc = np.exit_code;
+	np_free(&np);
+	opts_free(&o);
+	return rc;
+}

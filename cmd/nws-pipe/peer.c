@@ -1,0 +1,518 @@
+/* The one peer nws-pipe is: stdin lines, chunks or JSON frames become broadcasts or
+ * messages; what the channel sends us goes to stdout in the same form. */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "jsontext.h"
+#include "keys.h"
+#include "log.h"
+#include "pipe.h"
+
+#define READ_CHUNK (64 * 1024)
+#define OUT_BURST (256 * 1024)
+#define SYNC_RESEND_US (2 * LWS_US_PER_SEC)
+
+static int
+peer_index(const struct np *np, const char *id)
+{
+	for (size_t i = 0; i < np->npeers; i++)
+		if (!strcmp(np->peers[i], id))
+			return (int)i;
+	return -1;
+}
+
+/* The most data one frame carries: the rest of max_frame is room for the keys. */
+static size_t
+data_max(const struct np *np)
+{
+	return np->max_frame > 4096 ? np->max_frame - 1024 : np->max_frame / 2;
+}
+
+static void
+out_flush(struct np *np)
+{
+	while (np->out.len) {
+		ssize_t n = write(1, buf_data(&np->out), np->out.len);
+		if (n > 0) {
+			buf_consume(&np->out, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			/* stdout was left non-blocking by someone else: wait like a blocking write. */
+			struct pollfd pfd = { .fd = 1, .events = POLLOUT };
+			poll(&pfd, 1, -1);
+			continue;
+		}
+		if (errno != EPIPE)
+			log_error("cannot write to stdout: %s", strerror(errno));
+		buf_reset(&np->out);
+		np_stop(np, errno == EPIPE ? EXIT_DONE : EXIT_FAIL);
+		return;
+	}
+	buf_reset(&np->out);
+}
+
+static void
+flush_cb(lws_sorted_usec_list_t *sul)
+{
+	out_flush(lws_container_of(sul, struct np, sul_flush));
+}
+
+/* Output goes out once per loop turn (a burst of frames, one write), or at once when
+ * it is large: stdout is blocking, so a slow reader slows the whole peer down. */
+static void
+out_queued(struct np *np)
+{
+	if (np->out.len >= OUT_BURST)
+		out_flush(np);
+	else
+		lws_sul_schedule(np->cx, 0, &np->sul_flush, flush_cb, 0);
+}
+
+static void
+out_frame(struct np *np, const struct frame *f)
+{
+	if (frame_encode(f, FORMAT_JSON, &np->out) < 0)
+		log_error("cannot encode a frame for stdout (out of memory?)");
+	out_queued(np);
+}
+
+static void
+out_data(struct np *np, const struct frame *f)
+{
+	if (np->mode == MODE_JSON) {
+		struct frame c = *f;
+		c.channel = NULL;   /* the client format: the channel is implied */
+		out_frame(np, &c);
+		return;
+	}
+	if (f->data_kind == DATA_NONE)
+		return;
+	if (buf_append(&np->out, f->data, f->data_len) < 0 ||
+	    (np->mode == MODE_LINES && buf_append(&np->out, "\n", 1) < 0))
+		log_error("out of memory writing to stdout");
+	out_queued(np);
+}
+
+static void
+out_peer(struct np *np, enum frame_action a, const char *peer)
+{
+	struct frame f;
+
+	if (np->mode != MODE_JSON)
+		return;
+	memset(&f, 0, sizeof f);
+	f.port = f.code = -1;
+	f.action = a;
+	f.source = np->id;
+	f.target = (char *)peer;
+	out_frame(np, &f);
+}
+
+static void
+out_error(struct np *np, const char *reason)
+{
+	struct frame f;
+
+	memset(&f, 0, sizeof f);
+	f.port = -1;
+	f.code = 1;
+	f.action = ACTION_ERROR;
+	f.reason = (char *)reason;
+	out_frame(np, &f);
+}
+
+static void
+in_pause(struct np *np)
+{
+	if (np->in_wsi && !np->in_paused) {
+		lws_rx_flow_control(np->in_wsi, 0);
+		np->in_paused = 1;
+	}
+}
+
+/* Hands a frame to the backend; stdin pauses when it says its queue is filling. */
+static void
+send_frame(struct np *np, const struct frame *f)
+{
+	int rc = np->be->send(np, f);
+
+	if (rc < 0 && log_once_per_burst("nws-pipe: dropped"))
+		log_error("the network side is not keeping up; dropped data");
+	if (rc != 0)
+		in_pause(np);
+}
+
+/* One broadcast (or message to --to) of n bytes at p; p[n] is writable and is used
+ * for a NUL while the frame is sent. */
+static void
+send_data(struct np *np, unsigned char *p, size_t n, int text)
+{
+	struct frame f;
+	unsigned char saved = p[n];
+
+	memset(&f, 0, sizeof f);
+	f.port = f.code = -1;
+	f.action = np->to ? ACTION_MESSAGE : ACTION_BROADCAST;
+	f.channel = np->channel;
+	f.source = np->id;
+	f.target = (char *)np->to;
+	f.data = p;
+	f.data_len = n;
+	f.data_kind = text && !memchr(p, 0, n) && jsontext_utf8(p, n) ? DATA_TEXT : DATA_BYTES;
+	p[n] = 0;
+	send_frame(np, &f);
+	p[n] = saved;
+}
+
+static void
+send_json(struct np *np, unsigned char *line, size_t n)
+{
+	struct frame f;
+	char err[160];
+
+	if (frame_decode(&f, FORMAT_JSON, line, n, err, sizeof err) < 0) {
+		out_error(np, err);
+		return;
+	}
+	switch (f.action) {
+	case ACTION_STATUS:
+		out_peer(np, ACTION_STATUS, np->id);
+		break;
+	case ACTION_MESSAGE:
+		if (!f.target) {
+			out_error(np, "a message needs a \"target\"");
+			break;
+		}
+		/* fall through */
+	case ACTION_BROADCAST:
+		if (frame_set(&f.channel, np->channel) < 0 || frame_set(&f.source, np->id) < 0)
+			log_error("out of memory");
+		else
+			send_frame(np, &f);
+		break;
+	default:
+		out_error(np, "send \"broadcast\", \"message\" or \"status\"");
+		break;
+	}
+	frame_free(&f);
+}
+
+static void
+send_line(struct np *np, unsigned char *p, size_t n)
+{
+	if (n && p[n - 1] == '\r')
+		n--;
+	if (np->mode == MODE_JSON) {
+		if (n)
+			send_json(np, p, n);
+		return;
+	}
+	send_data(np, p, n, 1);
+}
+
+/* Sends the whole lines in np->in; with eof, the last one without its '\n' too. */
+static void
+send_lines(struct np *np, int eof)
+{
+	size_t max = data_max(np);
+
+	for (;;) {
+		unsigned char *p = buf_data(&np->in);
+		unsigned char *nl = memchr(p, '\n', np->in.len);
+		if (nl) {
+			send_line(np, p, (size_t)(nl - p));
+			buf_consume(&np->in, (size_t)(nl - p) + 1);
+			continue;
+		}
+		if (np->in.len > max) {
+			if (log_once_per_burst("nws-pipe: long line"))
+				log_error("a line longer than --max-frame allows is sent in pieces");
+			if (np->mode == MODE_JSON) {
+				out_error(np, "frame too large");
+				buf_reset(&np->in);
+				return;
+			}
+			if (buf_reserve(&np->in, 1) == 0) {
+				p = buf_data(&np->in);
+				send_data(np, p, max, 1);
+			}
+			buf_consume(&np->in, max);
+			continue;
+		}
+		break;
+	}
+	if (eof && np->in.len && buf_reserve(&np->in, 1) == 0)
+		send_line(np, buf_data(&np->in), np->in.len);
+	if (eof)
+		buf_reset(&np->in);
+	else
+		buf_compact(&np->in);
+}
+
+static void
+sync_cb(lws_sorted_usec_list_t *sul)
+{
+	struct np *np = lws_container_of(sul, struct np, sul_timeout);
+
+	if (np->stopping)
+		return;
+	/* Sent again now and then: one lost to a pipeline restart must not hang us. Any copy
+	 * that comes back proves everything before it was handed on. */
+	np->be->sync(np, np->sync_token);
+	lws_sul_schedule(np->cx, 0, &np->sul_timeout, sync_cb, SYNC_RESEND_US);
+}
+
+static void
+input_done(struct np *np)
+{
+	np->in_eof = 1;
+	if (!np->once || np->sync_sent)
+		return;
+	keys_random_hex(np->sync_token, PEER_ID_HEX);
+	np->sync_sent = 1;
+	sync_cb(&np->sul_timeout);
+}
+
+static void
+input_end(struct np *np)
+{
+	if (np->in_eof)
+		return;
+	if (np->mode != MODE_RAW)
+		send_lines(np, 1);
+	input_done(np);
+}
+
+/* One read of stdin, sent on: 0 data, 1 nothing ready, -1 the end (or an error). */
+static int
+stdin_read(struct np *np)
+{
+	static unsigned char chunk[READ_CHUNK + 1];
+	ssize_t n;
+
+	do
+		n = read(0, chunk, READ_CHUNK);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return 1;
+	if (n < 0)
+		log_error("cannot read stdin: %s", strerror(errno));
+	if (n <= 0) {
+		input_end(np);
+		return -1;
+	}
+	if (np->mode == MODE_RAW) {
+		size_t max = data_max(np);
+		for (size_t off = 0; off < (size_t)n; off += max) {
+			size_t len = (size_t)n - off < max ? (size_t)n - off : max;
+			send_data(np, chunk + off, len, 0);
+		}
+		return 0;
+	}
+	if (buf_append(&np->in, chunk, (size_t)n) < 0) {
+		log_error("out of memory reading stdin");
+		input_end(np);
+		return -1;
+	}
+	send_lines(np, 0);
+	return 0;
+}
+
+static int
+stdin_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+    size_t len)
+{
+	struct np *np = lws_get_opaque_user_data(wsi);
+
+	(void)user;
+	(void)in;
+	(void)len;
+	if (!np)
+		return 0;
+	switch (reason) {
+	case LWS_CALLBACK_RAW_RX_FILE:
+		if (np->in_paused || np->stopping)
+			return 0;
+		return stdin_read(np) < 0 ? -1 : 0;
+	case LWS_CALLBACK_RAW_CLOSE_FILE:
+		/* lws closes on POLLHUP, which may come with the last bytes still unread. */
+		np->in_wsi = NULL;
+		while (!np->in_eof && !np->stopping && stdin_read(np) == 0)
+			;
+		if (!np->stopping)
+			input_end(np);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+const struct lws_protocols np_stdin_protocol = {
+	.name = "nws-pipe-stdin",
+	.callback = stdin_callback,
+};
+
+static void
+start_sending(struct np *np)
+{
+	lws_adopt_desc_t info;
+
+	np->sending = 1;
+	lws_sul_cancel(&np->sul_timeout);
+	memset(&info, 0, sizeof info);
+	info.vh = np->vh;
+	info.type = LWS_ADOPT_RAW_FILE_DESC;
+	info.fd.filefd = 0;
+	info.vh_prot_name = np_stdin_protocol.name;
+	info.opaque = np;
+	np->in_wsi = lws_adopt_descriptor_vhost_via_info(&info);
+	if (!np->in_wsi)
+		input_done(np);   /* no stdin (closed): nothing to send */
+}
+
+static void
+check_wait(struct np *np)
+{
+	if (np->sending || np->stopping)
+		return;
+	if ((size_t)np->wait_n > np->npeers || (np->to && peer_index(np, np->to) < 0))
+		return;
+	start_sending(np);
+}
+
+static void
+timeout_cb(lws_sorted_usec_list_t *sul)
+{
+	struct np *np = lws_container_of(sul, struct np, sul_timeout);
+
+	if (np->sending || np->stopping)
+		return;
+	if (np->to && peer_index(np, np->to) < 0)
+		log_error("peer %s did not join within %.1f s", np->to,
+		    (double)np->timeout_ms / 1000);
+	else
+		log_error("%zu of %ld peers joined within %.1f s", np->npeers, np->wait_n,
+		    (double)np->timeout_ms / 1000);
+	np_stop(np, EXIT_FAIL);
+}
+
+void
+np_start(struct np *np)
+{
+	if (np->timeout_ms >= 0 && (np->wait_n > 0 || np->to))
+		lws_sul_schedule(np->cx, 0, &np->sul_timeout, timeout_cb,
+		    (lws_usec_t)np->timeout_ms * 1000);
+	check_wait(np);
+}
+
+static void
+peer_join(struct np *np, const char *id)
+{
+	if (peer_index(np, id) >= 0)
+		return;
+	if (np->npeers == MAX_PEERS) {
+		if (log_once_per_burst("nws-pipe: peers"))
+			log_error("more than %d peers: not counting the rest", MAX_PEERS);
+		return;
+	}
+	char *copy = strdup(id);
+	if (!copy)
+		return;
+	np->peers[np->npeers++] = copy;
+	log_debug("peer %s joined", id);
+	out_peer(np, ACTION_CONNECT, id);
+	check_wait(np);
+}
+
+static void
+peer_leave(struct np *np, const char *id)
+{
+	int i = peer_index(np, id);
+
+	if (i < 0)
+		return;
+	free(np->peers[i]);
+	np->peers[i] = np->peers[--np->npeers];
+	log_debug("peer %s left", id);
+	out_peer(np, ACTION_DISCONNECT, id);
+}
+
+void
+np_frame(struct np *np, struct frame *f)
+{
+	if (np->stopping && f->action != ACTION_BROADCAST && f->action != ACTION_MESSAGE)
+		return;
+	switch (f->action) {
+	case ACTION_CONNECT:
+		if (f->target && strcmp(f->target, np->id))
+			peer_join(np, f->target);
+		break;
+	case ACTION_DISCONNECT:
+		if (f->target)
+			peer_leave(np, f->target);
+		break;
+	case ACTION_BROADCAST:
+		if (!f->source || strcmp(f->source, np->id))
+			out_data(np, f);
+		break;
+	case ACTION_MESSAGE:
+		if (f->target && !strcmp(f->target, np->id))
+			out_data(np, f);
+		break;
+	case ACTION_ERROR:
+		if (f->code == EXIT_UNAVAILABLE && !np->sending && (np->wait_n > 0 || np->to)) {
+			log_error("%s; cannot wait for peers without it",
+			    f->reason ? f->reason : "discovery is unavailable");
+			np_stop(np, EXIT_UNAVAILABLE);
+		} else if (log_once_per_burst(f->reason ? f->reason : "error")) {
+			log_error("%s", f->reason ? f->reason : "the network side reported an error");
+		}
+		break;
+	case ACTION_UNKNOWN:
+		if (np->sync_sent && f->action_name && !strcmp(f->action_name, "sync") &&
+		    f->source && !strcmp(f->source, np->sync_token))
+			np_stop(np, EXIT_DONE);
+		break;
+	default:
+		break;
+	}
+}
+
+void
+np_drain(struct np *np)
+{
+	if (np->in_wsi && np->in_paused) {
+		np->in_paused = 0;
+		lws_rx_flow_control(np->in_wsi, 1);
+	}
+}
+
+void
+np_stop(struct np *np, int code)
+{
+	if (np->stopping)
+		return;
+	np->stopping = 1;
+	np->exit_code = code;
+	lws_sul_cancel(&np->sul_timeout);
+	in_pause(np);
+	out_flush(np);
+	if (np->be)
+		np->be->stop(np);
+	else
+		np_finished(np);
+}
+
+void
+np_finished(struct np *np)
+{
+	out_flush(np);
+	np->finished = 1;
+	lws_cancel_service(np->cx);
+}

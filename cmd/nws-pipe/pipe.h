@@ -1,0 +1,79 @@
+/* nws-pipe: one peer of one channel with stdin and stdout as its ends. peer.c owns the
+ * peer (stdin to frames, frames to stdout, --wait, --once, exit codes); it talks to the
+ * network either through a spawned pipeline (local.c) or a running nws-proxy (proxy.c). */
+#ifndef NWS_PIPE_H
+#define NWS_PIPE_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <libwebsockets.h>
+
+#include "buf.h"
+#include "frame.h"
+#include "pipeline.h"
+
+enum pipe_mode { MODE_LINES, MODE_RAW, MODE_JSON };
+
+/* Exit codes (man/nws-pipe.1): 1 is a --timeout, or a failure that is not usage. */
+enum { EXIT_DONE = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNAVAILABLE = 69 };
+
+#define PEER_ID_HEX 8          /* random bytes of a peer id: 16 hex characters */
+#define MAX_PEERS 4096         /* remote peers counted for --wait; more are not tracked */
+
+struct np;
+
+struct np_backend {
+	/* Queue a frame in pipeline form (channel, source set): as pipeline_send. */
+	int (*send)(struct np *np, const struct frame *f);
+	/* Ask for a reply that comes back after everything sent so far was handed on. */
+	int (*sync)(struct np *np, const char *token);
+	/* End it; np_finished() once it has. */
+	void (*stop)(struct np *np);
+};
+
+struct np {
+	/* options */
+	enum pipe_mode mode;
+	char *channel;
+	const char *to;            /* --to PEER */
+	const char *proxy_url;     /* --via-proxy, or NULL */
+	long wait_n;               /* --wait */
+	int64_t timeout_ms;        /* --timeout; -1: none */
+	int once;
+	size_t max_frame;
+	struct pipeline_config pcfg;
+
+	struct lws_context *cx;
+	struct lws_vhost *vh;
+	const struct np_backend *be;
+	void *be_state;
+
+	char id[65];                     /* our peer id (the proxy's, with --via-proxy) */
+	char *peers[MAX_PEERS];          /* remote peers present */
+	size_t npeers;
+
+	struct lws *in_wsi;        /* stdin, adopted once sending starts */
+	int sending, in_paused, in_eof;
+	struct buf in;             /* a partial line */
+	struct buf out;            /* stdout, written in bursts */
+	char sync_token[2 * PEER_ID_HEX + 1];
+	int sync_sent;
+	int stopping, finished, exit_code;
+	lws_sorted_usec_list_t sul_flush, sul_timeout;
+};
+
+/* peer.c */
+extern const struct lws_protocols np_stdin_protocol;
+void np_start(struct np *np);             /* after the backend is up */
+void np_frame(struct np *np, struct frame *f);   /* a frame from the network side */
+void np_drain(struct np *np);             /* the backend has room again */
+void np_stop(struct np *np, int code);    /* end with this exit code */
+void np_finished(struct np *np);          /* the backend has ended */
+
+/* local.c, proxy.c: 0 started, or an exit code. */
+int local_start(struct np *np);
+int proxy_start(struct np *np);
+extern const struct lws_protocols proxy_protocol;
+
+#endif
