@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <sodium.h>
+#include <avahi-common/timeval.h>
 
 #include "log.h"
 
@@ -233,4 +234,24 @@ browse_eof(void *ctx)
 
 	if (!b->keep && !b->terminate)
 		dnssd_quit(b->d, 0);
+}
+
+static void
+deadline_cb(AvahiTimeout *t, void *ctx)
+{
+	struct browse *b = ctx;
+
+	(void)t;
+	log_error("avahi-daemon did not finish browsing within %d s: giving up",
+	    BROWSE_TERMINATE_MS / 1000);
+	dnssd_quit(b->d, b->reported ? 0 : 1);
+}
+
+void
+browse_deadline(struct browse *b)
+{
+	const AvahiPoll *api = dnssd_poll(b->d);
+	struct timeval tv;
+
+	api->timeout_new(api, avahi_elapse_time(&tv, BROWSE_TERMINATE_MS, 0), deadline_cb, b);
 }

@@ -11,6 +11,7 @@
 #include "keys.h"
 
 #define BROWSE_MAX_CHANNELS 1024
+#define BROWSE_TERMINATE_MS 15000   /* -t gives up on a daemon that never gets running */
 
 struct browse_chan {
 	char *name;
@@ -37,5 +38,7 @@ void browse_close(struct browse *b, const char *name);
 void browse_close_all(struct browse *b);
 void browse_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t len);
 void browse_eof(void *ctx);
+/* -t: arms the deadline after which what was found so far is the answer. */
+void browse_deadline(struct browse *b);
 
 #endif

@@ -82,6 +82,8 @@ main(int argc, char **argv)
 			log_fatal(2, "too many channels: at most %d", BROWSE_MAX_CHANNELS);
 	opts_free(&o);
 	dnssd_browse(b.d);
+	if (b.terminate)
+		browse_deadline(&b);
 	dnssd_start(b.d);
 	rc = dnssd_run(b.d);
 	dnssd_io_close(b.io);
