@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -79,7 +80,9 @@ struct conn {
 	size_t roff, rlen;
 	unsigned char *tx;
 	size_t toff, tlen, tcap;
-	int closed;
+	int closed;             /* 1: we sent a close, 2: the server did */
+	int code;               /* the server's close code and reason */
+	char reason[124];
 };
 
 static void
@@ -314,6 +317,14 @@ control(struct conn *c, int op, unsigned char *p, size_t n)
 		if (!c->closed)
 			frame_put(c, 0x8, p, n < 2 ? n : 2, 1);
 		c->closed = 2;
+		if (n >= 2) {
+			size_t k = n - 2 < sizeof c->reason - 1 ? n - 2 : sizeof c->reason - 1, i;
+			c->code = p[0] << 8 | p[1];
+			for (i = 0; i < k; i++)
+				c->reason[i] = p[2 + i] >= ' ' && p[2 + i] != '"' &&
+				    p[2 + i] != '\\' && p[2 + i] < 127 ? (char)p[2 + i] : '?';
+			c->reason[k] = 0;
+		}
 	}
 	return op < 8 ? op : -1;
 }
@@ -327,6 +338,16 @@ struct run {
 	int raw;
 	int wait;               /* send: wait for a line on stdin before sending */
 };
+
+/* CPU seconds this process used: its own cost, reported as it exits. */
+static double
+cpu_self(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	    (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
 
 static size_t
 payload(char *buf, size_t size, long seq)
@@ -471,8 +492,9 @@ run_send(struct conn *c, const struct run *r)
 		}
 	}
 	t = (last ? last : now_ns()) - t0;
-	printf("{\"mode\":\"send\",\"sent\":%ld,\"elapsed_s\":%.6f,\"rate\":%.1f,\"error\":%s}\n",
-	    sent, t / 1e9, t > 0 ? sent * 1e9 / t : 0.0, err ? "true" : "false");
+	printf("{\"mode\":\"send\",\"sent\":%ld,\"elapsed_s\":%.6f,\"rate\":%.1f,\"cpu_s\":%.3f,"
+	    "\"error\":%s}\n", sent, t / 1e9, t > 0 ? sent * 1e9 / t : 0.0, cpu_self(),
+	    err ? "true" : "false");
 	return err || sent < r->n;
 }
 
@@ -490,73 +512,92 @@ pct(const int64_t *v, long n, double q)
 	return n ? v[i] : 0;
 }
 
+/* What a receiver saw. */
+struct seen {
+	int64_t *lat;           /* one-way latency of each message, ns */
+	long got, last_seq, reordered;
+	long gaps, gap_at, gap_len;     /* lost messages: where the first gap is */
+	long connects;          /* nws connect events: more than one, a link came back */
+	long disconnects;
+	int64_t first_tx, last_rx;
+};
+
+static void
+seen_message(struct seen *s, const struct run *r, unsigned char *p, size_t n, int64_t t)
+{
+	unsigned char *h = memchr(p, '#', n);
+	long seq;
+	int64_t ts;
+	char *e;
+
+	if (!h) {
+		if (memmem(p, n, "\"disconnect\"", 12)) {
+			s->disconnects++;
+		} else if (memmem(p, n, "\"connect\"", 9) && !s->connects++) {
+			printf("peer\n");
+			fflush(stdout);
+		}
+		return;
+	}
+	seq = strtol((char *)h + 1, &e, 10);
+	ts = strtoll(e + 1, NULL, 10);
+	if (seq <= s->last_seq) {
+		s->reordered++;
+	} else if (seq > s->last_seq + 1 && !s->gaps++) {
+		s->gap_at = s->last_seq + 1;
+		s->gap_len = seq - s->last_seq - 1;
+	}
+	s->last_seq = seq;
+	if (!s->got || ts < s->first_tx)
+		s->first_tx = ts;
+	if (s->got < r->n)
+		s->lat[s->got++] = t - ts;
+	s->last_rx = t;
+}
+
 static int
 run_recv(struct conn *c, const struct run *r)
 {
-	int64_t *lat, deadline, last_rx = 0, first_tx = 0, t;
-	long got = 0, last_seq = -1, reordered = 0;
-	int peer = 0;
+	struct seen s = { .last_seq = -1, .gap_at = -1 };
+	struct timeval tick = { 0, 100000 };
+	int64_t deadline, t;
+	unsigned char *p;
+	size_t n;
+	int op;
 
-	if (!(lat = malloc(sizeof *lat * (size_t)r->n)))
+	if (!(s.lat = malloc(sizeof *s.lat * (size_t)r->n)))
 		die("out of memory%s", "");
+	/* A blocking read with a timeout: one system call per wake-up, where poll and read
+	 * would be two (a receiver fed one message per TCP segment wakes once for each). */
+	fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) & ~O_NONBLOCK);
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tick, sizeof tick);
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tick, sizeof tick);
 	deadline = now_ns() + (int64_t)(r->secs * 1e9);
-	while (got < r->n && (t = now_ns()) < deadline && c->closed != 2) {
-		struct pollfd pf = { c->fd, POLLIN | (c->toff < c->tlen ? POLLOUT : 0), 0 };
-		unsigned char *p;
-		size_t n;
-		int op, ms = 100;
-
-		if (got && t - last_rx > (int64_t)(r->idle * 1e9))
+	while (s.got < r->n && (t = now_ns()) < deadline && c->closed != 2) {
+		if (s.got && t - s.last_rx > (int64_t)(r->idle * 1e9))
 			break;
-		if (poll(&pf, 1, ms) < 0 && errno != EINTR)
-			die("poll: %s", strerror(errno));
-		if (pf.revents & (POLLIN | POLLHUP | POLLERR)) {
-			if (!rx_fill(c))
-				break;
-			t = now_ns();
-			while ((op = frame_next(c, &p, &n)) >= 0) {
-				unsigned char *h;
-				long seq;
-				int64_t ts;
-				char *e;
-
-				if (control(c, op, p, n) < 0 || op == 0)
-					continue;
-				h = memchr(p, '#', n);
-				if (!h) {
-					if (!peer && memmem(p, n, "\"connect\"", 9)) {
-						peer = 1;
-						printf("peer\n");
-						fflush(stdout);
-					}
-					continue;
-				}
-				seq = strtol((char *)h + 1, &e, 10);
-				ts = strtoll(e + 1, NULL, 10);
-				if (seq <= last_seq)
-					reordered++;
-				last_seq = seq;
-				if (!got)
-					first_tx = ts;
-				if (ts < first_tx)
-					first_tx = ts;
-				if (got < r->n)
-					lat[got++] = t - ts;
-				last_rx = t;
-			}
-		}
+		if (!rx_fill(c))
+			break;
+		t = now_ns();
+		while ((op = frame_next(c, &p, &n)) >= 0)
+			if (control(c, op, p, n) > 0)
+				seen_message(&s, r, p, n, t);
 		if (tx_flush(c) < 0)
 			break;
 	}
-	qsort(lat, (size_t)got, sizeof *lat, cmp64);
-	t = last_rx - first_tx;
+	qsort(s.lat, (size_t)s.got, sizeof *s.lat, cmp64);
+	t = s.last_rx - s.first_tx;
 	printf("{\"mode\":\"recv\",\"received\":%ld,\"expected\":%ld,\"reordered\":%ld,"
-	    "\"elapsed_s\":%.6f,\"rate\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f}\n",
-	    got, r->n, reordered, t / 1e9, got > 1 && t > 0 ? got * 1e9 / t : 0.0,
-	    pct(lat, got, 0.5) / 1e3, pct(lat, got, 0.99) / 1e3,
-	    got ? lat[got - 1] / 1e3 : 0.0);
-	free(lat);
-	return got < r->n;
+	    "\"gaps\":%ld,\"first_gap\":%ld,\"first_gap_len\":%ld,\"connects\":%ld,"
+	    "\"disconnects\":%ld,\"closed\":%d,\"close_code\":%d,\"close_reason\":\"%s\",",
+	    s.got, r->n, s.reordered, s.gaps, s.gap_at, s.gap_len, s.connects, s.disconnects,
+	    c->closed == 2, c->code, c->reason);
+	printf("\"elapsed_s\":%.6f,\"rate\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+	    "\"max_us\":%.1f,\"cpu_s\":%.3f}\n", t / 1e9,
+	    s.got > 1 && t > 0 ? s.got * 1e9 / t : 0.0, pct(s.lat, s.got, 0.5) / 1e3,
+	    pct(s.lat, s.got, 0.99) / 1e3, s.got ? s.lat[s.got - 1] / 1e3 : 0.0, cpu_self());
+	free(s.lat);
+	return s.got < r->n;
 }
 
 /* The C relay: what relay.js does, as cheaply as can be, to show the generator's own

@@ -1,0 +1,417 @@
+#!/usr/bin/python3
+"""End-to-end speed of nws against a one-hop Node.js `ws` relay (DESIGN.md §9).
+
+Two test hosts A and B (tests/lib/hosts.py). The C load generator nws-load
+(tests/bench/load.c, built by make bench into $NWS_BENCH_BIN) sends 100-byte payloads,
+each carrying its sequence number and CLOCK_MONOTONIC send time; the receiver reports
+msgs/s and one-way latency.
+
+  ceiling  C relay (nws-load relay) on A's loopback, sender and receiver on A: what the
+           generator itself can do
+  node     relay.js on A; sender on A (loopback), receiver on B (over the veth)
+  nws      nws-proxy on A and on B; sender on A's proxy, receiver on B's proxy, one channel
+
+Each is run flat out (THROUGHPUT_N messages, bounded by RUN_SECS) and at 1k msgs/s
+(LATENCY_N messages). Per-process CPU (from /proc) during the flat-out run shows which
+stage is the bottleneck. Targets: nws at least as fast as the node relay, and a one-way
+p50 of at most 300 us at 1k msgs/s. Exit status 1 when a run failed, not on a missed
+target: these are figures, not tests."""
+import contextlib
+import json
+import os
+import secrets
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+import hosts as hostlib  # noqa: E402
+
+NWS_BIN = os.environ.get("NWS_BIN") or os.path.join(ROOT, "build", "bin")
+BENCH_BIN = os.environ.get("NWS_BENCH_BIN") or os.path.join(ROOT, "build", "bench")
+LOAD = os.path.join(BENCH_BIN, "nws-load")
+
+THROUGHPUT_N = int(os.environ.get("NWS_BENCH_N", 200000))
+LATENCY_N = 3000            # at LATENCY_RATE: 3 s
+LATENCY_RATE = 1000
+RUN_SECS = 30               # bound of one run (each process also bounds itself)
+DISCOVERY_SECS = 30         # bound for the receiver to see the sender's connect
+P50_TARGET_US = 300
+PORT = 9009
+VERBOSE = bool(os.environ.get("NWS_BENCH_VERBOSE"))
+PERF = os.environ.get("NWS_BENCH_PERF")  # a perf.data path: profile the flat-out runs
+
+
+class Proc:
+    """A process in a host whose stdout lines we wait for, each wait with a deadline."""
+
+    def __init__(self, host, argv, name, stdin=False, env=None):
+        self.name = name
+        self.err_path = os.path.join(host.dir, f"{name}.err")
+        self.err = open(self.err_path, "wb")
+        self.p = host.popen(argv, stdout=subprocess.PIPE, stderr=self.err,
+                            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, env=env)
+        self.buf = b""
+        self.lines = []
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.p.stdout, selectors.EVENT_READ)
+
+    def _read(self, timeout):
+        if self.sel.select(max(timeout, 0)):
+            chunk = os.read(self.p.stdout.fileno(), 65536)
+            if not chunk:
+                return False
+            self.buf += chunk
+            *done, self.buf = self.buf.split(b"\n")
+            self.lines += [x.decode(errors="replace") for x in done]
+        return True
+
+    def expect(self, prefix, timeout):
+        """Waits for a stdout line starting with prefix; returns it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, line in enumerate(self.lines):
+                if line.startswith(prefix):
+                    del self.lines[:i + 1]
+                    return line
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.name}: no '{prefix}' within {timeout}s"
+                                   f"{self.stderr()}")
+            if not self._read(min(left, 0.5)):
+                self.p.wait(5)
+                raise RuntimeError(f"{self.name} exited ({self.p.returncode}) before "
+                                   f"'{prefix}'{self.stderr()}")
+
+    def result(self, timeout):
+        """The JSON figures the process prints last, once it has exited."""
+        line = self.expect("{", timeout)
+        self.p.wait(timeout)
+        return json.loads(line)
+
+    def go(self):
+        self.p.stdin.write(b"go\n")
+        self.p.stdin.flush()
+
+    def stderr(self):
+        self.err.flush()
+        with open(self.err_path, errors="replace") as f:
+            text = f.read().strip()
+        return f": {text[-600:]}" if text else ""
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(5)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+        self.sel.close()
+        self.err.close()
+
+
+# Per-process CPU, from /proc (utime + stime of each process of a tree).
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+    except OSError:
+        return None
+    comm = s[s.index("(") + 1:s.rindex(")")]
+    rest = s[s.rindex(")") + 2:].split()
+    return comm, int(rest[1]), (int(rest[11]) + int(rest[12])) / TICK  # name, ppid, cpu s
+
+
+def descendants(roots):
+    """{pid: label} for the roots ({pid: label}) and every process below them."""
+    found = dict(roots)
+    for _ in range(8):
+        more = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit() and int(d) not in found:
+                st = _stat(d)
+                if st and st[1] in found:
+                    more[int(d)] = found[st[1]]
+        if not more:
+            break
+        found.update(more)
+    return found
+
+
+def cpu_sample(pids):
+    out = {}
+    for pid, label in pids.items():
+        st = _stat(pid)
+        if st:
+            out[pid] = (f"{label}:{st[0]}", st[2])
+    return out
+
+
+def cpu_report(before, after, wall):
+    """[(name, cpu seconds, % of one core)] over wall seconds, busiest first."""
+    rows = []
+    for pid, (name, t1) in after.items():
+        t0 = before.get(pid, (name, 0.0))[1]
+        rows.append((name, t1 - t0, 100.0 * (t1 - t0) / wall))
+    return sorted(rows, key=lambda r: -r[1])
+
+
+def machine_busy():
+    """(busy, total) jiffies of all cores, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v) - idle, sum(v)
+
+
+def perf_start(pids):
+    """With NWS_BENCH_PERF set: perf record of pids for the flat-out run."""
+    if not PERF or not shutil.which("perf"):
+        return None
+    return subprocess.Popen(["perf", "record", "-q", "-F", "1999", "-g", "-o", PERF,
+                             "-p", ",".join(map(str, pids))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def perf_stop(p):
+    if not p:
+        return
+    p.send_signal(signal.SIGINT)
+    try:
+        p.wait(20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait(5)
+    rep = subprocess.run(["perf", "report", "-i", PERF, "--no-children", "--stdio",
+                          "--sort", "comm,dso,sym", "-g", "none", "--percent-limit", "1"],
+                         capture_output=True, text=True, timeout=120)
+    print("    perf (self time, >= 1%):")
+    for line in rep.stdout.splitlines():
+        if line.strip() and not line.startswith("#"):
+            print("    " + line.rstrip())
+
+
+@contextlib.contextmanager
+def test_hosts(n):
+    """n hosts of tests/lib/hosts.py, torn down however the block ends (hosts.py has no
+    context manager of its own; its Network also cleans up at exit and on SIGTERM)."""
+    net = hostlib.Network()
+    try:
+        yield net.add(n)
+    finally:
+        net.close()
+
+
+def check_clock(hosts):
+    """The latencies compare CLOCK_MONOTONIC read in two namespaces: check that a reading
+    taken inside each host falls between two taken outside it."""
+    for h in hosts:
+        t0 = time.monotonic_ns()
+        v = int(h.run([LOAD, "clock"], timeout=10).stdout)
+        t1 = time.monotonic_ns()
+        if not t0 <= v <= t1:
+            raise RuntimeError(f"CLOCK_MONOTONIC differs inside {h.name} "
+                               f"({v} not within {t0}..{t1}): latencies would be wrong")
+
+
+def run_pair(rx_host, rx_url, tx_host, tx_url, n, rate, raw, peer, watch):
+    """One sender and one receiver; returns (recv figures, send figures, cpu rows)."""
+    secs = RUN_SECS if not rate else n / rate + 10
+    rx = Proc(rx_host, [LOAD, "recv", rx_url, "-n", str(n), "-t", str(secs + DISCOVERY_SECS),
+                        "--idle", "5"], "recv")
+    tx = None
+    try:
+        rx.expect("ready", 10)
+        argv = [LOAD, "send", tx_url, "-n", str(n), "-t", str(secs + DISCOVERY_SECS),
+                "--wait"]
+        if rate:
+            argv += ["-r", str(rate)]
+        if raw:
+            argv.append("--raw")
+        tx = Proc(tx_host, argv, "send", stdin=True)
+        tx.expect("ready", 10)
+        if peer:
+            rx.expect("peer", DISCOVERY_SECS)
+        pids = descendants(watch)
+        prof = perf_start([*pids, rx.p.pid, tx.p.pid]) if not rate else None
+        c0, m0, t0 = cpu_sample(pids), machine_busy(), time.monotonic()
+        tx.go()
+        r = rx.result(secs + 15)
+        c1, m1, t1 = cpu_sample(pids), machine_busy(), time.monotonic()
+        perf_stop(prof)
+        r["machine_busy"] = 100.0 * (m1[0] - m0[0]) / max(m1[1] - m0[1], 1)
+        r["window_s"] = t1 - t0
+        s = tx.result(45)
+        if VERBOSE:
+            print(f"    recv {r}\n    send {s}", flush=True)
+        # The generators report their own CPU as they exit (the setup in it is tiny).
+        c1[rx.p.pid] = ("recv:nws-load", r["cpu_s"])
+        c1[tx.p.pid] = ("send:nws-load", s["cpu_s"])
+        return r, s, cpu_report(c0, c1, t1 - t0)
+    finally:
+        rx.stop()
+        if tx:
+            tx.stop()
+
+
+def measure(label, rx_host, rx_url, tx_host, tx_url, raw, peer=False, watch=None,
+            n=THROUGHPUT_N):
+    watch = watch or {}
+    thr, sent, cpu = run_pair(rx_host, rx_url, tx_host, tx_url, n, 0, raw, peer, watch)
+    lat, _, _ = run_pair(rx_host, rx_url, tx_host, tx_url, LATENCY_N, LATENCY_RATE, raw,
+                         peer, watch)
+    return {"label": label, "thr": thr, "sent": sent, "lat": lat, "cpu": cpu}
+
+
+def wait_listening(host, port, timeout):
+    def up():
+        p = host.run(["ss", "-Hltn", f"sport = :{port}"], timeout=10)
+        return p.returncode == 0 and p.stdout.strip()
+    hostlib.wait_for(up, timeout, f"a listener on port {port} in {host.name}", 0.05)
+
+
+def scenario_ceiling(a):
+    relay = Proc(a, [LOAD, "relay", "-a", "127.0.0.1", "-p", "0", "-t", "300"], "crelay")
+    try:
+        port = relay.expect("listening", 10).split()[1]
+        url = f"ws://127.0.0.1:{port}/bench"
+        # Ten times the messages: at this speed the usual count is over too soon to time.
+        return measure("generator ceiling: C relay, loopback on A", a, url, a, url, True,
+                       watch={relay.p.pid: "A"}, n=10 * THROUGHPUT_N)
+    finally:
+        relay.stop()
+
+
+def node_ready():
+    """Why the Node relay cannot run (a string), or None; installs npm ws when missing."""
+    if not shutil.which("node") or not shutil.which("npm"):
+        return "node and npm are not installed (make deps)"
+    if not os.path.isdir(os.path.join(HERE, "node_modules", "ws")):
+        p = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=HERE,
+                           capture_output=True, text=True, timeout=300)
+        if p.returncode:
+            return f"npm ci failed: {p.stderr.strip()[-300:]}"
+    return None
+
+
+def scenario_node(a, b):
+    relay = Proc(a, ["node", os.path.join(HERE, "relay.js"), "0", "0.0.0.0"], "noderelay")
+    try:
+        port = relay.expect("listening", 20).split()[1]
+        return measure("node ws relay: A loopback -> relay on A -> B over veth",
+                       b, f"ws://{a.addr}:{port}/bench", a, f"ws://127.0.0.1:{port}/bench",
+                       True, watch={relay.p.pid: "A"})
+    finally:
+        relay.stop()
+
+
+def scenario_nws(a, b):
+    proxy = os.path.join(NWS_BIN, "nws-proxy")
+    if not os.access(proxy, os.X_OK):
+        raise RuntimeError(f"nws-proxy is not built in {NWS_BIN} (run make)")
+    # The proxy runs its pipeline from its own directory.
+    procs = [Proc(h, [proxy, "-p", str(PORT)], f"proxy-{h.name}") for h in (a, b)]
+    try:
+        for h in (a, b):
+            wait_listening(h, PORT, 20)
+        chan = "bench-" + secrets.token_hex(8)
+        url = f"ws://127.0.0.1:{PORT}/{chan}"
+        return measure("nws: A proxy -> link -> link -> B proxy", b, url, a, url, False,
+                       peer=True, watch={procs[0].p.pid: "A", procs[1].p.pid: "B"})
+    finally:
+        for p in procs:
+            if VERBOSE:
+                print(f"    {p.name} stderr{p.stderr() or ': (empty)'}")
+            p.stop()
+
+
+def fmt_row(r):
+    t, lat = r["thr"], r["lat"]
+    lost = t["expected"] - t["received"]
+    return (f"{r['label']:<55} {t['rate']:>10.0f} {lat['p50_us']:>8.0f} {lat['p99_us']:>8.0f}"
+            f" {t['p50_us'] / 1e3:>9.1f} {lost:>6} {t['reordered']:>5}")
+
+
+def main():
+    why = hostlib.missing()
+    if why:
+        print(f"skipped: {why}")
+        return 0
+    if not os.access(LOAD, os.X_OK):
+        print(f"nws-load is not built in {BENCH_BIN} (run make bench)")
+        return 1
+    results, failed = [], []
+    with test_hosts(2) as (a, b):
+        check_clock((a, b))
+        print(f"hosts {a.name} {a.addr}, {b.name} {b.addr}; CLOCK_MONOTONIC shared: yes",
+              flush=True)
+        scenarios = [("ceiling", lambda: scenario_ceiling(a))]
+        why = node_ready()
+        if why:
+            failed.append(("node", why))
+        else:
+            scenarios.append(("node", lambda: scenario_node(a, b)))
+        scenarios.append(("nws", lambda: scenario_nws(a, b)))
+        only = os.environ.get("NWS_BENCH_ONLY")
+        if only:
+            scenarios = [s for s in scenarios if s[0] in only.split(",")]
+        for name, fn in scenarios:
+            try:
+                results.append((name, fn()))
+                print(f"  {name}: done", flush=True)
+            except (RuntimeError, TimeoutError, subprocess.TimeoutExpired, OSError,
+                    ValueError) as e:
+                failed.append((name, str(e)))
+                print(f"  {name}: FAILED: {e}", flush=True)
+
+    print()
+    print(f"100-byte broadcasts; flat out: {THROUGHPUT_N} msgs (bounded by {RUN_SECS} s); "
+          f"latency: {LATENCY_N} msgs at {LATENCY_RATE}/s, one way")
+    print(f"{'scenario':<55} {'msgs/s':>10} {'p50 us':>8} {'p99 us':>8} "
+          f"{'p50 load ms':>9} {'lost':>6} {'reord':>5}")
+    got = dict(results)
+    for name, r in results:
+        print(fmt_row(r))
+    for name, r in results:
+        for what, t in (("flat out", r["thr"]), ("at 1k/s", r["lat"])):
+            if t["received"] < t["expected"] or t["reordered"] or t["connects"] > 1:
+                print(f"  {name} {what}: {t['expected'] - t['received']} lost in "
+                      f"{t['gaps']} gap(s), the first of {t['first_gap_len']} at message "
+                      f"{t['first_gap']}; {t['reordered']} out of order; "
+                      f"{t['connects']} connect event(s)"
+                      + (f"; closed {t['close_code']} {t['close_reason']}"
+                         if t["closed"] else ""))
+    for name, r in results:
+        t = r["thr"]
+        print(f"\nCPU during the flat-out run of {name} ({t['window_s']:.2f} s; all cores "
+              f"{t['machine_busy']:.0f}% busy):")
+        print(f"  {'process':<22} {'% core':>7} {'us/msg':>7}")
+        for proc, cpu, pct in r["cpu"]:
+            if pct >= 0.5:
+                print(f"  {proc:<22} {pct:7.1f} {1e6 * cpu / max(t['received'], 1):7.2f}")
+        total = sum(c for _, c, _ in r["cpu"])
+        print(f"  {'total':<22} {100 * total / t['window_s']:7.1f} "
+              f"{1e6 * total / max(t['received'], 1):7.2f}")
+    if "node" in got and "nws" in got:
+        ratio = got["nws"]["thr"]["rate"] / max(got["node"]["thr"]["rate"], 1)
+        p50 = got["nws"]["lat"]["p50_us"]
+        print(f"\nnws / node throughput: {ratio:.2f} (target >= 1: "
+              f"{'met' if ratio >= 1 else 'MISSED'})")
+        print(f"nws one-way p50 at {LATENCY_RATE}/s: {p50:.0f} us (target <= {P50_TARGET_US}: "
+              f"{'met' if p50 <= P50_TARGET_US else 'MISSED'})")
+    for name, why in failed:
+        print(f"\n{name}: not measured: {why}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
