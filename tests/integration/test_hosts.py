@@ -65,3 +65,19 @@ def test_capture_sees_traffic(hosts):
     pcap = cap.stop()
     assert pcap[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4")
     assert bytes(int(x) for x in b.addr.split(".")) in pcap
+
+
+def test_link_down_and_up(hosts):
+    a, b = hosts(2)
+    a.link_down()
+    p = b.run(["/usr/bin/python3", "-c", DIAL.replace("timeout=5", "timeout=1"), a.addr],
+              timeout=10, text=True)
+    assert p.returncode != 0
+    a.link_up()
+    assert talk(b, a) == "hi"
+
+
+def test_three_hosts_share_one_network(hosts):
+    hs = hosts(3)
+    assert len({h.addr for h in hs}) == 3 and len({h.ns for h in hs}) == 3
+    assert talk(hs[0], hs[2]) == "hi"
