@@ -851,6 +851,12 @@ io_queued(struct dnssd_io *io, int rc)
 	return rc < 0 ? -1 : 0;
 }
 
+void
+dnssd_io_flush(struct dnssd_io *io)
+{
+	io_flush(io);
+}
+
 int
 dnssd_io_send(struct dnssd_io *io, const struct frame *f)
 {

@@ -100,6 +100,8 @@ int dnssd_io_send(struct dnssd_io *io, const struct frame *f);
 int dnssd_io_pass(struct dnssd_io *io, enum frame_format fmt, const unsigned char *raw,
     size_t len);
 int dnssd_io_text(struct dnssd_io *io, const char *s);
+/* Writes what out takes now, e.g. before something slow (deriving a channel key). */
+void dnssd_io_flush(struct dnssd_io *io);
 /* Writes out everything queued, blocking (at exit), and frees io. */
 void dnssd_io_close(struct dnssd_io *io);
 

@@ -149,6 +149,9 @@ advertise_add(struct advertise *a, const char *channel, uint16_t port, const cha
 		*why = "too many channels advertised";
 		return -1;
 	}
+	/* Argon2id takes a while: let the frames before this one go first. */
+	if (a->io)
+		dnssd_io_flush(a->io);
 	if (!(ad = calloc(1, sizeof *ad)))
 		goto oom;
 	ad->port = port;

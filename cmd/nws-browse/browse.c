@@ -147,6 +147,9 @@ browse_open(struct browse *b, const char *name)
 			return 0;
 	if (b->nchans == BROWSE_MAX_CHANNELS)
 		return -1;
+	/* Argon2id takes a while: let the frames before this one go first. */
+	if (b->io)
+		dnssd_io_flush(b->io);
 	c = &b->chans[b->nchans];
 	if (!(c->k = keys_derive(name)) || !(c->name = strdup(name))) {
 		keys_free(c->k);
