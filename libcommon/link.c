@@ -28,6 +28,7 @@ struct link {
 	const struct link_ops *ops;
 	void *ctx, *user;
 	size_t max_queue;
+	lws_usec_t progress;     /* when the queue last moved (or last became non-empty) */
 	unsigned char our_node[LINK_NODE_LEN], node[LINK_NODE_LEN];
 	unsigned char hash[NOISE_HASHLEN];
 	char address[64];
@@ -139,6 +140,8 @@ link_send(struct link *l, const void *cbor, size_t len)
 		return 0;
 	if (l->out.len >= l->max_queue)
 		return -1;
+	if (l->out.len == 0)
+		l->progress = lws_now_usecs();
 	if (noise_send_frame(&l->s.send, cbor, len, link_emit, l) != 0)
 		return -1;
 	link_want_write(l);
@@ -149,6 +152,12 @@ size_t
 link_pending(const struct link *l)
 {
 	return l->out.len;
+}
+
+int
+link_stalled(const struct link *l, lws_usec_t us)
+{
+	return l->out.len && lws_now_usecs() - l->progress > us;
 }
 
 void
@@ -287,7 +296,7 @@ link_receive(struct link *l, struct lws *wsi, const unsigned char *in, size_t le
 static int
 link_writeable(struct link *l, struct lws *wsi)
 {
-	size_t budget = LINK_WRITE_BUDGET;
+	size_t budget = LINK_WRITE_BUDGET, before = l->out.len;
 
 	if (l->closing && (!l->flush || l->out.len == 0)) {
 		lws_close_reason(wsi, l->close_status, (unsigned char *)l->close_reason,
@@ -307,6 +316,12 @@ link_writeable(struct link *l, struct lws *wsi)
 		budget = budget > n ? budget - n : 0;
 		if (lws_send_pipe_choked(wsi))
 			break;
+	}
+	if (l->out.len < before) {
+		l->progress = lws_now_usecs();
+		if (before > l->max_queue / 4 && l->out.len <= l->max_queue / 4 && l->up &&
+		    !l->closing && l->ops->drained)
+			l->ops->drained(l->ctx, l);
 	}
 	if (l->out.len || l->closing)
 		lws_callback_on_writable(wsi);

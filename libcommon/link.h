@@ -28,6 +28,8 @@ struct link_ops {
 	 * as a double link). Called once, also for links that never came up; l is freed
 	 * after it returns. */
 	void (*down)(void *ctx, struct link *l, const char *why);
+	/* The queue went down to a quarter of max_queue after being above it. */
+	void (*drained)(void *ctx, struct link *l);
 };
 
 struct link_conf {
@@ -60,6 +62,8 @@ int link_dial(struct link *l, struct lws_context *cx, struct lws_vhost *vh,
  * under max_queue + max_frame. */
 int link_send(struct link *l, const void *cbor, size_t len);
 size_t link_pending(const struct link *l);
+/* 1 when frames are queued and none has gone out for `us` microseconds. */
+int link_stalled(const struct link *l, lws_usec_t us);
 /* Closes with a WebSocket close status and reason; flush first sends what is queued. */
 void link_close(struct link *l, int status, const char *reason, int flush);
 /* Stops (1) or resumes (0) reading from the link, for backpressure. */

@@ -60,6 +60,7 @@ struct lref {
 	struct channel *ch;
 	struct target *t;
 	int dup;                 /* we closed it as a double link */
+	int full;                /* past half its queue: the input is paused for it */
 	struct lref *next;
 };
 
@@ -85,6 +86,10 @@ struct mesh {
 	struct loop_pipe *out;
 	struct channel *channels;
 	int stopping, paused;
+	size_t nfull;           /* links with lref.full set */
+	mesh_flow_fn flow;
+	void *flow_ctx;
+	lws_sorted_usec_list_t stall;
 	struct buf scratch;     /* one encoded frame at a time */
 };
 
@@ -488,6 +493,51 @@ target_find(struct channel *ch, const char *address, int port, const char *path)
 	return NULL;
 }
 
+/* ---- flow control towards the input ---- */
+
+static void
+flow_set(struct mesh *m, struct lref *r, int full)
+{
+	if (r->full == full)
+		return;
+	r->full = full;
+	m->nfull += full ? 1 : -1;
+	if (m->nfull == (size_t)full && m->flow)
+		m->flow(m->flow_ctx, full);
+}
+
+static void
+flow_check(lws_sorted_usec_list_t *sul)
+{
+	struct mesh *m = lws_container_of(sul, struct mesh, stall);
+
+	if (!m->nfull)
+		return;
+	for (struct channel *ch = m->channels; ch; ch = ch->next)
+		for (struct lref *r = ch->links; r; r = r->next)
+			if (r->full && link_stalled(r->link, MESH_STALL_SECS * LWS_US_PER_SEC)) {
+				log_info("closing the link to %s: too slow (nothing sent for %d s)",
+				    link_address(r->link), MESH_STALL_SECS);
+				link_close(r->link, 1008, "too slow", 0);
+				flow_set(m, r, 0);
+			}
+	if (m->nfull)
+		lws_sul_schedule(m->cx, 0, &m->stall, flow_check, LWS_US_PER_SEC);
+}
+
+static void
+mesh_link_drained(void *ctx, struct link *l)
+{
+	flow_set(ctx, link_user(l), 0);
+}
+
+void
+mesh_set_flow(struct mesh *m, mesh_flow_fn fn, void *ctx)
+{
+	m->flow = fn;
+	m->flow_ctx = ctx;
+}
+
 /* ---- links ---- */
 
 static void
@@ -625,6 +675,7 @@ mesh_down(void *ctx, struct link *l, const char *why)
 	struct node *n = link_is_up(l) ? node_find(ch, link_node(l)) : NULL;
 
 	lref_unlink(r);
+	flow_set(m, r, 0);
 	if (n && n->active == l) {
 		n->active = NULL;
 		if (dup && !ch->closed && !m->stopping)
@@ -660,6 +711,7 @@ static const struct link_ops mesh_link_ops = {
 	.up = mesh_up,
 	.frame = mesh_link_frame,
 	.down = mesh_down,
+	.drained = mesh_link_drained,
 };
 
 static struct link *
@@ -829,11 +881,19 @@ mesh_control(struct mesh *m, enum frame_action a, enum frame_format fmt,
 }
 
 static void
-link_send_or_drop(struct link *l, const unsigned char *p, size_t n)
+link_send_or_drop(struct mesh *m, struct link *l, const unsigned char *p, size_t n)
 {
+	struct lref *r = link_user(l);
+
 	if (link_send(l, p, n) < 0) {
 		log_info("closing the link to %s: too slow", link_address(l));
 		link_close(l, 1008, "too slow", 0);
+		flow_set(m, r, 0);
+		return;
+	}
+	if (!r->full && link_pending(l) >= m->max_queue / 2) {
+		flow_set(m, r, 1);
+		lws_sul_schedule(m->cx, 0, &m->stall, flow_check, LWS_US_PER_SEC);
 	}
 }
 
@@ -857,7 +917,7 @@ mesh_local(struct mesh *m, enum frame_action a, const unsigned char *p, size_t n
 			return 1;
 		for (struct node *nd = ch->nodes; nd; nd = nd->next)
 			if (nd->active && peers_find(&nd->peers, f.target.p, f.target.n) >= 0) {
-				link_send_or_drop(nd->active, p, n);
+				link_send_or_drop(m, nd->active, p, n);
 				return 1;
 			}
 		log_debug("no link carries the target of a message; dropped");
@@ -865,7 +925,7 @@ mesh_local(struct mesh *m, enum frame_action a, const unsigned char *p, size_t n
 	}
 	for (struct node *nd = ch->nodes; nd; nd = nd->next)
 		if (nd->active)
-			link_send_or_drop(nd->active, p, n);
+			link_send_or_drop(m, nd->active, p, n);
 	return 1;
 }
 
@@ -954,6 +1014,7 @@ mesh_free(struct mesh *m)
 		channel_free(ch);
 	}
 	link_set_acceptor(NULL, NULL);
+	lws_sul_cancel(&m->stall);
 	buf_free(&m->scratch);
 	sodium_memzero(m, sizeof *m);
 	free(m);

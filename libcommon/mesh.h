@@ -2,8 +2,10 @@
  * §6): local peers' frames from the input to the links of their channel, the links'
  * frames to the output, found peers to dials with backoff, one link per remote node
  * (double links and links to ourselves are dropped), and link state to linked/unlinked
- * frames. Backpressure: past max_queue on a link that link is closed as too slow; past
- * max_queue on the output every link is paused until it drains. */
+ * frames. Backpressure: a link queue past half of max_queue pauses the input (through
+ * the flow hook) until every link is down to a quarter; a link that sends nothing for
+ * MESH_STALL_SECS meanwhile, or whose queue passes max_queue, is closed as too slow.
+ * Past max_queue on the output every link is paused until it drains. */
 #ifndef NWS_MESH_H
 #define NWS_MESH_H
 
@@ -21,6 +23,10 @@ struct mesh *mesh_new(struct lws_context *cx, struct lws_vhost *vh, int port,
 void mesh_set_output(struct mesh *m, struct loop_pipe *out);
 /* The output's queue is down to half of max_queue again: paused links read on. */
 void mesh_output_drained(struct mesh *m);
+#define MESH_STALL_SECS 5
+/* Called with 1 when the input should stop being read, 0 when it may go on. */
+typedef void (*mesh_flow_fn)(void *ctx, int pause);
+void mesh_set_flow(struct mesh *m, mesh_flow_fn fn, void *ctx);
 /* Opens a channel: derives its keys (slow: Argon2id), picks its path and writes
  * `listening`. 0, or -1 on an invalid name or out of memory. */
 int mesh_open(struct mesh *m, const char *name);

@@ -29,6 +29,24 @@ static struct mesh *mesh;
 static struct loop_pipe *in_pipe, *out_pipe;
 static size_t max_queue = STREAM_MAX_QUEUE_DEFAULT;
 
+/* Input is paused while the output is full or a link is past half its queue. */
+static int out_full, links_full;
+
+static void
+input_flow(void)
+{
+	if (in_pipe)
+		loop_pipe_pause(in_pipe, out_full || links_full);
+}
+
+static void
+on_links_full(void *ctx, int full)
+{
+	(void)ctx;
+	links_full = full;
+	input_flow();
+}
+
 /* protocols[0] gets WebSocket upgrades that name no subprotocol, and plain HTTP: neither
  * is a link. */
 static int
@@ -61,8 +79,10 @@ on_input(void *ctx, struct loop_pipe *p, enum frame_format fmt, const unsigned c
 	(void)p;
 	mesh_input(mesh, fmt, raw, len);
 	/* Pass-through frames must not outrun a reader that stopped reading our output. */
-	if (out_pipe && in_pipe && loop_pipe_pending(out_pipe) >= max_queue)
-		loop_pipe_pause(in_pipe, 1);
+	if (out_pipe && in_pipe && loop_pipe_pending(out_pipe) >= max_queue) {
+		out_full = 1;
+		input_flow();
+	}
 }
 
 static void
@@ -90,8 +110,8 @@ on_output_drained(void *ctx, struct loop_pipe *p)
 	(void)p;
 	(void)ctx;
 	mesh_output_drained(mesh);
-	if (in_pipe)
-		loop_pipe_pause(in_pipe, 0);
+	out_full = 0;
+	input_flow();
 }
 
 static void
@@ -210,6 +230,7 @@ main(int argc, char **argv)
 	if (!out_pipe || !in_pipe)
 		log_fatal(1, "cannot watch standard input and output");
 	mesh_set_output(mesh, out_pipe);
+	mesh_set_flow(mesh, on_links_full, NULL);
 	loop_pipe_on_drain(out_pipe, max_queue / 2, on_output_drained, NULL);
 	log_info("listening on port %d", port);
 	for (size_t i = 0; i < o.nchannels; i++)
