@@ -1,0 +1,11 @@
+# fish completion for nws-link(1)
+complete -c nws-link -l listen -x -d 'Listen on [ADDR:]PORT'
+complete -c nws-link -l max-queue -x -d 'Bound of each queue'
+complete -c nws-link -l max-frame -x -d 'Largest frame'
+complete -c nws-link -l json -d 'Write JSON Lines'
+complete -c nws-link -l cbor -d 'Write a CBOR sequence'
+complete -c nws-link -l channel-file -r -F -d 'Read channel names from a file'
+complete -c nws-link -s d -l domain -x -d 'Accepted, unused'
+complete -c nws-link -s v -l verbose -d 'Say more on stderr'
+complete -c nws-link -s h -l help -d 'Print usage'
+complete -c nws-link -s V -l version -d 'Print the version'
