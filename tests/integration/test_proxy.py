@@ -85,7 +85,9 @@ def proxy(nws_bin, tmp_path):
         return p
     yield start
     for p in made:
-        p.stop()
+        rc = p.stop()
+        # SIGTERM is a clean exit: 0, and under ASan no leak or error report.
+        assert rc == 0, f"nws-proxy exited {rc}:\n{p.stderr()[-4000:]}"
 
 
 def run(coro):
