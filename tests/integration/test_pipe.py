@@ -1,0 +1,298 @@
+"""nws-pipe (issue 5): a channel in a shell pipe, on test hosts with avahi.
+
+Each nws-pipe runs its own browse | link | advertise pipeline inside its host. Every wait
+polls with a deadline; nothing asserts speed (tests/bench/bench_pipe.py measures it)."""
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from hosts import wait_for
+
+
+class Pipe:
+    """An nws-pipe process in a host; stdout collected by a thread."""
+
+    def __init__(self, host, binary, args, stdin=subprocess.PIPE, raw=False):
+        self.raw = raw
+        self.proc = host.popen([binary, *args], stdin=stdin, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+        self.out = bytearray()
+        self.err = bytearray()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._pump, args=(self.proc.stdout, self.out),
+                                         daemon=True),
+                        threading.Thread(target=self._pump, args=(self.proc.stderr, self.err),
+                                         daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    def _pump(self, f, into):
+        while True:
+            b = f.read1(65536)
+            if not b:
+                return
+            with self.lock:
+                into.extend(b)
+
+    def lines(self):
+        with self.lock:
+            text = self.out.decode(errors="replace")
+        return text.split("\n")[:-1]
+
+    def frames(self):
+        return [json.loads(line) for line in self.lines()]
+
+    def write(self, text):
+        self.proc.stdin.write(text.encode() if isinstance(text, str) else text)
+        self.proc.stdin.flush()
+
+    def send(self, **frame):
+        self.write(json.dumps(frame) + "\n")
+
+    def stderr(self):
+        with self.lock:
+            return self.err.decode(errors="replace")
+
+    def wait_frame(self, timeout=20, **match):
+        def find():
+            for f in self.frames():
+                if all(f.get(k) == v for k, v in match.items()):
+                    return f
+            return None
+        return wait_for(find, timeout, f"a frame {match}; stderr: {self.stderr()}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for t in self.threads:
+            t.join(2)
+
+
+@pytest.fixture
+def pipe_bin(nws_bin):
+    for tool in ("nws-browse", "nws-link", "nws-advertise"):
+        nws_bin(tool)   # skips unless the whole pipeline is built
+    return nws_bin("nws-pipe")
+
+
+def run_pipe(host, pipe_bin, args, data=b"", timeout=60):
+    return host.run([pipe_bin, *args], input=data, timeout=timeout)
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")[0].decode()
+    except FileNotFoundError:
+        return ""
+
+
+def stage(pipe, name):
+    for c in children(pipe.proc.pid):
+        if os.path.basename(cmdline(c)) == name:
+            return c
+    return None
+
+
+def test_thousand_lines_in_order(hosts, pipe_bin):
+    a, b = hosts(2)
+    recv = Pipe(b, pipe_bin, ["logs"])
+    try:
+        data = "".join(f"{i}\n" for i in range(1, 1001)).encode()
+        p = run_pipe(a, pipe_bin, ["-w", "1", "-1", "logs"], data)
+        assert p.returncode == 0, p.stderr
+        wait_for(lambda: len(recv.lines()) >= 1000, 20,
+                 f"1000 lines on B; stderr: {recv.stderr()}")
+        assert recv.lines() == [str(i) for i in range(1, 1001)]
+    finally:
+        recv.stop()
+
+
+def test_last_line_without_newline_and_crlf(hosts, pipe_bin):
+    a, b = hosts(2)
+    recv = Pipe(b, pipe_bin, ["logs"])
+    try:
+        p = run_pipe(a, pipe_bin, ["-w", "1", "-1", "logs"], b"one\r\ntwo\n\nlast")
+        assert p.returncode == 0, p.stderr
+        wait_for(lambda: len(recv.lines()) >= 4, 20, "4 lines on B")
+        assert recv.lines() == ["one", "two", "", "last"]
+    finally:
+        recv.stop()
+
+
+def test_three_hosts_each_line_exactly_once(hosts, pipe_bin):
+    hs = hosts(3)
+    pipes = [Pipe(h, pipe_bin, ["-v", "-w", "2", "chat"]) for h in hs]
+    try:
+        for i, p in enumerate(pipes):
+            # Read only once both others are present (-w 2): nothing is sent to no one.
+            p.write(f"hello from {i}\nend from {i}\n")
+        for i, p in enumerate(pipes):
+            others = [j for j in range(3) if j != i]
+            try:
+                wait_for(lambda: all(f"end from {j}" in p.lines() for j in others), 30,
+                         f"both lines on host {i}")
+            except TimeoutError:
+                raise AssertionError("\n".join(f"host {k}: {q.lines()}\n{q.stderr()}"
+                                               for k, q in enumerate(pipes)))
+        for i, p in enumerate(pipes):
+            got = p.lines()
+            for j in range(3):
+                want = 0 if j == i else 1
+                assert got.count(f"hello from {j}") == want, (i, got)
+                assert got.count(f"end from {j}") == want, (i, got)
+    finally:
+        for p in pipes:
+            p.stop()
+
+
+def test_json_connect_events_and_direct_message(hosts, pipe_bin):
+    hs = hosts(3)
+    pipes = [Pipe(h, pipe_bin, ["--json", "x-json"]) for h in hs]
+    try:
+        ids = []
+        for p in pipes:
+            p.send(action="status")
+            ids.append(p.wait_frame(action="status")["source"])
+        assert len(set(ids)) == 3 and all(len(i) == 16 for i in ids)
+        for i, p in enumerate(pipes):
+            for j in range(3):
+                if j != i:
+                    f = p.wait_frame(timeout=30, action="connect", target=ids[j])
+                    assert f["source"] == ids[i]
+        a, b, c = pipes
+        a.send(action="message", target=ids[1], data="for b only")
+        a.send(action="broadcast", data={"n": 1})
+        f = b.wait_frame(action="message")
+        assert f == {"action": "message", "source": ids[0], "target": ids[1],
+                     "data": "for b only"}
+        # A's frames reach C in order: the broadcast arriving proves the message did not.
+        f = c.wait_frame(action="broadcast")
+        assert f == {"action": "broadcast", "source": ids[0], "data": {"n": 1}}
+        assert b.wait_frame(action="broadcast")["data"] == {"n": 1}
+        assert not [f for f in c.frames() if f["action"] == "message"]
+        assert not [f for f in a.frames() if f["action"] in ("message", "broadcast")]
+        # A malformed line gets an error object; the pipe goes on.
+        a.write("not json\n")
+        assert a.wait_frame(action="error")["code"] == 1
+        assert a.proc.poll() is None
+    finally:
+        for p in pipes:
+            p.stop()
+
+
+def test_raw_one_mebibyte_intact(hosts, pipe_bin):
+    a, b = hosts(2)
+    blob = os.urandom(1 << 20)
+    recv = Pipe(b, pipe_bin, ["--raw", "bulk"])
+    try:
+        p = run_pipe(a, pipe_bin, ["--raw", "-w", "1", "-1", "bulk"], blob)
+        assert p.returncode == 0, p.stderr
+
+        def got():
+            with recv.lock:
+                return len(recv.out) >= len(blob)
+        wait_for(got, 30, f"1 MiB on B; stderr: {recv.stderr()}")
+        with recv.lock:
+            assert bytes(recv.out) == blob
+    finally:
+        recv.stop()
+
+
+def test_to_peer_sends_direct_messages(hosts, pipe_bin):
+    a, b = hosts(2)
+    recv = Pipe(b, pipe_bin, ["--json", "direct"])
+    try:
+        recv.send(action="status")
+        bid = recv.wait_frame(action="status")["source"]
+        p = run_pipe(a, pipe_bin, ["--to", bid, "-t", "30", "-1", "direct"], b"psst\n")
+        assert p.returncode == 0, p.stderr
+        f = recv.wait_frame(action="message")
+        assert f["target"] == bid and f["data"] == "psst"
+    finally:
+        recv.stop()
+
+
+def test_no_peer_times_out_with_1(hosts, pipe_bin):
+    (a,) = hosts(1)
+    p = run_pipe(a, pipe_bin, ["-w", "1", "-t", "2", "nobody-here"], timeout=15)
+    assert p.returncode == 1, p.stderr
+    assert b"peers joined within" in p.stderr
+
+
+def test_no_avahi_with_wait_exits_69(hosts, pipe_bin):
+    (a,) = hosts(1, avahi=False)
+    p = run_pipe(a, pipe_bin, ["-w", "1", "x"], timeout=30)
+    assert p.returncode == 69, p.stderr
+    assert b"avahi" in p.stderr
+
+
+def test_usage_errors_exit_2(hosts, pipe_bin):
+    (a,) = hosts(1, avahi=False)
+    for args in ([], ["a", "b"], ["-w", "x", "c"], ["--bogus", "c"], ["bad/name"]):
+        p = run_pipe(a, pipe_bin, args, timeout=10)
+        assert p.returncode == 2, (args, p.stderr)
+    p = a.run([pipe_bin, "-w", "1", "-t", "1"], env={"NWS_CHANNEL": "from-env"},
+              timeout=15)
+    assert p.returncode == 1, p.stderr
+
+
+def test_killed_link_is_restarted_and_lines_flow_again(hosts, pipe_bin):
+    a, b = hosts(2)
+    recv = Pipe(b, pipe_bin, ["logs"])
+    send = Pipe(a, pipe_bin, ["-w", "1", "logs"])
+    stop = threading.Event()
+    sent = [0]
+
+    def feed():
+        # At most 60 s of one line every 20 ms.
+        for i in range(3000):
+            if stop.is_set():
+                return
+            try:
+                send.write(f"tick {i}\n")
+            except (BrokenPipeError, ValueError):
+                return
+            sent[0] = i
+            time.sleep(0.02)
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: any(line.startswith("tick") for line in recv.lines()), 30,
+                 f"first ticks on B; stderr A: {send.stderr()} B: {recv.stderr()}")
+        link = wait_for(lambda: stage(send, "nws-link"), 5, "nws-link of A's pipe")
+        os.kill(link, signal.SIGKILL)
+        after = sent[0]
+        wait_for(lambda: "nws-link was killed" in send.stderr(), 10, "the restart notice")
+        wait_for(lambda: any(int(line.split()[1]) > after + 5
+                             for line in recv.lines() if line.startswith("tick")), 10,
+                 f"ticks after the restart; stderr A: {send.stderr()}")
+        new = stage(send, "nws-link")
+        assert new and new != link
+        assert send.proc.poll() is None
+    finally:
+        stop.set()
+        t.join(5)
+        send.stop()
+        recv.stop()
+    # Clean shutdown on SIGTERM: the exit code is 0 and no stage outlives the pipe.
+    assert send.proc.returncode == 0, send.stderr()
+    assert not children(send.proc.pid)
