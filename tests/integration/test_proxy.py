@@ -660,14 +660,18 @@ def network_scenario(hosts_list, channel):
 @pytest.mark.parametrize("n", [2, 3])
 def test_seed_scenario_across_hosts(hosts, nws_bin, n):
     net = hosts(n)
-    for h in net:
-        start_proxy(h, nws_bin("nws-proxy"))
+    procs = [start_proxy(h, nws_bin("nws-proxy")) for h in net]
     try:
         if n == 2:
             # Two clients on host A, one on host B: local and remote peers mixed.
             network_scenario([net[0], net[0], net[1]], "meshchat")
         else:
             network_scenario(net, "meshchat")
+        # SIGTERM with a live pipeline: withdraw, end the stages, exit 0.
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for h, p in zip(net, procs):
+            assert p.wait(10) == 0, proxy_err(h)
     except Exception:
         print("\n".join(f"--- {h.name}\n{proxy_err(h)}" for h in net))
         raise
