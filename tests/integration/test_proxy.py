@@ -709,3 +709,38 @@ def test_killing_nws_link_keeps_clients_and_peers_come_back(hosts, nws_bin):
     finally:
         ca.close()
         cb.close()
+
+
+def test_without_avahi_then_joins_the_network_when_it_starts(hosts, nws_bin):
+    a, b = hosts(2)
+    a.stop_avahi()
+    pa = start_proxy(a, nws_bin("nws-proxy"))
+    start_proxy(b, nws_bin("nws-proxy"))
+    x1 = Agent(a, "ws://localhost:9009/late")
+    x2 = Agent(a, "ws://localhost:9009/late")
+    y = Agent(b, "ws://localhost:9009/late")
+    try:
+        # Same-machine peers work at once, and the proxy says once why the network does not.
+        id1, id2, idy = x1.status(), x2.status(), y.status()
+        x1.until(lambda m: m.get("action") == "connect" and m["target"] == id2)
+        x2.send({"action": "message", "target": id1, "data": "local"})
+        assert x1.until(lambda m: m.get("action") == "message")["data"] == "local"
+        wait_for(lambda: "avahi" in proxy_err(a), T, "the proxy on A to say avahi is missing")
+        a.start_avahi()
+        # Now A joins: the peer on B appears at both clients of A, and talks.
+        for x in (x1, x2):
+            x.until(lambda m: m.get("action") == "connect" and m["target"] == idy, timeout=30)
+        y.send({"action": "broadcast", "data": "welcome"})
+        for x in (x1, x2):
+            m = x.until(lambda m: m.get("action") == "broadcast")
+            assert m == {"action": "broadcast", "source": idy, "data": "welcome"}
+        said = [line for line in proxy_err(a).splitlines()
+                if line.startswith("nws-proxy:") and "avahi" in line and "again" not in line]
+        assert len(said) == 1, proxy_err(a)
+        assert pa.poll() is None
+    except Exception:
+        print(f"--- A\n{proxy_err(a)}\n--- B\n{proxy_err(b)}")
+        raise
+    finally:
+        for c in (x1, x2, y):
+            c.close()
