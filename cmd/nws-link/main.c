@@ -210,6 +210,9 @@ main(int argc, char **argv)
 	info.iface = addr[0] ? addr : NULL;
 	info.protocols = protocols;
 	info.timeout_secs = LINK_HANDSHAKE_SECS;
+	/* lws reads a socket into this buffer: the default 4k costs a read(2) and a trip
+	 * round the loop per 4k received. */
+	info.pt_serv_buf_size = 256 << 10;
 	info.retry_and_idle_policy = &link_retry_policy;
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
 	info.vhost_name = "nws-link";
