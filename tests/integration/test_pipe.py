@@ -296,3 +296,31 @@ def test_killed_link_is_restarted_and_lines_flow_again(hosts, pipe_bin):
     # Clean shutdown on SIGTERM: the exit code is 0 and no stage outlives the pipe.
     assert send.proc.returncode == 0, send.stderr()
     assert not children(send.proc.pid)
+
+
+def test_via_proxy_same_output(hosts, pipe_bin, nws_bin):
+    a, b = hosts(2)
+    proxy = Pipe(a, nws_bin("nws-proxy"), ["-v"], stdin=subprocess.DEVNULL)
+    wait_for(lambda: "serving" in proxy.stderr(), 10, "nws-proxy serving")
+    recv = Pipe(b, pipe_bin, ["viaproxy"])
+    back = send = None
+    try:
+        data = "".join(f"line {i}\n" for i in range(100)).encode()
+        p = run_pipe(a, pipe_bin, ["--via-proxy", "-w", "1", "-1", "viaproxy"], data)
+        assert p.returncode == 0, p.stderr
+        wait_for(lambda: len(recv.lines()) >= 100, 20,
+                 f"100 lines; B: {recv.stderr()} proxy: {proxy.stderr()}")
+        assert recv.lines() == [f"line {i}" for i in range(100)]
+        # And back: B's line comes out of the proxied pipe as a line too.
+        back = Pipe(a, pipe_bin, ["--via-proxy", "ws://localhost:9009", "viaproxy"])
+        send = Pipe(b, pipe_bin, ["-w", "2", "viaproxy"])
+        send.write("from b\n")
+        wait_for(lambda: back.lines() == ["from b"], 20, "B's line through the proxy")
+    finally:
+        for q in (back, send, recv, proxy):
+            if q:
+                q.stop()
+    # No proxy listening any more: 69, and the message says what to do.
+    p = run_pipe(a, pipe_bin, ["--via-proxy", "-w", "1", "viaproxy"], timeout=15)
+    assert p.returncode == 69, p.stderr
+    assert b"is nws-proxy running?" in p.stderr
