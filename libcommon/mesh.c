@@ -458,6 +458,8 @@ target_due(lws_sorted_usec_list_t *sul)
 static void
 target_schedule(struct target *t)
 {
+	if (t->ch->m->stopping || t->ch->closed)
+		return;
 	lws_sul_schedule(t->ch->m->cx, 0, &t->sul, target_due,
 	    (lws_usec_t)t->backoff_ms * LWS_US_PER_MS);
 	t->backoff_ms = t->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : t->backoff_ms * 2;
@@ -891,7 +893,7 @@ link_send_or_drop(struct mesh *m, struct link *l, const unsigned char *p, size_t
 		flow_set(m, r, 0);
 		return;
 	}
-	if (!r->full && link_pending(l) >= m->max_queue / 2) {
+	if (!r->full && !m->stopping && link_pending(l) >= m->max_queue / 2) {
 		flow_set(m, r, 1);
 		lws_sul_schedule(m->cx, 0, &m->stall, flow_check, LWS_US_PER_SEC);
 	}
@@ -975,6 +977,7 @@ void
 mesh_stop(struct mesh *m)
 {
 	m->stopping = 1;
+	lws_sul_cancel(&m->stall);
 	for (struct channel *ch = m->channels; ch; ch = ch->next) {
 		for (struct target *t = ch->targets; t; t = t->next)
 			lws_sul_cancel(&t->sul);

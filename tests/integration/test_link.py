@@ -251,7 +251,7 @@ def test_eof_on_stdin_exits_cleanly(hosts, link_bin):
     a.wait_action("connect", target="b1")
     b.close_stdin()
     a.wait_action("disconnect", target="b1", timeout=2)
-    assert b.proc.wait(5) == 0
+    assert b.proc.wait(5) == 0, b.errors()[-40:]
 
 
 def test_slow_consumer_is_disconnected_with_bounded_memory(hosts, link_bin):
