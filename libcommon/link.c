@@ -48,6 +48,7 @@ struct link_pss {
 	char path[LINK_PATH_MAX];
 };
 
+static link_known_fn known;
 static link_accept_fn acceptor;
 static void *acceptor_ctx;
 
@@ -57,8 +58,9 @@ const lws_retry_bo_t link_retry_policy = {
 };
 
 void
-link_set_acceptor(link_accept_fn fn, void *ctx)
+link_set_acceptor(link_known_fn kn, link_accept_fn fn, void *ctx)
 {
+	known = kn;
 	acceptor = fn;
 	acceptor_ctx = ctx;
 }
@@ -408,6 +410,10 @@ link_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 		if (!pss || lws_hdr_copy(wsi, pss->path, sizeof pss->path,
 		    WSI_TOKEN_GET_URI) <= 1) {
 			log_info("refused a link with no usable path");
+			return 1;
+		}
+		if (!known || !known(acceptor_ctx, pss->path + 1)) {
+			log_info("refused a link to an unknown path");
 			return 1;
 		}
 		return 0;

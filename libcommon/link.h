@@ -41,13 +41,14 @@ struct link_conf {
 	void *ctx;
 };
 
-/* Server side: decides which channel a connection to path belongs to. Returns a new link
- * from link_new (responder) or NULL to refuse it. */
+/* Server side: known says whether path is a channel's (checked before the upgrade is
+ * answered); accept returns a new responder link from link_new for it, or NULL. */
+typedef int (*link_known_fn)(void *ctx, const char *path);
 typedef struct link *(*link_accept_fn)(void *ctx, const char *path);
 
-/* The protocol list entry for nws-link.1; acceptor is called for incoming connections. */
+/* The protocol list entry for nws-link.1; the hooks are called for incoming connections. */
 extern const struct lws_protocols link_protocol;
-void link_set_acceptor(link_accept_fn fn, void *ctx);
+void link_set_acceptor(link_known_fn known, link_accept_fn accept, void *ctx);
 /* Sets the liveness policy (ping/hangup) the vhost and client connections use. */
 extern const lws_retry_bo_t link_retry_policy;
 

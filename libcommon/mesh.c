@@ -716,6 +716,19 @@ static const struct link_ops mesh_link_ops = {
 	.drained = mesh_link_drained,
 };
 
+static int
+mesh_known(void *ctx, const char *path)
+{
+	struct mesh *m = ctx;
+
+	if (m->stopping)
+		return 0;
+	for (struct channel *ch = m->channels; ch; ch = ch->next)
+		if (!ch->closed && strcmp(ch->path, path) == 0)
+			return 1;
+	return 0;
+}
+
 static struct link *
 mesh_accept(void *ctx, const char *path)
 {
@@ -748,7 +761,7 @@ mesh_new(struct lws_context *cx, struct lws_vhost *vh, int port, size_t max_fram
 	m->max_queue = max_queue;
 	randombytes_buf(m->node, sizeof m->node);
 	buf_init(&m->scratch, 0);
-	link_set_acceptor(mesh_accept, m);
+	link_set_acceptor(mesh_known, mesh_accept, m);
 	return m;
 }
 
@@ -1016,7 +1029,7 @@ mesh_free(struct mesh *m)
 		}
 		channel_free(ch);
 	}
-	link_set_acceptor(NULL, NULL);
+	link_set_acceptor(NULL, NULL, NULL);
 	lws_sul_cancel(&m->stall);
 	buf_free(&m->scratch);
 	sodium_memzero(m, sizeof *m);

@@ -5,6 +5,7 @@ tampering relay. Every wait polls with a deadline; none asserts speed."""
 import base64
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -308,3 +309,72 @@ def test_capture_never_contains_plaintext(hosts, link_bin):
     assert len(pcap) > 20 * 100
     assert marker.encode() not in pcap
     assert CH.encode() not in pcap
+
+
+def _upgrade(port, path, protocol="nws-link.1"):
+    """A raw WebSocket upgrade to the listener; returns the socket and the reply head."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    proto = f"Sec-WebSocket-Protocol: {protocol}\r\n" if protocol else ""
+    s.sendall((f"GET /{path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               f"Sec-WebSocket-Version: 13\r\n{proto}\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = s.recv(4096)
+        if not d:
+            break
+        head += d
+    return s, head
+
+
+def _closed_within(s, timeout):
+    """True when the peer closes s within timeout (whatever it sends first)."""
+    s.settimeout(timeout)
+    try:
+        while s.recv(4096):
+            pass
+        return True
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+
+
+def test_hostile_connections_are_refused_and_listener_keeps_serving(link_bin):
+    a = LinkNode(link_bin, [CH])
+    b = LinkNode(link_bin, [CH])
+    try:
+        ls = a.listening(CH)
+        port, path = ls["port"], ls["path"]
+        # Wrong path, wrong or no subprotocol: no upgrade.
+        for p, proto in (("0" * 32, "nws-link.1"), (path, "chat"), (path, None)):
+            s, head = _upgrade(port, p, proto)
+            assert not head.startswith(b"HTTP/1.1 101"), (p, proto, head[:80])
+            s.close()
+        # Garbage instead of HTTP.
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(os.urandom(2048))
+        assert _closed_within(s, 10)
+        s.close()
+        # A real upgrade, then garbage frames: closed.
+        s, head = _upgrade(port, path)
+        assert head.startswith(b"HTTP/1.1 101")
+        s.sendall(b"\x82\x85" + os.urandom(4) + os.urandom(5))
+        assert _closed_within(s, 10)
+        s.close()
+        # A real upgrade and then silence: the 5 s handshake deadline closes it.
+        s, head = _upgrade(port, path)
+        assert head.startswith(b"HTTP/1.1 101")
+        t0 = time.monotonic()
+        assert _closed_within(s, 20)
+        assert time.monotonic() - t0 >= 4
+        s.close()
+        # The listener still serves a real peer, and nothing of the above came out.
+        b.send(action="connect", channel=CH, target="b1")
+        b.send(**a.found(CH))
+        a.wait_action("connect", target="b1")
+        assert [f["action"] for f in a.snapshot()] == ["listening", "linked", "connect"]
+    finally:
+        a.stop()
+        b.stop()
