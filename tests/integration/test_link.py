@@ -378,3 +378,16 @@ def test_hostile_connections_are_refused_and_listener_keeps_serving(link_bin):
     finally:
         a.stop()
         b.stop()
+
+
+def test_ipv6_link_local_with_interface(hosts, link_bin):
+    ha, hb = hosts(2, avahi=False)
+    a = LinkNode(link_bin, [CH], host=ha, listen="0")
+    b = LinkNode(link_bin, [CH], host=hb, listen="0")
+    out = ha.run(["ip", "-6", "addr", "show", "dev", ha.iface]).stdout.decode()
+    ll = [ln.split()[1].split("/")[0] for ln in out.splitlines() if "inet6 fe80" in ln]
+    assert ll, out
+    b.send(action="connect", channel=CH, target="b1")
+    b.send(**a.found(CH, address=ll[0]))   # found carries interface eth0
+    a.wait_action("connect", target="b1")
+    assert b.wait_action("linked")[0]["address"] == ll[0]
