@@ -5,14 +5,15 @@ Path: client -> nws-proxy -> nws-browse -> nws-link -> network -> nws-link ->
 nws-advertise -> nws-proxy -> client. Both hosts share this machine's CLOCK_MONOTONIC, so
 one-way latency is receive time minus the send time carried in the message.
 
-Prints p50, p99, mean and max over 1,000 messages (after 100 warm-up messages). Needs root
+Prints p50, p99, mean and max over 1,000 messages (after 100 warm-up messages), and the
+same between two clients of one proxy, as a baseline of what the clients and one proxy
+cost without the pipeline and the network. Needs root
 (network namespaces); uses $NWS_BIN (default build/bin)."""
 import json
 import os
 import statistics
 import subprocess
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
@@ -30,8 +31,11 @@ role, n, warm, rate, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int
 async def main():
     ws = await websockets.connect("ws://localhost:9009/%s" % sys.argv[6], max_size=None)
     await ws.send(json.dumps({"action": "status"}))
+    peers = set()
     while True:
         m = json.loads(await ws.recv())
+        if m["action"] == "connect":
+            peers.add(m["target"])
         if m["action"] == "status":
             me = m["source"]
             break
@@ -50,10 +54,10 @@ async def main():
         print(json.dumps({"lat": lat}), flush=True)
         return
     peer = sys.argv[7]
-    while True:
+    while peer not in peers:
         m = json.loads(await ws.recv())
-        if m["action"] == "connect" and m["target"] == peer:
-            break
+        if m["action"] == "connect":
+            peers.add(m["target"])
     period = 1e9 / rate
     start = time.monotonic_ns()
     for i in range(warm + n):
@@ -80,6 +84,23 @@ def line(proc, timeout):
     return json.loads(out)
 
 
+def measure(sender_host, receiver_host, channel):
+    """Latencies (us, sorted) of N broadcasts from a client on sender_host to one on
+    receiver_host."""
+    args = [str(N), str(WARMUP), str(RATE), str(SIZE), channel]
+    recv = receiver_host.popen([sys.executable, "-c", CLIENT, "recv", *args],
+                               stdout=subprocess.PIPE, text=True)
+    rid = line(recv, 10)["id"]
+    send = sender_host.popen([sys.executable, "-c", CLIENT, "send", *args, rid],
+                             stdout=subprocess.PIPE, text=True)
+    line(send, 10)
+    lat = line(recv, 60)["lat"]
+    for p in (send, recv):
+        p.terminate()
+        p.wait(10)
+    return sorted(lat)
+
+
 def main():
     why = hostlib.missing()
     if why:
@@ -96,24 +117,16 @@ def main():
             probe = "import socket; socket.create_connection(('127.0.0.1', 9009), 1)"
             hostlib.wait_for(lambda: h.run([sys.executable, "-c", probe]).returncode == 0, 10,
                              f"nws-proxy on {h.name}", interval=0.1)
-        args = [str(N), str(WARMUP), str(RATE), str(SIZE), CHANNEL]
-        recv = b.popen([sys.executable, "-c", CLIENT, "recv", *args],
-                       stdout=subprocess.PIPE, text=True)
-        rid = line(recv, 10)["id"]
-        send = a.popen([sys.executable, "-c", CLIENT, "send", *args, rid],
-                       stdout=subprocess.PIPE, text=True)
-        line(send, 10)
-        t0 = time.monotonic()
-        lat = line(recv, 60)["lat"]
-        elapsed = time.monotonic() - t0
-        lat.sort()
-        p50 = lat[len(lat) // 2]
-        p99 = lat[int(len(lat) * 0.99) - 1]
-        print(f"nws-proxy end to end, client on A -> client on B, {SIZE}-byte broadcasts "
-              f"at {RATE}/s, {len(lat)} messages (after {WARMUP} warm-up):")
-        print(f"  one-way latency p50 {p50:.0f} us, p99 {p99:.0f} us, "
-              f"mean {statistics.mean(lat):.0f} us, max {lat[-1]:.0f} us "
-              f"(run took {elapsed:.1f} s, including discovery)")
+        print(f"nws-proxy one-way latency, {SIZE}-byte broadcasts at {RATE}/s, {N} messages "
+              f"(after {WARMUP} warm-up), python3-websockets clients:")
+        for label, sender, channel in (("client on A -> client on B (end to end)", a, CHANNEL),
+                                       ("client on B -> client on B (one proxy, baseline)", b,
+                                        CHANNEL + "-local")):
+            lat = measure(sender, b, channel)
+            p50 = lat[len(lat) // 2]
+            p99 = lat[int(len(lat) * 0.99) - 1]
+            print(f"  {label}: p50 {p50:.0f} us, p99 {p99:.0f} us, "
+                  f"mean {statistics.mean(lat):.0f} us, max {lat[-1]:.0f} us")
         return 0
     finally:
         net.close()
