@@ -67,8 +67,11 @@ static struct lws_protocols protocols[] = {
 static void
 check_finished(void)
 {
-	if (stopping && route_done && nclients == 0)
+	if (stopping && route_done && nclients == 0 && !finished) {
 		finished = 1;
+		/* Set inside a timer callback, it would wait for the poll's next timer: wake it. */
+		lws_cancel_service(context);
+	}
 }
 
 /* Queueing */
@@ -386,6 +389,8 @@ client_receive(struct lws *wsi, struct client *c, const void *in, size_t len)
 static void
 client_closed(struct client *c)
 {
+	if (!c->wsi)
+		return;   /* never established: nothing was counted or joined */
 	route_leave(c);
 	buf_free(&c->rx);
 	buf_free(&c->tx);
