@@ -11,9 +11,13 @@ msgs/s and one-way latency.
   node     relay.js on A; sender on A (loopback), receiver on B (over the veth)
   nws      nws-proxy on A and on B; sender on A's proxy, receiver on B's proxy, one channel
 
-Each is run flat out (THROUGHPUT_N messages, bounded by RUN_SECS) and at 1k msgs/s
-(LATENCY_N messages). Per-process CPU (from /proc) during the flat-out run shows which
-stage is the bottleneck. Targets: nws at least as fast as the node relay, and a one-way
+Each is run flat out (THROUGHPUT_N messages, bounded by RUN_SECS: "msgs/s", and the p50
+latency under that load), at 1k msgs/s (LATENCY_N messages: "p50 us", "p99 us"), and at
+rising rates until one is not delivered whole at 95% of its rate ("sustained"). A run that
+lost messages or was closed is listed with where it lost them. Per-process CPU (from /proc;
+the generators report their own) and wake-ups during the flat-out run show which stage is
+the bottleneck. NWS_BENCH_ONLY=ceiling,node,nws picks scenarios, NWS_BENCH_REPEAT the runs
+per figure, NWS_BENCH_VERBOSE=1 prints every run, NWS_BENCH_PERF=FILE profiles. Targets: nws at least as fast as the node relay, and a one-way
 p50 of at most 300 us at 1k msgs/s. Exit status 1 when a run failed, not on a missed
 target: these are figures, not tests."""
 import contextlib
@@ -44,6 +48,8 @@ DISCOVERY_SECS = 30         # bound for the receiver to see the sender's connect
 P50_TARGET_US = 300
 PORT = 9009
 LOWAT = int(os.environ.get("NWS_BENCH_LOWAT", 4096))
+SWEEP_RATES = (20000, 40000, 60000, 80000, 100000, 125000, 150000, 200000, 250000, 300000)
+SWEEP_SECS = 2
 REPEAT = int(os.environ.get("NWS_BENCH_REPEAT", 3))
 VERBOSE = bool(os.environ.get("NWS_BENCH_VERBOSE"))
 PERF = os.environ.get("NWS_BENCH_PERF")  # a perf.data path: profile the flat-out runs
@@ -245,11 +251,12 @@ def run_pair(rx_host, rx_url, tx_host, tx_url, n, rate, raw, peer, watch):
         # A fresh channel per run: no peer of an earlier run can pass for the sender.
         suffix = "-" + secrets.token_hex(4)
         rx_url, tx_url = rx_url + suffix, tx_url + suffix
-    # Flat out, the receiver wakes up per 4 KiB, not per message: a relay that writes each
-    # message in its own segment would otherwise make it spend several us per message of
-    # the two cores it shares with the relay.
+    # But in latency runs the receiver wakes up per 4 KiB, not per message: a relay that
+    # writes each message in its own segment would otherwise make it spend several us per
+    # message of the two cores it shares with the relay.
     rx = Proc(rx_host, [LOAD, "recv", rx_url, "-n", str(n), "-t", str(secs + DISCOVERY_SECS),
-                        "--idle", "5", "--lowat", "1" if rate else str(LOWAT)], "recv")
+                        "--idle", "5", "--lowat",
+                        "1" if rate == LATENCY_RATE else str(LOWAT)], "recv")
     tx = None
     try:
         rx.expect("ready", 10)
@@ -299,7 +306,7 @@ def median_run(key, runs):
 
 
 def measure(label, rx_host, rx_url, tx_host, tx_url, raw, peer=False, watch=None,
-            n=THROUGHPUT_N):
+            n=THROUGHPUT_N, rates=None):
     """REPEAT runs of each kind (a 2-core VM is noisy): the median by rate, and by p50."""
     watch = watch or {}
     thr_runs = [run_pair(rx_host, rx_url, tx_host, tx_url, n, 0, raw, peer, watch)
@@ -310,7 +317,23 @@ def measure(label, rx_host, rx_url, tx_host, tx_url, raw, peer=False, watch=None
     lat, _, _ = median_run("p50_us", lat_runs)
     return {"label": label, "thr": thr, "sent": sent, "lat": lat, "cpu": cpu,
             "incomplete": [r[0] for r in thr_runs + lat_runs if not complete(r[0])],
-            "runs": len(thr_runs) + len(lat_runs)}
+            "runs": len(thr_runs) + len(lat_runs),
+            "sustained": sweep(rx_host, rx_url, tx_host, tx_url, raw, peer,
+                               SWEEP_RATES if rates is None else rates)}
+
+
+def sweep(rx_host, rx_url, tx_host, tx_url, raw, peer, rates):
+    """The highest offered rate (of SWEEP_RATES, SWEEP_SECS each) delivered whole and on
+    time: every message, at 95% of the rate or better. Flat out measures how fast a burst
+    drains; this says what load a channel carries without loss or a growing queue."""
+    best = 0
+    for rate in rates:
+        r, _, _ = run_pair(rx_host, rx_url, tx_host, tx_url, int(rate * SWEEP_SECS), rate,
+                           raw, peer, {})
+        if not complete(r) or r["rate"] < 0.95 * rate:
+            break
+        best = rate
+    return best
 
 
 def wait_listening(host, port, timeout):
@@ -327,7 +350,7 @@ def scenario_ceiling(a):
         url = f"ws://127.0.0.1:{port}/bench"
         # Ten times the messages: at this speed the usual count is over too soon to time.
         return measure("generator ceiling: C relay, loopback on A", a, url, a, url, True,
-                       watch={relay.p.pid: "A"}, n=10 * THROUGHPUT_N)
+                       watch={relay.p.pid: "A"}, n=10 * THROUGHPUT_N, rates=())
     finally:
         relay.stop()
 
@@ -366,8 +389,13 @@ def scenario_nws(a, b):
             wait_listening(h, PORT, 20)
         chan = "bench-" + secrets.token_hex(8)
         url = f"ws://127.0.0.1:{PORT}/{chan}"
-        return measure("nws: A proxy -> link -> link -> B proxy", b, url, a, url, False,
-                       peer=True, watch={procs[0].p.pid: "A", procs[1].p.pid: "B"})
+        r = measure("nws: A proxy -> link -> link -> B proxy", b, url, a, url, False,
+                    peer=True, watch={procs[0].p.pid: "A", procs[1].p.pid: "B"})
+        # Both clients on B's proxy: the proxy's own share of the one-way latency.
+        r["local"], _, _ = median_run("p50_us", [
+            run_pair(b, url, b, url, LATENCY_N, LATENCY_RATE, False, True, {})
+            for _ in range(REPEAT)])
+        return r
     finally:
         for p in procs:
             if VERBOSE:
@@ -379,7 +407,8 @@ def fmt_row(r):
     t, lat = r["thr"], r["lat"]
     lost = t["expected"] - t["received"]
     return (f"{r['label']:<55} {t['rate']:>10.0f} {lat['p50_us']:>8.0f} {lat['p99_us']:>8.0f}"
-            f" {t['p50_us'] / 1e3:>9.1f} {lost:>6} {t['reordered']:>5}")
+            f" {t['p50_us'] / 1e3:>11.1f} {lost:>6} {t['reordered']:>5}"
+            f" {r['sustained'] or '-':>9}")
 
 
 def main():
@@ -430,7 +459,7 @@ def report(results, failed):
     print(f"100-byte broadcasts; flat out: {THROUGHPUT_N} msgs (bounded by {RUN_SECS} s); "
           f"latency: {LATENCY_N} msgs at {LATENCY_RATE}/s, one way; median of {REPEAT} runs")
     print(f"{'scenario':<55} {'msgs/s':>10} {'p50 us':>8} {'p99 us':>8} "
-          f"{'p50 load ms':>9} {'lost':>6} {'reord':>5}")
+          f"{'p50 load ms':>9} {'lost':>6} {'reord':>5} {'sustained':>9}")
     got = dict(results)
     for name, r in results:
         print(fmt_row(r))
@@ -458,11 +487,18 @@ def report(results, failed):
                       f"{count / max(wakes, 1):12.1f}")
         total = sum(row[1] for row in r["cpu"])
         print(f"  {'total':<22} {100 * total / t['window_s']:7.1f} {1e6 * total / count:7.2f}")
+    if "nws" in got:
+        loc = got["nws"]["local"]
+        print(f"\nnws with both clients on one proxy (B), at {LATENCY_RATE}/s: p50 "
+              f"{loc['p50_us']:.0f} us, p99 {loc['p99_us']:.0f} us; so the pipelines and the "
+              f"link add {got['nws']['lat']['p50_us'] - loc['p50_us']:.0f} us of the p50")
     if "node" in got and "nws" in got:
+        sus = got["nws"]["sustained"] / max(got["node"]["sustained"], 1)
+        print(f"\nnws / node sustained rate (whole, on time, {SWEEP_SECS} s steps): {sus:.2f}")
         ratio = got["nws"]["thr"]["rate"] / max(got["node"]["thr"]["rate"], 1)
         p50 = got["nws"]["lat"]["p50_us"]
         whole = complete(got["nws"]["thr"])
-        print(f"\nnws / node throughput: {ratio:.2f} (target >= 1: "
+        print(f"nws / node flat-out throughput: {ratio:.2f} (target >= 1: "
               f"{'met' if ratio >= 1 and whole else 'MISSED'}"
               f"{'' if whole else ', no flat-out run delivered every message'})")
         print(f"nws one-way p50 at {LATENCY_RATE}/s: {p50:.0f} us (target <= {P50_TARGET_US}: "
