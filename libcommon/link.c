@@ -7,6 +7,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "wsclient.h"
 
 #define LINK_PROLOGUE "nws-link/1"
 #define LINK_PATH_MAX 128
@@ -16,13 +17,16 @@
  * goes out in one write(2) through lws_write's raw mode instead of one per message.
  * Bytes written per writeable callback, cut at a frame boundary: */
 #define LINK_WRITE_BUDGET (256u << 10)
-#define WS_HDR_MAX (2 + 8 + 4)
+/* The dialling end runs its own liveness (lws pings only for WebSocket roles): */
+#define LINK_LIVE_TICK_US (2 * LWS_US_PER_SEC)
 
 struct link {
 	struct lws *wsi;
 	int initiator;
 	int up, closing, flush, gone;
 	int dialing;         /* inside lws_client_connect_via_info: a failure is reported there */
+	int hs_sent;         /* the dialling end sent its first handshake message */
+	int frag;            /* inside a fragmented message (dialling end) */
 	int close_status;
 	char close_reason[64];
 	char why[64];
@@ -40,6 +44,10 @@ struct link {
 	struct noise_reassembly re;
 	struct buf out;      /* queue entries */
 	struct buf msg;      /* one WebSocket message arriving in fragments */
+	/* The dialling end speaks WebSocket itself over a raw socket (wsclient.h). */
+	struct wsc wsc;
+	lws_usec_t last_rx;
+	lws_sorted_usec_list_t live;
 };
 
 /* Per-connection lws storage: the path of an incoming connection, kept from the filter
@@ -95,6 +103,7 @@ link_new(const struct link_conf *c, int initiator)
 	 * below max_queue + max_frame + the pieces' overhead. */
 	buf_init(&l->out, c->max_queue + c->max_frame + c->max_frame / 64 + (1u << 20));
 	buf_init(&l->msg, NOISE_MAX_MSG);
+	wsc_init(&l->wsc, LINK_SUBPROTOCOL, NOISE_MAX_MSG);
 	return l;
 }
 
@@ -104,75 +113,19 @@ link_free(struct link *l)
 	noise_handshake_clear(&l->hs);
 	noise_session_clear(&l->s);
 	noise_reassembly_clear(&l->re);
+	lws_sul_cancel(&l->live);
+	wsc_free(&l->wsc);
 	buf_wipe(&l->out);
 	buf_wipe(&l->msg);
 	sodium_memzero(l, sizeof *l);
 	free(l);
 }
 
-static void
-ws_mask(unsigned char *p, size_t n, const unsigned char key[4])
-{
-	uint64_t k;
-	size_t i = 0;
-
-	memcpy(&k, key, 4);
-	memcpy((unsigned char *)&k + 4, key, 4);
-	for (; i + 8 <= n; i += 8) {
-		uint64_t w;
-		memcpy(&w, p + i, 8);
-		w ^= k;
-		memcpy(p + i, &w, 8);
-	}
-	for (; i < n; i++)
-		p[i] ^= key[i & 3];
-}
-
-/* Appends one message as a binary WebSocket frame. */
+/* Appends one message as a binary WebSocket frame, masked when we dialled. */
 static int
 link_queue(struct link *l, const unsigned char *msg, size_t len)
 {
-	unsigned char h[WS_HDR_MAX];
-	size_t hl = 2;
-	int client = l->initiator;
-
-	h[0] = 0x82;   /* FIN, binary */
-	if (len < 126)
-		h[1] = (unsigned char)len;
-	else if (len < 65536) {
-		h[1] = 126;
-		h[2] = (unsigned char)(len >> 8);
-		h[3] = (unsigned char)len;
-		hl = 4;
-	} else
-		return -1;
-	if (client) {
-		h[1] |= 0x80;
-		memcpy(h + hl, l->mask, 4);
-		hl += 4;
-	}
-	if (buf_reserve(&l->out, hl + len) < 0)
-		return -1;
-	unsigned char *p = l->out.p + l->out.off + l->out.len;
-	memcpy(p, h, hl);
-	memcpy(p + hl, msg, len);
-	if (client)
-		ws_mask(p + hl, len, l->mask);
-	l->out.len += hl + len;
-	return 0;
-}
-
-/* The length of the frame at p (the queue only holds whole frames of ours). */
-static size_t
-ws_frame_len(const unsigned char *p)
-{
-	size_t n = p[1] & 0x7f, hl = 2;
-
-	if (n == 126) {
-		n = (size_t)p[2] << 8 | p[3];
-		hl = 4;
-	}
-	return hl + ((p[1] & 0x80) ? 4 : 0) + n;
+	return ws_frame_append(&l->out, WS_OP_BINARY, msg, len, l->initiator ? l->mask : NULL);
 }
 
 static int
@@ -354,8 +307,20 @@ link_writeable(struct link *l, struct lws *wsi)
 	size_t budget = LINK_WRITE_BUDGET, before = l->out.len;
 
 	if (l->closing && (!l->flush || l->out.len == 0)) {
-		lws_close_reason(wsi, l->close_status, (unsigned char *)l->close_reason,
-		    strlen(l->close_reason));
+		if (!l->initiator) {
+			lws_close_reason(wsi, l->close_status, (unsigned char *)l->close_reason,
+			    strlen(l->close_reason));
+			return -1;
+		}
+		/* Our own close frame, then the socket: the server needs no answer from us. */
+		unsigned char pl[2 + sizeof l->close_reason];
+		size_t rl = strlen(l->close_reason);
+		pl[0] = (unsigned char)(l->close_status >> 8);
+		pl[1] = (unsigned char)l->close_status;
+		memcpy(pl + 2, l->close_reason, rl);
+		buf_reset(&l->out);
+		if (l->wsc.open && ws_frame_append(&l->out, WS_OP_CLOSE, pl, 2 + rl, l->mask) == 0)
+			lws_write(wsi, buf_data(&l->out), l->out.len, LWS_WRITE_RAW);
 		return -1;
 	}
 	if (l->out.len) {
@@ -380,6 +345,88 @@ link_writeable(struct link *l, struct lws *wsi)
 	}
 	if (l->out.len || l->closing)
 		lws_callback_on_writable(wsi);
+	return 0;
+}
+
+/* One frame from the server (dialling end). */
+static int
+link_ws_frame(void *ctx, int op, int fin, const unsigned char *p, size_t n)
+{
+	struct link *l = ctx;
+
+	switch (op) {
+	case WS_OP_BINARY:
+	case WS_OP_CONT:
+		if ((op == WS_OP_BINARY) == l->frag) {
+			snprintf(l->why, sizeof l->why, "bad fragments");
+			return -1;
+		}
+		if (fin && op == WS_OP_BINARY)
+			return link_message(l, p, n);
+		if (buf_append(&l->msg, p, n) < 0) {
+			snprintf(l->why, sizeof l->why, "message too long");
+			return -1;
+		}
+		l->frag = !fin;
+		if (!fin)
+			return 0;
+		int r = link_message(l, buf_data(&l->msg), l->msg.len);
+		buf_reset(&l->msg);
+		return r;
+	case WS_OP_PING:
+		if (ws_frame_append(&l->out, WS_OP_PONG, p, n, l->mask) == 0)
+			link_want_write(l);
+		return 0;
+	case WS_OP_PONG:
+		return 0;
+	case WS_OP_CLOSE:
+		if (n > 2 && n - 2 < sizeof l->why) {
+			memcpy(l->why, p + 2, n - 2);
+			l->why[n - 2] = '\0';
+		} else if (!l->why[0])
+			snprintf(l->why, sizeof l->why, "closed");
+		return -1;
+	default:
+		snprintf(l->why, sizeof l->why, "unexpected frame");
+		return -1;
+	}
+}
+
+static void
+link_live(lws_sorted_usec_list_t *sul)
+{
+	struct link *l = lws_container_of(sul, struct link, live);
+	lws_usec_t age = lws_now_usecs() - l->last_rx;
+
+	if (!l->wsi)
+		return;
+	if (age > LINK_HANGUP_SECS * LWS_US_PER_SEC) {
+		snprintf(l->why, sizeof l->why, "silent for %d s", LINK_HANGUP_SECS);
+		log_info("closing the link to %s: %s", l->address, l->why);
+		lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+		return;
+	}
+	if (age >= LINK_PING_SECS * LWS_US_PER_SEC && l->wsc.open &&
+	    ws_frame_append(&l->out, WS_OP_PING, NULL, 0, l->mask) == 0)
+		link_want_write(l);
+	lws_sul_schedule(lws_get_context(l->wsi), 0, &l->live, link_live, LINK_LIVE_TICK_US);
+}
+
+static int
+link_raw_rx(struct link *l, const unsigned char *in, size_t len)
+{
+	const char *err = NULL;
+
+	l->last_rx = lws_now_usecs();
+	if (wsc_feed(&l->wsc, in, len, link_ws_frame, l, &err) < 0) {
+		if (err)
+			snprintf(l->why, sizeof l->why, "%s", err);
+		return -1;
+	}
+	if (l->wsc.open && !l->hs_sent) {
+		l->hs_sent = 1;
+		return link_hs_write(l);
+	}
 	return 0;
 }
 
@@ -429,15 +476,26 @@ link_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 			memmove(l->address, l->address + 7, strlen(l->address + 7) + 1);
 		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LINK_HANDSHAKE_SECS);
 		return 0;
-	case LWS_CALLBACK_CLIENT_ESTABLISHED:
-		if (!l)
+	case LWS_CALLBACK_RAW_CONNECTED: {
+		char req[512];
+		int n;
+		if (!l || (n = wsc_request(&l->wsc, req, sizeof req, "nws-link", l->path)) < 0 ||
+		    lws_write(wsi, (unsigned char *)req, (size_t)n, LWS_WRITE_RAW) < n)
 			return -1;
 		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LINK_HANDSHAKE_SECS);
-		if (link_hs_write(l) < 0)
+		l->last_rx = lws_now_usecs();
+		lws_sul_schedule(lws_get_context(wsi), 0, &l->live, link_live, LINK_LIVE_TICK_US);
+		return 0;
+	}
+	case LWS_CALLBACK_RAW_RX:
+		if (!l)
 			return -1;
+		if (link_raw_rx(l, in, len) < 0) {
+			log_info("closing the link to %s: %s", l->address, l->why);
+			return -1;
+		}
 		return 0;
 	case LWS_CALLBACK_RECEIVE:
-	case LWS_CALLBACK_CLIENT_RECEIVE:
 		if (!l)
 			return -1;
 		if (link_receive(l, wsi, in, len) < 0) {
@@ -446,7 +504,7 @@ link_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 		}
 		return 0;
 	case LWS_CALLBACK_SERVER_WRITEABLE:
-	case LWS_CALLBACK_CLIENT_WRITEABLE:
+	case LWS_CALLBACK_RAW_WRITEABLE:
 		if (!l)
 			return -1;
 		return link_writeable(l, wsi);
@@ -464,7 +522,7 @@ link_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 		}
 		return 0;
 	case LWS_CALLBACK_CLOSED:
-	case LWS_CALLBACK_CLIENT_CLOSED:
+	case LWS_CALLBACK_RAW_CLOSE:
 		if (l) {
 			if (!l->up && !l->why[0])
 				snprintf(l->why, sizeof l->why, "handshake did not finish");
@@ -503,11 +561,8 @@ link_dial(struct link *l, struct lws_context *cx, struct lws_vhost *vh,
 	ci.port = port;
 	ci.path = l->path;
 	ci.host = "nws-link";
-	ci.origin = "nws-link";
-	ci.protocol = LINK_SUBPROTOCOL;
+	ci.method = "RAW";     /* WebSocket is spoken by wsclient, see its header */
 	ci.local_protocol_name = LINK_SUBPROTOCOL;
-	ci.ietf_version_or_minus_one = -1;
-	ci.retry_and_idle_policy = &link_retry_policy;
 	ci.opaque_user_data = l;
 	ci.pwsi = &l->wsi;
 	l->dialing = 1;

@@ -1,0 +1,325 @@
+#include "wsclient.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sodium.h>
+#include <libwebsockets.h>
+
+/* The header maps lws_SHA1 to OpenSSL's SHA1, which is not linked; libwebsockets exports
+ * its own. */
+#undef lws_SHA1
+unsigned char *lws_SHA1(const unsigned char *d, size_t n, unsigned char *md);
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define WS_ANSWER_MAX 8192
+
+void
+wsc_init(struct wsc *w, const char *subprotocol, size_t max_payload)
+{
+	memset(w, 0, sizeof *w);
+	w->subprotocol = subprotocol;
+	w->max_payload = max_payload;
+	buf_init(&w->in, max_payload + WS_HDR_MAX + WS_ANSWER_MAX);
+}
+
+void
+wsc_free(struct wsc *w)
+{
+	buf_wipe(&w->in);
+}
+
+int
+wsc_request(struct wsc *w, char *out, size_t outlen, const char *host, const char *path)
+{
+	unsigned char nonce[16];
+
+	randombytes_buf(nonce, sizeof nonce);
+	sodium_bin2base64(w->key, sizeof w->key, nonce, sizeof nonce,
+	    sodium_base64_VARIANT_ORIGINAL);
+	int n = snprintf(out, outlen,
+	    "GET %s HTTP/1.1\r\n"
+	    "Host: %s\r\n"
+	    "Upgrade: websocket\r\n"
+	    "Connection: Upgrade\r\n"
+	    "Sec-WebSocket-Key: %s\r\n"
+	    "Sec-WebSocket-Version: 13\r\n"
+	    "Sec-WebSocket-Protocol: %s\r\n"
+	    "\r\n", path, host, w->key, w->subprotocol);
+	return n < 0 || (size_t)n >= outlen ? -1 : n;
+}
+
+/* The value of header name in the answer head (NUL-terminated), trimmed, or NULL. */
+static const char *
+header(const char *head, const char *name, size_t *vlen)
+{
+	size_t nl = strlen(name);
+
+	for (const char *l = strstr(head, "\r\n"); l; l = strstr(l, "\r\n")) {
+		l += 2;
+		if (strncasecmp(l, name, nl) == 0 && l[nl] == ':') {
+			const char *v = l + nl + 1, *e = strstr(v, "\r\n");
+			while (*v == ' ' || *v == '\t')
+				v++;
+			if (!e)
+				return NULL;
+			while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
+				e--;
+			*vlen = (size_t)(e - v);
+			return v;
+		}
+	}
+	return NULL;
+}
+
+/* Checks the answer in head: 101, the accept hash of our key, our subprotocol. */
+static int
+answer_ok(struct wsc *w, const char *head, const char **err)
+{
+	char text[sizeof w->key + sizeof WS_GUID];
+	unsigned char md[20];
+	char want[32];
+	const char *v;
+	size_t vl;
+
+	if (strncmp(head, "HTTP/1.1 101", 12) != 0) {
+		*err = "the server refused the upgrade";
+		return -1;
+	}
+	snprintf(text, sizeof text, "%s%s", w->key, WS_GUID);
+	lws_SHA1((const unsigned char *)text, strlen(text), md);
+	sodium_bin2base64(want, sizeof want, md, sizeof md, sodium_base64_VARIANT_ORIGINAL);
+	if (!(v = header(head, "Sec-WebSocket-Accept", &vl)) || vl != strlen(want) ||
+	    memcmp(v, want, vl) != 0) {
+		*err = "bad Sec-WebSocket-Accept";
+		return -1;
+	}
+	if (!(v = header(head, "Sec-WebSocket-Protocol", &vl)) ||
+	    vl != strlen(w->subprotocol) || memcmp(v, w->subprotocol, vl) != 0) {
+		*err = "the server did not take the subprotocol";
+		return -1;
+	}
+	return 0;
+}
+
+/* Frames at p: returns the bytes used (whole frames only), -1 on error. */
+static long
+frames(struct wsc *w, const unsigned char *p, size_t n, wsc_frame_fn fn, void *ctx,
+    const char **err)
+{
+	size_t pos = 0;
+
+	while (n - pos >= 2) {
+		const unsigned char *h = p + pos;
+		size_t len = h[1] & 0x7f, hl = 2;
+		int op = h[0] & 0x0f;
+
+		if (h[1] & 0x80) {
+			*err = "a masked frame from the server";
+			return -1;
+		}
+		if (h[0] & 0x70) {
+			*err = "reserved bits set";
+			return -1;
+		}
+		if (len == 126) {
+			if (n - pos < 4)
+				break;
+			len = (size_t)h[2] << 8 | h[3];
+			hl = 4;
+		} else if (len == 127) {
+			uint64_t l64 = 0;
+			if (n - pos < 10)
+				break;
+			for (int i = 0; i < 8; i++)
+				l64 = l64 << 8 | h[2 + i];
+			if (l64 > w->max_payload) {
+				*err = "frame too long";
+				return -1;
+			}
+			len = (size_t)l64;
+			hl = 10;
+		}
+		if (len > w->max_payload || (op >= WS_OP_CLOSE && len > 125)) {
+			*err = "frame too long";
+			return -1;
+		}
+		if (n - pos < hl + len)
+			break;
+		if (fn(ctx, op, !!(h[0] & 0x80), h + hl, len) < 0) {
+			*err = NULL;
+			return -1;
+		}
+		pos += hl + len;
+	}
+	return (long)pos;
+}
+
+/* How many bytes the frame starting with h[0..have) needs in all, as far as its header
+ * tells yet; 0 when its length cannot be (a masked or oversized frame: frames() says). */
+static size_t
+frame_need(const struct wsc *w, const unsigned char *h, size_t have)
+{
+	size_t len, hl = 2;
+
+	if (have < 2)
+		return 2;
+	len = h[1] & 0x7f;
+	if (len == 126) {
+		if (have < 4)
+			return 4;
+		len = (size_t)h[2] << 8 | h[3];
+		hl = 4;
+	} else if (len == 127) {
+		uint64_t l64 = 0;
+		if (have < 10)
+			return 10;
+		for (int i = 0; i < 8; i++)
+			l64 = l64 << 8 | h[2 + i];
+		if (l64 > w->max_payload)
+			return 0;
+		len = (size_t)l64;
+		hl = 10;
+	}
+	return (h[1] & 0x80) ? 0 : hl + len;
+}
+
+int
+wsc_feed(struct wsc *w, const unsigned char *p, size_t n, wsc_frame_fn fn, void *ctx,
+    const char **err)
+{
+	long used;
+
+	if (!w->open) {
+		if (buf_append(&w->in, p, n) < 0 || w->in.len > WS_ANSWER_MAX) {
+			*err = "answer too long";
+			return -1;
+		}
+		unsigned char *d = buf_data(&w->in);
+		unsigned char *end = memmem(d, w->in.len, "\r\n\r\n", 4);
+		if (!end)
+			return 0;
+		size_t hl = (size_t)(end - d) + 4;
+		char head[WS_ANSWER_MAX + 1];
+		memcpy(head, d, hl);
+		head[hl] = '\0';
+		if (answer_ok(w, head, err) < 0)
+			return -1;
+		w->open = 1;
+		buf_consume(&w->in, hl);
+		/* Frames right behind the answer are in the buffer: parse them there. */
+		if ((used = frames(w, buf_data(&w->in), w->in.len, fn, ctx, err)) < 0)
+			return -1;
+		buf_consume(&w->in, (size_t)used);
+		if (w->in.len)
+			buf_compact(&w->in);
+		if (!w->in.len)
+			return 0;
+	}
+	/* A frame split across reads: complete it from p, byte counts from its header. */
+	while (w->in.len && n) {
+		size_t need = frame_need(w, buf_data(&w->in), w->in.len);
+		if (need == 0) {
+			/* Let frames() name the problem. */
+			if (frames(w, buf_data(&w->in), w->in.len, fn, ctx, err) >= 0)
+				*err = "bad frame";
+			return -1;
+		}
+		size_t take = need > w->in.len ? need - w->in.len : 0;
+		if (take > n)
+			take = n;
+		if (buf_append(&w->in, p, take) < 0) {
+			*err = "frame too long";
+			return -1;
+		}
+		p += take;
+		n -= take;
+		if ((used = frames(w, buf_data(&w->in), w->in.len, fn, ctx, err)) < 0)
+			return -1;
+		buf_consume(&w->in, (size_t)used);
+	}
+	if (!n)
+		return 0;
+	/* The usual case: whole frames parsed where they were read, the tail kept. */
+	if ((used = frames(w, p, n, fn, ctx, err)) < 0)
+		return -1;
+	if ((size_t)used < n && buf_append(&w->in, p + used, n - (size_t)used) < 0) {
+		*err = "frame too long";
+		return -1;
+	}
+	return 0;
+}
+
+static void
+mask_bytes(unsigned char *p, size_t n, const unsigned char key[4])
+{
+	uint64_t k;
+	size_t i = 0;
+
+	memcpy(&k, key, 4);
+	memcpy((unsigned char *)&k + 4, key, 4);
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x;
+		memcpy(&x, p + i, 8);
+		x ^= k;
+		memcpy(p + i, &x, 8);
+	}
+	for (; i < n; i++)
+		p[i] ^= key[i & 3];
+}
+
+int
+ws_frame_append(struct buf *out, int opcode, const void *p, size_t n,
+    const unsigned char *mask)
+{
+	unsigned char h[WS_HDR_MAX];
+	size_t hl = 2;
+
+	h[0] = (unsigned char)(0x80 | opcode);
+	if (n < 126)
+		h[1] = (unsigned char)n;
+	else if (n < 65536) {
+		h[1] = 126;
+		h[2] = (unsigned char)(n >> 8);
+		h[3] = (unsigned char)n;
+		hl = 4;
+	} else {
+		h[1] = 127;
+		for (int i = 0; i < 8; i++)
+			h[2 + i] = (unsigned char)((uint64_t)n >> (56 - 8 * i));
+		hl = 10;
+	}
+	if (mask) {
+		h[1] |= 0x80;
+		memcpy(h + hl, mask, 4);
+		hl += 4;
+	}
+	if (buf_reserve(out, hl + n) < 0)
+		return -1;
+	unsigned char *d = out->p + out->off + out->len;
+	memcpy(d, h, hl);
+	if (n)
+		memcpy(d + hl, p, n);
+	if (mask)
+		mask_bytes(d + hl, n, mask);
+	out->len += hl + n;
+	return 0;
+}
+
+size_t
+ws_frame_len(const unsigned char *p)
+{
+	size_t n = p[1] & 0x7f, hl = 2;
+
+	if (n == 126) {
+		n = (size_t)p[2] << 8 | p[3];
+		hl = 4;
+	} else if (n == 127) {
+		n = 0;
+		for (int i = 0; i < 8; i++)
+			n = n << 8 | p[2 + i];
+		hl = 10;
+	}
+	return hl + ((p[1] & 0x80) ? 4 : 0) + n;
+}
