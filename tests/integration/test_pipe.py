@@ -13,6 +13,30 @@ import pytest
 
 from hosts import wait_for
 
+SANITIZER = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+_started = []
+
+
+@pytest.fixture(autouse=True)
+def no_sanitizer_reports():
+    """Every nws-pipe of a test (and the stages whose stderr it shares) ends clean."""
+    del _started[:]
+    yield
+    for p in _started:
+        p.stop()
+        err = p.stderr()
+        assert not any(s in err for s in SANITIZER), err
+
+
+def wait(pred, timeout, what):
+    """wait_for, failing with the stderr of every nws-pipe of the test as it is then."""
+    try:
+        return wait_for(pred, timeout, what)
+    except TimeoutError as e:
+        raise AssertionError(f"{e}\n" + "\n".join(
+            f"--- pipe {i} stdout {p.lines()[-5:] if not p.raw else len(p.out)}\n{p.stderr()}"
+            for i, p in enumerate(_started))) from None
+
 
 class Pipe:
     """An nws-pipe process in a host; stdout collected by a thread."""
@@ -30,6 +54,7 @@ class Pipe:
                                          daemon=True)]
         for t in self.threads:
             t.start()
+        _started.append(self)
 
     def _pump(self, f, into):
         while True:
@@ -64,7 +89,7 @@ class Pipe:
                 if all(f.get(k) == v for k, v in match.items()):
                     return f
             return None
-        return wait_for(find, timeout, f"a frame {match}; stderr: {self.stderr()}")
+        return wait(find, timeout, f"a frame {match}")
 
     def stop(self):
         if self.proc.poll() is None:
@@ -86,7 +111,10 @@ def pipe_bin(nws_bin):
 
 
 def run_pipe(host, pipe_bin, args, data=b"", timeout=60):
-    return host.run([pipe_bin, *args], input=data, timeout=timeout)
+    p = host.run([pipe_bin, *args], input=data, timeout=timeout)
+    err = p.stderr.decode(errors="replace")
+    assert not any(s in err for s in SANITIZER), err
+    return p
 
 
 def children(pid):
@@ -119,8 +147,7 @@ def test_thousand_lines_in_order(hosts, pipe_bin):
         data = "".join(f"{i}\n" for i in range(1, 1001)).encode()
         p = run_pipe(a, pipe_bin, ["-w", "1", "-1", "logs"], data)
         assert p.returncode == 0, p.stderr
-        wait_for(lambda: len(recv.lines()) >= 1000, 20,
-                 f"1000 lines on B; stderr: {recv.stderr()}")
+        wait(lambda: len(recv.lines()) >= 1000, 20, "1000 lines on B")
         assert recv.lines() == [str(i) for i in range(1, 1001)]
     finally:
         recv.stop()
@@ -132,7 +159,7 @@ def test_last_line_without_newline_and_crlf(hosts, pipe_bin):
     try:
         p = run_pipe(a, pipe_bin, ["-w", "1", "-1", "logs"], b"one\r\ntwo\n\nlast")
         assert p.returncode == 0, p.stderr
-        wait_for(lambda: len(recv.lines()) >= 4, 20, "4 lines on B")
+        wait(lambda: len(recv.lines()) >= 4, 20, "4 lines on B")
         assert recv.lines() == ["one", "two", "", "last"]
     finally:
         recv.stop()
@@ -147,12 +174,8 @@ def test_three_hosts_each_line_exactly_once(hosts, pipe_bin):
             p.write(f"hello from {i}\nend from {i}\n")
         for i, p in enumerate(pipes):
             others = [j for j in range(3) if j != i]
-            try:
-                wait_for(lambda: all(f"end from {j}" in p.lines() for j in others), 30,
-                         f"both lines on host {i}")
-            except TimeoutError:
-                raise AssertionError("\n".join(f"host {k}: {q.lines()}\n{q.stderr()}"
-                                               for k, q in enumerate(pipes)))
+            wait(lambda: all(f"end from {j}" in p.lines() for j in others), 30,
+                 f"both lines on host {i}")
         for i, p in enumerate(pipes):
             got = p.lines()
             for j in range(3):
@@ -202,15 +225,15 @@ def test_json_connect_events_and_direct_message(hosts, pipe_bin):
 def test_raw_one_mebibyte_intact(hosts, pipe_bin):
     a, b = hosts(2)
     blob = os.urandom(1 << 20)
-    recv = Pipe(b, pipe_bin, ["--raw", "bulk"])
+    recv = Pipe(b, pipe_bin, ["-v", "--raw", "bulk"], raw=True)
     try:
-        p = run_pipe(a, pipe_bin, ["--raw", "-w", "1", "-1", "bulk"], blob)
+        p = run_pipe(a, pipe_bin, ["-v", "--raw", "-w", "1", "-1", "bulk"], blob)
         assert p.returncode == 0, p.stderr
 
         def got():
             with recv.lock:
                 return len(recv.out) >= len(blob)
-        wait_for(got, 30, f"1 MiB on B; stderr: {recv.stderr()}")
+        wait(got, 30, f"1 MiB on B (sender: {p.stderr.decode()})")
         with recv.lock:
             assert bytes(recv.out) == blob
     finally:
@@ -276,15 +299,15 @@ def test_killed_link_is_restarted_and_lines_flow_again(hosts, pipe_bin):
     t = threading.Thread(target=feed, daemon=True)
     t.start()
     try:
-        wait_for(lambda: any(line.startswith("tick") for line in recv.lines()), 30,
-                 f"first ticks on B; stderr A: {send.stderr()} B: {recv.stderr()}")
-        link = wait_for(lambda: stage(send, "nws-link"), 5, "nws-link of A's pipe")
+        wait(lambda: any(line.startswith("tick") for line in recv.lines()), 30,
+                 "first ticks on B")
+        link = wait(lambda: stage(send, "nws-link"), 5, "nws-link of A's pipe")
         os.kill(link, signal.SIGKILL)
         after = sent[0]
-        wait_for(lambda: "nws-link was killed" in send.stderr(), 10, "the restart notice")
-        wait_for(lambda: any(int(line.split()[1]) > after + 5
+        wait(lambda: "nws-link was killed" in send.stderr(), 10, "the restart notice")
+        wait(lambda: any(int(line.split()[1]) > after + 5
                              for line in recv.lines() if line.startswith("tick")), 10,
-                 f"ticks after the restart; stderr A: {send.stderr()}")
+                 "ticks after the restart")
         new = stage(send, "nws-link")
         assert new and new != link
         assert send.proc.poll() is None
@@ -301,21 +324,21 @@ def test_killed_link_is_restarted_and_lines_flow_again(hosts, pipe_bin):
 def test_via_proxy_same_output(hosts, pipe_bin, nws_bin):
     a, b = hosts(2)
     proxy = Pipe(a, nws_bin("nws-proxy"), ["-v"], stdin=subprocess.DEVNULL)
-    wait_for(lambda: "serving" in proxy.stderr(), 10, "nws-proxy serving")
+    wait(lambda: "serving" in proxy.stderr(), 10, "nws-proxy serving")
     recv = Pipe(b, pipe_bin, ["viaproxy"])
     back = send = None
     try:
         data = "".join(f"line {i}\n" for i in range(100)).encode()
         p = run_pipe(a, pipe_bin, ["--via-proxy", "-w", "1", "-1", "viaproxy"], data)
         assert p.returncode == 0, p.stderr
-        wait_for(lambda: len(recv.lines()) >= 100, 20,
-                 f"100 lines; B: {recv.stderr()} proxy: {proxy.stderr()}")
+        wait(lambda: len(recv.lines()) >= 100, 20,
+                 "100 lines on B")
         assert recv.lines() == [f"line {i}" for i in range(100)]
         # And back: B's line comes out of the proxied pipe as a line too.
         back = Pipe(a, pipe_bin, ["--via-proxy", "ws://localhost:9009", "viaproxy"])
         send = Pipe(b, pipe_bin, ["-w", "2", "viaproxy"])
         send.write("from b\n")
-        wait_for(lambda: back.lines() == ["from b"], 20, "B's line through the proxy")
+        wait(lambda: back.lines() == ["from b"], 20, "B's line through the proxy")
     finally:
         for q in (back, send, recv, proxy):
             if q:
