@@ -8,10 +8,7 @@ PROXY_ASSETS := /=text/html=$(PROXY_DIR)/console.html \
                 /favicon.svg=image/svg+xml=$(PROXY_DIR)/favicon.svg
 PROXY_FILES  := $(foreach a,$(PROXY_ASSETS),$(lastword $(subst =, ,$(a))))
 
-# The tool's own objects are listed too: the Makefile's pattern rule loses them (the %
-# inside its $$(patsubst) takes the stem), and $^ drops them if listed twice.
-EXTRA_OBJ_nws-proxy := $(patsubst %.c,$(O)/%.o,$(wildcard $(PROXY_DIR)/*.c)) \
-                       $(O)/gen/nws-proxy-assets.o
+EXTRA_OBJ_nws-proxy := $(O)/gen/nws-proxy-assets.o
 
 $(O)/gen/nws-proxy-assets.c: $(PROXY_FILES) $(PROXY_DIR)/embed.sh $(PROXY_DIR)/build.mk
 	@mkdir -p $(@D)
