@@ -17,9 +17,11 @@ rising rates until one is not delivered whole at 95% of its rate ("sustained"). 
 lost messages or was closed is listed with where it lost them. Per-process CPU (from /proc;
 the generators report their own) and wake-ups during the flat-out run show which stage is
 the bottleneck. NWS_BENCH_ONLY=ceiling,node,nws picks scenarios, NWS_BENCH_REPEAT the runs
-per figure, NWS_BENCH_VERBOSE=1 prints every run, NWS_BENCH_PERF=FILE profiles. Targets: nws at least as fast as the node relay, and a one-way
-p50 of at most 300 us at 1k msgs/s. Exit status 1 when a run failed, not on a missed
-target: these are figures, not tests."""
+per figure, NWS_BENCH_VERBOSE=1 prints every run, NWS_BENCH_PERF=FILE profiles.
+
+Targets: nws at least as fast as the node relay, and a one-way p50 of at most 300 us at
+1k msgs/s. Exit status 1 when a scenario could not run, not on a missed target: these are
+figures, not tests."""
 import contextlib
 import json
 import os
