@@ -840,5 +840,10 @@ main(int argc, char **argv)
 	ws_connect(&c, argv[optind]);
 	printf("ready\n");
 	fflush(stdout);
-	return !strcmp(mode, "send") ? run_send(&c, &r) : run_recv(&c, &r);
+	o = !strcmp(mode, "send") ? run_send(&c, &r) : run_recv(&c, &r);
+	fflush(stdout);
+	close(c.fd);
+	free(c.rx);
+	free(c.tx);
+	return o;
 }
