@@ -109,6 +109,8 @@ publish(struct advertise *a, struct advert *ad)
 static void
 advert_free(struct advertise *a, struct advert *ad)
 {
+	if (ad->job)
+		derive_cancel(a->dv, ad->job);
 	if (ad->pub)
 		dnssd_unpublish(a->d, ad->pub);
 	sodium_memzero(ad->channel, strlen(ad->channel));
@@ -116,6 +118,46 @@ advert_free(struct advertise *a, struct advert *ad)
 	free(ad->path);
 	keys_free(ad->k);
 	free(ad);
+}
+
+static void
+derived(void *ctx, struct derive_job *j, struct keys *k)
+{
+	struct advertise *a = ctx;
+
+	for (size_t i = 0; i < a->nads; i++) {
+		struct advert *ad = a->ads[i];
+		if (ad->job != j)
+			continue;
+		ad->job = NULL;
+		if (!(ad->k = k) || publish(a, ad) < 0) {
+			log_error("out of memory: a channel is not advertised");
+			send_error(a, 1, "out of memory");
+		}
+		return;
+	}
+	keys_free(k);
+}
+
+static void
+derive_cb(AvahiWatch *w, int fd, AvahiWatchEvent ev, void *ctx)
+{
+	struct advertise *a = ctx;
+
+	(void)w;
+	(void)fd;
+	(void)ev;
+	derive_collect(a->dv);
+}
+
+int
+advertise_derive_init(struct advertise *a)
+{
+	const AvahiPoll *api = dnssd_poll(a->d);
+
+	if (!(a->dv = derive_new()))
+		return -1;
+	return api->watch_new(api, derive_fd(a->dv), AVAHI_WATCH_IN, derive_cb, a) ? 0 : -1;
 }
 
 int
@@ -143,20 +185,19 @@ advertise_add(struct advertise *a, const char *channel, uint16_t port, const cha
 		free(ad->path);
 		ad->path = copy;
 		ad->port = port;
+		if (!ad->k)
+			return 0;   /* published at the new place once derived */
 		return publish(a, ad) < 0 ? (*why = "out of memory", -1) : 0;
 	}
 	if (a->nads == ADVERTISE_MAX_CHANNELS) {
 		*why = "too many channels advertised";
 		return -1;
 	}
-	/* Argon2id takes a while: let the frames before this one go first. */
-	if (a->io)
-		dnssd_io_flush(a->io);
 	if (!(ad = calloc(1, sizeof *ad)))
 		goto oom;
 	ad->port = port;
 	if (!(ad->channel = strdup(channel)) || !(ad->path = strdup(path)) ||
-	    !(ad->k = keys_derive(channel))) {
+	    !(ad->job = derive_start(a->dv, channel, derived, a))) {
 		free(ad->channel);
 		free(ad->path);
 		free(ad);
@@ -164,8 +205,6 @@ advertise_add(struct advertise *a, const char *channel, uint16_t port, const cha
 	}
 	a->ads[a->nads++] = ad;
 	log_debug("advertising channel %s at port %u path %s", channel, port, path);
-	if (publish(a, ad) < 0)
-		goto oom;
 	return 0;
 oom:
 	*why = "out of memory";
@@ -188,6 +227,8 @@ advertise_remove_all(struct advertise *a)
 {
 	while (a->nads)
 		advert_free(a, a->ads[--a->nads]);
+	derive_free(a->dv);
+	a->dv = NULL;
 }
 
 void

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "derive.h"
 #include "dnssd.h"
 #include "frame.h"
 #include "keys.h"
@@ -16,7 +17,8 @@
 
 struct advert {
 	char *channel;
-	struct keys *k;
+	struct keys *k;            /* NULL while job derives it: published when it is done */
+	struct derive_job *job;
 	struct dnssd_pub *pub;
 	uint16_t port;
 	char *path;
@@ -25,6 +27,7 @@ struct advert {
 struct advertise {
 	struct dnssd *d;
 	struct dnssd_io *io;
+	struct derive *dv;
 	struct advert *ads[ADVERTISE_MAX_CHANNELS];   /* each is its publication's user */
 	size_t nads;
 	int keep;         /* channels came from the command line: stdin EOF does not end us */
@@ -34,9 +37,12 @@ struct advertise {
 extern const struct dnssd_callbacks advertise_callbacks;
 
 /* Publishes channel at port and path (NULL: a random one), replacing an advertisement
- * of the channel at another port or path. 0 done, -1 with a reason for an error frame. */
+ * of the channel at another port or path, once the channel's keys are derived on the
+ * worker (a->dv) while frames keep passing. 0 done, -1 with a reason for an error frame. */
 int advertise_add(struct advertise *a, const char *channel, uint16_t port, const char *path,
     const char **why);
+/* Watches the key worker on the loop. -1 when it cannot be started. */
+int advertise_derive_init(struct advertise *a);
 void advertise_remove(struct advertise *a, const char *channel);
 void advertise_remove_all(struct advertise *a);
 void advertise_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t len);

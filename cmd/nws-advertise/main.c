@@ -1,5 +1,6 @@
 /* nws-advertise: publishes the channels nws-link listens on as tagged _nws._tcp records
  * (DESIGN.md §1, §4) and withdraws them on close or exit. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -88,6 +89,8 @@ main(int argc, char **argv)
 	if (!(a.io = dnssd_io_new(a.d, STDIN_FILENO, STDOUT_FILENO, o.out_fmt, o.max_frame,
 	    advertise_frame, advertise_eof, &a)))
 		log_fatal(1, "out of memory");
+	if (advertise_derive_init(&a) < 0)
+		log_fatal(1, "cannot start the key worker: %s", strerror(errno));
 	for (size_t i = 0; i < o.nchannels; i++)
 		if (advertise_add(&a, o.channels[i], (uint16_t)port, path, &why) < 0)
 			log_fatal(1, "cannot advertise: %s", why);

@@ -43,7 +43,7 @@ emit(struct browse *b, const struct dnssd_record *r, const char *channel, int fo
 static int
 matches(const struct browse_chan *c, const struct dnssd_record *r)
 {
-	return keys_tag_verify(c->k, r->port, r->path, r->tag);
+	return c->k && keys_tag_verify(c->k, r->port, r->path, r->tag);
 }
 
 static void
@@ -135,8 +135,38 @@ match_new_channel(void *ctx, struct dnssd_record *r)
 	}
 }
 
+/* c's keys are there: records seen before are matched now. */
+static void
+chan_ready(struct browse *b, struct browse_chan *c)
+{
+	struct open_ctx o = { b, c };
+
+	dnssd_records(b->d, match_new_channel, &o);
+}
+
+static void chan_remove(struct browse *b, size_t i);
+
+static void
+derived(void *ctx, struct derive_job *j, struct keys *k)
+{
+	struct browse *b = ctx;
+
+	for (size_t i = 0; i < b->nchans; i++)
+		if (b->chans[i].job == j) {
+			b->chans[i].job = NULL;
+			if (!(b->chans[i].k = k)) {
+				log_error("out of memory deriving a channel key: a channel is not matched");
+				chan_remove(b, i);
+				return;
+			}
+			chan_ready(b, &b->chans[i]);
+			return;
+		}
+	keys_free(k);
+}
+
 int
-browse_open(struct browse *b, const char *name)
+browse_open(struct browse *b, const char *name, int wait)
 {
 	struct browse_chan *c;
 
@@ -147,29 +177,53 @@ browse_open(struct browse *b, const char *name)
 			return 0;
 	if (b->nchans == BROWSE_MAX_CHANNELS)
 		return -1;
-	/* Argon2id takes a while: let the frames before this one go first. */
-	if (b->io)
-		dnssd_io_flush(b->io);
 	c = &b->chans[b->nchans];
-	if (!(c->k = keys_derive(name)) || !(c->name = strdup(name))) {
-		keys_free(c->k);
+	memset(c, 0, sizeof *c);
+	if (!(c->name = strdup(name)) ||
+	    (wait ? !(c->k = keys_derive(name)) : !(c->job = derive_start(b->dv, name, derived, b)))) {
+		free(c->name);
 		log_error("out of memory deriving a channel key");
 		return -1;
 	}
 	b->nchans++;
 	log_debug("matching channel %s", name);
-	/* Records seen before the channel was opened are matched now. */
-	struct open_ctx o = { b, c };
-	dnssd_records(b->d, match_new_channel, &o);
+	if (c->k)
+		chan_ready(b, c);
 	return 0;
 }
 
 static void
-chan_free(struct browse_chan *c)
+derive_cb(AvahiWatch *w, int fd, AvahiWatchEvent ev, void *ctx)
 {
+	struct browse *b = ctx;
+
+	(void)w;
+	(void)fd;
+	(void)ev;
+	derive_collect(b->dv);
+}
+
+int
+browse_derive_init(struct browse *b)
+{
+	const AvahiPoll *api = dnssd_poll(b->d);
+
+	if (!(b->dv = derive_new()))
+		return -1;
+	return api->watch_new(api, derive_fd(b->dv), AVAHI_WATCH_IN, derive_cb, b) ? 0 : -1;
+}
+
+static void
+chan_remove(struct browse *b, size_t i)
+{
+	struct browse_chan *c = &b->chans[i];
+
+	if (c->job)
+		derive_cancel(b->dv, c->job);
 	sodium_memzero(c->name, strlen(c->name));
 	free(c->name);
 	keys_free(c->k);
+	b->chans[i] = b->chans[--b->nchans];
 }
 
 void
@@ -177,8 +231,7 @@ browse_close(struct browse *b, const char *name)
 {
 	for (size_t i = 0; i < b->nchans; i++)
 		if (strcmp(b->chans[i].name, name) == 0) {
-			chan_free(&b->chans[i]);
-			b->chans[i] = b->chans[--b->nchans];
+			chan_remove(b, i);
 			return;
 		}
 }
@@ -187,7 +240,9 @@ void
 browse_close_all(struct browse *b)
 {
 	while (b->nchans)
-		chan_free(&b->chans[--b->nchans]);
+		chan_remove(b, b->nchans - 1);
+	derive_free(b->dv);
+	b->dv = NULL;
 }
 
 static void
@@ -221,7 +276,7 @@ browse_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t 
 	if (!f.channel || !keys_name_valid(f.channel)) {
 		log_error("an %s frame without a valid channel name: ignored", frame_action_name(&f));
 		frame_error(b, "open and close need a valid channel name");
-	} else if (a == ACTION_OPEN && browse_open(b, f.channel) < 0) {
+	} else if (a == ACTION_OPEN && browse_open(b, f.channel, 0) < 0) {
 		log_error("cannot open more than %d channels: ignored", BROWSE_MAX_CHANNELS);
 		frame_error(b, "too many open channels");
 	} else if (a == ACTION_CLOSE) {

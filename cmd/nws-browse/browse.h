@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include "derive.h"
 #include "dnssd.h"
 #include "frame.h"
 #include "keys.h"
@@ -15,12 +16,14 @@
 
 struct browse_chan {
 	char *name;
-	struct keys *k;
+	struct keys *k;            /* NULL while job derives it: nothing matches yet */
+	struct derive_job *job;
 };
 
 struct browse {
 	struct dnssd *d;
 	struct dnssd_io *io;
+	struct derive *dv;
 	struct browse_chan chans[BROWSE_MAX_CHANNELS];
 	size_t nchans;
 	int all;          /* -a: report unmatched records too */
@@ -32,8 +35,11 @@ struct browse {
 
 extern const struct dnssd_callbacks browse_callbacks;
 
-/* Starts matching name; 0 opened or already open, -1 invalid name or too many. */
-int browse_open(struct browse *b, const char *name);
+/* Starts matching name, once its keys are derived: now (wait = 1) or on the worker
+ * (b->dv) while frames keep passing. 0 opened or already open, -1 invalid name or too many. */
+int browse_open(struct browse *b, const char *name, int wait);
+/* Watches the key worker on the loop. -1 when it cannot be started. */
+int browse_derive_init(struct browse *b);
 void browse_close(struct browse *b, const char *name);
 void browse_close_all(struct browse *b);
 void browse_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t len);

@@ -1,5 +1,6 @@
 /* nws-browse: reports the peers of open channels as they appear on the network and leave
  * it (DESIGN.md §1, §4). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,8 +78,11 @@ main(int argc, char **argv)
 	if (!(b.io = dnssd_io_new(b.d, STDIN_FILENO, STDOUT_FILENO, o.out_fmt, o.max_frame,
 	    browse_frame, browse_eof, &b)))
 		log_fatal(1, "out of memory");
+	if (browse_derive_init(&b) < 0)
+		log_fatal(1, "cannot start the key worker: %s", strerror(errno));
+	/* Channels of the command line are ready before browsing starts, for -t's answer. */
 	for (size_t i = 0; i < o.nchannels; i++)
-		if (browse_open(&b, o.channels[i]) < 0)
+		if (browse_open(&b, o.channels[i], 1) < 0)
 			log_fatal(2, "too many channels: at most %d", BROWSE_MAX_CHANNELS);
 	opts_free(&o);
 	dnssd_browse(b.d);

@@ -5,6 +5,7 @@ Prints each run and the median of 10. Needs root (test hosts)."""
 import json
 import os
 import secrets
+import select
 import statistics
 import subprocess
 import sys
@@ -19,31 +20,45 @@ BIN = os.environ.get("NWS_BIN") or os.path.join(ROOT, "build", "bin")
 
 
 def read_until(proc, pred, timeout):
-    """Reads JSON lines from proc until pred(frame); returns the time it came."""
+    """Reads JSON lines from proc's stdout (raw, so select sees every byte not yet taken)
+    until pred(frame); returns the time that frame came."""
     deadline = time.monotonic() + timeout
-    os.set_blocking(proc.stdout.fileno(), True)
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
+    fd = proc.stdout.fileno()
+    buf = getattr(proc, "linebuf", b"")
+    while True:
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            if line.strip() and pred(json.loads(line)):
+                proc.linebuf = buf
+                return time.monotonic()
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise TimeoutError("no found frame in time")
+        chunk = os.read(fd, 65536)
+        if not chunk:
             raise RuntimeError("nws-browse exited")
-        if pred(json.loads(line)):
-            return time.monotonic()
-    raise TimeoutError("no found frame in time")
+        buf += chunk
 
 
 def one(a, b, beacon):
     ch = "bench-" + secrets.token_hex(8)
     browse = b.popen([os.path.join(BIN, "nws-browse"), "-a", ch], stdin=subprocess.PIPE,
-                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     # The browser is up once it reports the beacon, which is always there.
     read_until(browse, lambda f: f.get("action") == "found" and f.get("port") == beacon, 20)
     t0 = time.monotonic()
-    adv = a.popen([os.path.join(BIN, "nws-advertise"), "-p", "5001", ch],
-                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    t1 = read_until(browse, lambda f: f.get("action") == "found" and f.get("channel") == ch, 20)
-    for p in (adv, browse):
-        p.terminate()
-        p.wait(5)
+    with open(os.path.join(a.dir, "advertise.err"), "ab") as err:
+        adv = a.popen([os.path.join(BIN, "nws-advertise"), "-p", "5001", ch],
+                      stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        t1 = read_until(browse, lambda f: f.get("action") == "found" and f.get("channel") == ch,
+                        20)
+    finally:
+        for p in (adv, browse):
+            p.terminate()
+            p.wait(5)
+    if adv.returncode != 0:
+        raise RuntimeError(f"nws-advertise exited with {adv.returncode}; see {a.dir}/advertise.err")
     return t1 - t0
 
 

@@ -1,0 +1,158 @@
+#include "derive.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+struct derive_job {
+	struct derive_job *next;   /* in the queue */
+	char name[KEYS_NAME_MAX + 1];
+	struct keys *k;
+	int cancelled;             /* read by the loop only: the worker does not look */
+	derive_done_fn done;
+	void *ctx;
+};
+
+struct derive {
+	pthread_t worker;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct derive_job *head, *tail;   /* queued, not started */
+	int stop;
+	int pipe[2];                      /* worker -> loop: finished job pointers */
+};
+
+static void
+job_free(struct derive_job *j)
+{
+	keys_free(j->k);
+	sodium_memzero(j->name, sizeof j->name);
+	free(j);
+}
+
+static void *
+worker(void *arg)
+{
+	struct derive *dv = arg;
+	struct derive_job *j;
+
+	for (;;) {
+		pthread_mutex_lock(&dv->mu);
+		while (!dv->stop && !dv->head)
+			pthread_cond_wait(&dv->cv, &dv->mu);
+		if (dv->stop) {
+			pthread_mutex_unlock(&dv->mu);
+			return NULL;
+		}
+		j = dv->head;
+		if (!(dv->head = j->next))
+			dv->tail = NULL;
+		pthread_mutex_unlock(&dv->mu);
+		j->k = keys_derive(j->name);
+		sodium_memzero(j->name, sizeof j->name);
+		/* A pointer is far below PIPE_BUF: the write is whole. */
+		while (write(dv->pipe[1], &j, sizeof j) < 0 && errno == EINTR)
+			;
+	}
+}
+
+struct derive *
+derive_new(void)
+{
+	struct derive *dv;
+
+	if (!(dv = calloc(1, sizeof *dv)))
+		return NULL;
+	if (pipe2(dv->pipe, O_CLOEXEC) < 0) {
+		free(dv);
+		return NULL;
+	}
+	fcntl(dv->pipe[0], F_SETFL, O_NONBLOCK);
+	pthread_mutex_init(&dv->mu, NULL);
+	pthread_cond_init(&dv->cv, NULL);
+	if ((errno = pthread_create(&dv->worker, NULL, worker, dv)) != 0) {
+		close(dv->pipe[0]);
+		close(dv->pipe[1]);
+		free(dv);
+		return NULL;
+	}
+	return dv;
+}
+
+int
+derive_fd(const struct derive *dv)
+{
+	return dv->pipe[0];
+}
+
+struct derive_job *
+derive_start(struct derive *dv, const char *name, derive_done_fn done, void *ctx)
+{
+	struct derive_job *j;
+
+	if (!(j = calloc(1, sizeof *j)))
+		return NULL;
+	strncpy(j->name, name, KEYS_NAME_MAX);
+	j->done = done;
+	j->ctx = ctx;
+	pthread_mutex_lock(&dv->mu);
+	if (dv->tail)
+		dv->tail->next = j;
+	else
+		dv->head = j;
+	dv->tail = j;
+	pthread_cond_signal(&dv->cv);
+	pthread_mutex_unlock(&dv->mu);
+	return j;
+}
+
+void
+derive_cancel(struct derive *dv, struct derive_job *j)
+{
+	(void)dv;
+	j->cancelled = 1;
+}
+
+void
+derive_collect(struct derive *dv)
+{
+	struct derive_job *j;
+
+	while (read(dv->pipe[0], &j, sizeof j) == (ssize_t)sizeof j) {
+		if (!j->cancelled) {
+			j->done(j->ctx, j, j->k);
+			j->k = NULL;   /* the callee's now */
+		}
+		job_free(j);
+	}
+}
+
+void
+derive_free(struct derive *dv)
+{
+	struct derive_job *j;
+
+	if (!dv)
+		return;
+	pthread_mutex_lock(&dv->mu);
+	dv->stop = 1;
+	pthread_cond_signal(&dv->cv);
+	pthread_mutex_unlock(&dv->mu);
+	pthread_join(dv->worker, NULL);
+	while ((j = dv->head)) {
+		dv->head = j->next;
+		job_free(j);
+	}
+	while (read(dv->pipe[0], &j, sizeof j) == (ssize_t)sizeof j)
+		job_free(j);
+	close(dv->pipe[0]);
+	close(dv->pipe[1]);
+	pthread_mutex_destroy(&dv->mu);
+	pthread_cond_destroy(&dv->cv);
+	free(dv);
+}

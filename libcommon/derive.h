@@ -1,0 +1,31 @@
+/* derive: channel keys derived on a worker thread, so a tool's loop keeps passing frames
+ * during the ~0.2 s (and 64 MiB) of Argon2id that keys_derive costs. One worker takes the
+ * jobs in order, one at a time, so memory stays at one derivation. Results come back
+ * through a pipe the caller's loop watches: when derive_fd is readable, call derive_collect,
+ * which runs each finished job's callback on the loop's thread. */
+#ifndef NWS_DERIVE_H
+#define NWS_DERIVE_H
+
+#include "keys.h"
+
+struct derive;
+struct derive_job;
+
+/* keys is NULL when the name was invalid or memory ran out; the callee owns it. */
+typedef void (*derive_done_fn)(void *ctx, struct derive_job *j, struct keys *k);
+
+/* NULL (with errno) when the pipe or thread cannot be made. */
+struct derive *derive_new(void);
+/* Waits for the job in progress, drops the rest (their callbacks do not run), frees. */
+void derive_free(struct derive *dv);
+int derive_fd(const struct derive *dv);
+
+/* Queues the derivation of name's keys. NULL on out of memory. */
+struct derive_job *derive_start(struct derive *dv, const char *name, derive_done_fn done,
+    void *ctx);
+/* The job's callback will not run; its keys are wiped when it finishes. */
+void derive_cancel(struct derive *dv, struct derive_job *j);
+/* Runs the callbacks of every finished job. */
+void derive_collect(struct derive *dv);
+
+#endif
