@@ -5,7 +5,7 @@
  *
  *   nws-load send URL [-n N] [-r RATE] [-s SIZE] [-t SECS] [--raw] [--wait]
  *   nws-load recv URL [-n N] [-t SECS] [--idle SECS] [--lowat BYTES]
- *   nws-load relay [-p PORT] [-a ADDR]    a C one-hop relay (the generator's ceiling)
+ *   nws-load relay [-a ADDR] [-p PORT] [-t SECS]   a C one-hop relay (the ceiling)
  *   nws-load clock                        prints CLOCK_MONOTONIC in ns
  *
  * Each payload is SIZE bytes of text, "#<seq>.<CLOCK_MONOTONIC ns>." padded with 'x', sent
