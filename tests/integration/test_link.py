@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from linknode import LinkNode, link_pair
+from linknode import LinkNode, link_pair, sanitizer_reports
 from relay import Relay
 from hosts import wait_for
 
@@ -21,7 +21,9 @@ CH = "link-test-channel"
 
 @pytest.fixture
 def link_bin(nws_bin):
-    return nws_bin("nws-link")
+    yield nws_bin("nws-link")
+    # Under make check-asan a report on stderr fails the test that caused it.
+    assert not sanitizer_reports()
 
 
 def pair(hosts, link_bin, n=2, channel=CH):

@@ -15,6 +15,8 @@ from hosts import wait_for
 
 
 class LinkNode:
+    live = []   # every node started, for sanitizer_reports()
+
     def __init__(self, binary, channels, host=None, listen=None, args=(), read_stdout=True):
         addr = listen or (f"{host.addr}:0" if host else "127.0.0.1:0")
         argv = [binary, "-v", "--listen", addr, *args, *channels]
@@ -30,6 +32,7 @@ class LinkNode:
             self._threads.append(threading.Thread(target=self._read_out, daemon=True))
         for t in self._threads:
             t.start()
+        LinkNode.live.append(self)
 
     @property
     def pid(self):
@@ -117,6 +120,17 @@ class LinkNode:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
         return 0
+
+
+def sanitizer_reports():
+    """Stops every node started so far; returns the sanitizer reports they printed."""
+    reports = []
+    for n in LinkNode.live:
+        n.stop()
+        n._threads[0].join(5)
+        reports += [e for e in n.errors() if "Sanitizer" in e or "runtime error" in e]
+    LinkNode.live = []
+    return reports
 
 
 def link_pair(a, b, channel):
