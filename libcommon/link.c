@@ -42,7 +42,7 @@ struct link {
 	struct noise_handshake hs;
 	struct noise_session s;
 	struct noise_reassembly re;
-	struct buf out;      /* queue entries */
+	struct buf out;      /* WebSocket frames ready to write */
 	struct buf msg;      /* one WebSocket message arriving in fragments */
 	/* The dialling end speaks WebSocket itself over a raw socket (wsclient.h). */
 	struct wsc wsc;
@@ -115,8 +115,9 @@ link_free(struct link *l)
 	noise_reassembly_clear(&l->re);
 	lws_sul_cancel(&l->live);
 	wsc_free(&l->wsc);
-	buf_wipe(&l->out);
-	buf_wipe(&l->msg);
+	/* The queues hold ciphertext only: freed, not wiped. */
+	buf_free(&l->out);
+	buf_free(&l->msg);
 	sodium_memzero(l, sizeof *l);
 	free(l);
 }

@@ -1,8 +1,10 @@
 /* link: one encrypted link between two nws-link processes for one channel (DESIGN.md §5):
  * a WebSocket with subprotocol nws-link.1 carrying a Noise NNpsk0 session whose handshake
  * payloads are the node ids. Owns the handshake and its 5 s deadline, frames in pieces,
- * the bounded queue of encrypted messages, and liveness (lws pings an idle link every
- * 10 s and hangs up after 30 s without an answer). Where frames go is mesh's business. */
+ * the bounded queue of encrypted messages, and liveness: a link is pinged after 10 s
+ * without traffic and closed after 30 s of silence (lws does it for the accepting end,
+ * a timer here for the dialling end, which speaks WebSocket through wsclient). Where
+ * frames go is mesh's business. */
 #ifndef NWS_LINK_H
 #define NWS_LINK_H
 
