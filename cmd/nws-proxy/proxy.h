@@ -35,18 +35,21 @@ struct client {
 	unsigned dead : 1;              /* closing: sends are dropped */
 	unsigned reaping : 1;
 	unsigned rx_binary : 1;
+	unsigned write_asked : 1;       /* lws_callback_on_writable is pending */
 	int close_code;
 	char close_reason[64];
 	struct buf rx;                  /* the message being reassembled, max_message */
-	struct buf tx;                  /* queued messages, max_queue (see client_send) */
+	struct buf tx;                  /* WebSocket frames not yet written (see server.c) */
 };
 
 /* server.c */
 int server_start(const struct proxy_config *cfg);
 void server_run(void);              /* until SIGINT/SIGTERM and a clean shutdown */
 void server_free(void);
-/* Queues one message for c (binary or text); on passing the queue bound the client is
- * closed with 1008 "too slow" and -1 is returned. Sends to a closing client are dropped. */
+/* Queues one message for c (binary or text), written at c's next writeable callback. A
+ * client is closed with 1008 "too slow" (and -1 returned) once what its socket refused
+ * passes max_queue, or what is queued passes twice that. Sends to a closing client are
+ * dropped. */
 int client_send(struct client *c, int binary, const void *p, size_t n);
 /* Encodes f in c's format (JSON without its newline, or CBOR) and queues it. */
 int client_send_frame(struct client *c, const struct frame *f);

@@ -22,13 +22,15 @@
 #include "keys.h"
 #include "log.h"
 #include "loop.h"
+#include "wsclient.h"
 
-/* A queued message: u32 length, u8 binary flag, LWS_PRE bytes lws writes its header
- * into, then the payload; so a message is written where it was queued, with no copy. */
-#define REC_HDR 5
-#define REC_OVERHEAD (REC_HDR + LWS_PRE)
-/* Messages written per writeable callback: several per wake-up, but fair to others. */
-#define WRITE_BATCH 64
+/* A client's queue holds finished WebSocket frames (a server's are unmasked), so all that
+ * was queued since its last write goes out in one send(2), whatever the number of
+ * messages. Its bound counts only what the kernel refused: bytes queued within one pass
+ * of the loop are written in the next, so a client that keeps up is never "too slow"
+ * however fast the pipeline is read. The queue may hold up to this many bounds at once
+ * (its hard memory limit, reached only when one pass queues more than a bound): */
+#define TX_HARD_BOUNDS 2
 /* A closing client that never reads its close frame is dropped after this long. */
 #define CLOSE_GRACE_S 10
 /* Shutdown waits this long for clients and the pipeline to finish. */
@@ -51,6 +53,7 @@ static volatile sig_atomic_t stop_requested;
 static int stopping, route_done, finished;
 static lws_sorted_usec_list_t stop_sul;
 static char hostname[256];
+static struct buf enc;         /* one frame being encoded for a client */
 
 static int http_cb(struct lws *, enum lws_callback_reasons, void *, void *, size_t);
 static int listen_cb(struct lws *, enum lws_callback_reasons, void *, void *, size_t);
@@ -76,22 +79,31 @@ check_finished(void)
 
 /* Queueing */
 
+static void
+client_want_write(struct client *c)
+{
+	/* lws keeps POLLOUT asked until the writeable callback, which clears this. */
+	if (!c->write_asked) {
+		c->write_asked = 1;
+		lws_callback_on_writable(c->wsi);
+	}
+}
+
+static int
+client_full(struct client *c)
+{
+	client_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
+	return -1;
+}
+
 int
 client_send(struct client *c, int binary, const void *p, size_t n)
 {
 	if (c->dead)
 		return 0;
-	if (n > UINT32_MAX || buf_reserve(&c->tx, REC_OVERHEAD + n) < 0) {
-		client_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
-		return -1;
-	}
-	unsigned char *r = buf_data(&c->tx) + c->tx.len;
-	uint32_t len = (uint32_t)n;
-	memcpy(r, &len, 4);
-	r[4] = (unsigned char)binary;
-	memcpy(r + REC_OVERHEAD, p, n);
-	c->tx.len += REC_OVERHEAD + n;
-	lws_callback_on_writable(c->wsi);
+	if (ws_frame_append(&c->tx, binary ? WS_OP_BINARY : WS_OP_TEXT, p, n, NULL) < 0)
+		return client_full(c);
+	client_want_write(c);
 	return 0;
 }
 
@@ -100,29 +112,13 @@ client_send_frame(struct client *c, const struct frame *f)
 {
 	if (c->dead)
 		return 0;
-	/* Encoded straight into the queue behind a record header patched afterwards. */
-	size_t at = c->tx.len;
-	if (buf_reserve(&c->tx, REC_OVERHEAD) < 0)
-		goto full;
-	c->tx.len += REC_OVERHEAD;
-	if (frame_encode(f, c->cbor ? FORMAT_CBOR : FORMAT_JSON, &c->tx) < 0) {
-		c->tx.len = at;
-		goto full;
-	}
-	size_t n = c->tx.len - at - REC_OVERHEAD;
-	if (!c->cbor && n && buf_data(&c->tx)[c->tx.len - 1] == '\n') {
+	buf_reset(&enc);
+	if (frame_encode(f, c->cbor ? FORMAT_CBOR : FORMAT_JSON, &enc) < 0)
+		return client_full(c);
+	size_t n = enc.len;
+	if (!c->cbor && n && buf_data(&enc)[n - 1] == '\n')
 		n--;
-		c->tx.len--;
-	}
-	unsigned char *r = buf_data(&c->tx) + at;
-	uint32_t len = (uint32_t)n;
-	memcpy(r, &len, 4);
-	r[4] = (unsigned char)c->cbor;
-	lws_callback_on_writable(c->wsi);
-	return 0;
-full:
-	client_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
-	return -1;
+	return client_send(c, c->cbor, buf_data(&enc), n);
 }
 
 void
@@ -138,26 +134,44 @@ client_close(struct client *c, int code, const char *reason)
 		buf_free(&c->tx);
 	route_dead(c);
 	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_S);
-	lws_callback_on_writable(c->wsi);
+	client_want_write(c);
+}
+
+/* Writes the whole queue with one send(2), past lws: lws_write would take at most its
+ * rx_buffer_size per call and copy the rest into a buffer of its own. What the kernel
+ * refused stays queued, except the rest of a frame it took only part of: that goes to
+ * lws, which writes its pending bytes before anything else (its pongs and close frames
+ * included), so nothing can cut into the frame. */
+static int
+client_flush(struct client *c)
+{
+	unsigned char *p = buf_data(&c->tx);
+	ssize_t w = send(lws_get_socket_fd(c->wsi), p, c->tx.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (w < 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			return -1;
+		w = 0;
+	}
+	size_t end = 0;
+	while (end < (size_t)w)
+		end += ws_frame_len(p + end);
+	if (end > (size_t)w &&
+	    lws_write(c->wsi, p + w, end - (size_t)w, LWS_WRITE_HTTP) < (int)(end - (size_t)w))
+		return -1;
+	buf_consume(&c->tx, end);
+	if (c->tx.len > cfg->max_queue)
+		client_full(c);
+	return 0;
 }
 
 static int
 client_writeable(struct client *c)
 {
-	for (int i = 0; i < WRITE_BATCH && c->tx.len; i++) {
-		unsigned char *r = buf_data(&c->tx);
-		uint32_t len;
-		memcpy(&len, r, 4);
-		enum lws_write_protocol wp = r[4] ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
-		/* lws takes the whole message, buffering what the socket did not. */
-		if (lws_write(c->wsi, r + REC_OVERHEAD, len, wp) < (int)len)
-			return -1;
-		buf_consume(&c->tx, REC_OVERHEAD + len);
-		if (lws_partial_buffered(c->wsi))
-			break;
-	}
+	c->write_asked = 0;
+	if (c->tx.len && client_flush(c) < 0)
+		return -1;
 	if (c->tx.len) {
-		lws_callback_on_writable(c->wsi);
+		client_want_write(c);
 		return 0;
 	}
 	if (c->dead) {
@@ -341,7 +355,7 @@ client_established(struct lws *wsi, struct client *c)
 	/* lws keeps its own copy of the protocol list: compare names. */
 	c->cbor = !strcmp(lws_get_protocol(wsi)->name, protocols[1].name);
 	buf_init(&c->rx, cfg->max_message);
-	buf_init(&c->tx, cfg->max_queue);
+	buf_init(&c->tx, cfg->max_queue * TX_HARD_BOUNDS);
 	nclients++;
 	const char *ev = lws_get_urlarg_by_name(wsi, "events=", arg, sizeof arg);
 	c->link_events = ev && !strcmp(ev, "link");
@@ -568,6 +582,7 @@ server_start(const struct proxy_config *c)
 
 	live = *c;
 	cfg = &live;
+	buf_init(&enc, 0);   /* bounded by the frames encoded into it */
 	if (gethostname(hostname, sizeof hostname) < 0)
 		hostname[0] = '\0';
 	hostname[sizeof hostname - 1] = '\0';
@@ -633,6 +648,7 @@ server_free(void)
 {
 	lws_sul_cancel(&stop_sul);
 	route_free();
+	buf_free(&enc);
 	if (context)
 		lws_context_destroy(context);
 	context = NULL;
