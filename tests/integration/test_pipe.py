@@ -347,3 +347,51 @@ def test_via_proxy_same_output(hosts, pipe_bin, nws_bin):
     p = run_pipe(a, pipe_bin, ["--via-proxy", "-w", "1", "viaproxy"], timeout=15)
     assert p.returncode == 69, p.stderr
     assert b"is nws-proxy running?" in p.stderr
+
+
+def test_restart_replays_and_remote_peers_come_back(hosts, pipe_bin):
+    a, b = hosts(2)
+    pa = Pipe(a, pipe_bin, ["--json", "comeback"])
+    pb = Pipe(b, pipe_bin, ["--json", "comeback"])
+    ids = []
+    for p in (pa, pb):
+        p.send(action="status")
+        ids.append(p.wait_frame(action="status")["source"])
+    pb.wait_frame(timeout=30, action="connect", target=ids[0])
+    pa.wait_frame(timeout=30, action="connect", target=ids[1])
+    os.kill(wait(lambda: stage(pb, "nws-link"), 5, "B's nws-link"), signal.SIGKILL)
+
+    def events(p, peer):
+        return [f["action"] for f in p.frames()
+                if f["action"] in ("connect", "disconnect") and f.get("target") == peer]
+    # B is told A left (its pipeline died), then A is back; A sees B leave and come back,
+    # because B's new pipeline replayed B's connect.
+    wait(lambda: events(pb, ids[0]) == ["connect", "disconnect", "connect"], 30,
+         "A gone and back on B")
+    wait(lambda: events(pa, ids[1])[-1:] == ["connect"] and len(events(pa, ids[1])) >= 3,
+         45, "B gone and back on A")
+    pa.send(action="broadcast", data="still here")
+    assert pb.wait_frame(action="broadcast")["data"] == "still here"
+
+
+def test_dying_stage_is_restarted_with_backoff(tmp_path, pipe_bin):
+    # Stand-in stages: browse and advertise pass frames on; link dies at once, always.
+    for name, body in (("nws-browse", "exec cat"), ("nws-advertise", "exec cat"),
+                       ("nws-link", "exit 3")):
+        path = tmp_path / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+    p = subprocess.Popen([pipe_bin, "x"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env={**os.environ,
+                                                      "NWS_LIBEXEC": str(tmp_path)})
+    try:
+        time.sleep(3)   # the window in which restarts are counted, not a wait for an event
+        assert p.poll() is None, "nws-pipe must outlive its stages"
+    finally:
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=10)
+    err = err.decode()
+    deaths = err.count("nws-link exited with status 3")
+    # 0.25 s doubling: about 4 restarts in 3 s; a tight loop would make hundreds.
+    assert 2 <= deaths <= 6, err
+    assert p.returncode == 0, err
