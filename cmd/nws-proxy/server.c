@@ -377,9 +377,15 @@ client_receive(struct lws *wsi, struct client *c, const void *in, size_t len)
 {
 	if (c->dead)
 		return 0;
+	int whole = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
 	if (lws_is_first_fragment(wsi)) {
 		buf_reset(&c->rx);
 		c->rx_binary = lws_frame_is_binary(wsi) != 0;
+		/* The usual case, a message in one piece of lws's read: routed where it lies. */
+		if (whole && len <= cfg->max_message) {
+			route_input(c, c->rx_binary, in, len);
+			return 0;
+		}
 	}
 	if (buf_append(&c->rx, in, len) < 0) {
 		static const char why[] = "message too big";
@@ -390,7 +396,7 @@ client_receive(struct lws *wsi, struct client *c, const void *in, size_t len)
 		    (unsigned char *)why, sizeof why - 1);
 		return -1;
 	}
-	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
+	if (!whole)
 		return 0;
 	route_input(c, c->rx_binary, buf_data(&c->rx), c->rx.len);
 	buf_reset(&c->rx);
