@@ -470,12 +470,13 @@ finish(struct pipeline *p)
 		done(ctx);
 }
 
-/* How much a death explains: a stage that was killed or failed is the cause, the ones
- * after it only saw end of file. */
+/* How much a death explains: a stage that was killed or failed is the cause; the
+ * others only saw end of file, or SIGPIPE writing to it. */
 static int
 death_rank(const struct kid *k, int status)
 {
-	int rank = WIFSIGNALED(status) ? 2 : WEXITSTATUS(status) != 0;
+	int rank = WIFSIGNALED(status) ? 2 * (WTERMSIG(status) != SIGPIPE) :
+	    WEXITSTATUS(status) != 0;
 	return rank * NSTAGES + (NSTAGES - 1 - k->stage);
 }
 
