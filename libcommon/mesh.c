@@ -59,7 +59,8 @@ struct lref {
 	struct link *link;
 	struct channel *ch;
 	struct target *t;
-	int dup;                 /* we closed it as a double link */
+	int dup;                 /* a double link, retired: nothing more is sent on it */
+	lws_sorted_usec_list_t retire;
 	int full;                /* past half its queue: the input is paused for it */
 	struct lref *next;
 };
@@ -558,6 +559,26 @@ link_announce(struct mesh *m, struct channel *ch, struct link *l)
 	}
 }
 
+/* A double link is not closed at once: the other end may not have seen the link that
+ * replaces it come up yet and still send on this one. It is read until then (both ends
+ * see the new link within its handshake deadline) and closed after. */
+static void
+lref_retire_due(lws_sorted_usec_list_t *sul)
+{
+	struct lref *r = lws_container_of(sul, struct lref, retire);
+
+	link_close(r->link, 1000, "duplicate", 1);
+}
+
+static void
+lref_retire(struct mesh *m, struct lref *r)
+{
+	r->dup = 1;
+	flow_set(m, r, 0);
+	lws_sul_schedule(m->cx, 0, &r->retire, lref_retire_due,
+	    LINK_HANDSHAKE_SECS * LWS_US_PER_SEC);
+}
+
 /* Which of two links to one node stays: the one dialled by the smaller node id, and
  * between two dialled by the same side the smaller handshake hash; both ends agree. */
 static int
@@ -616,13 +637,10 @@ mesh_up(void *ctx, struct link *l)
 		lws_sul_cancel(&n->grace);
 		n->active = l;
 	} else if (link_better(m, l, n->active)) {
-		struct lref *old = link_user(n->active);
-		old->dup = 1;
-		link_close(n->active, 1000, "duplicate", 1);
+		lref_retire(m, link_user(n->active));
 		n->active = l;
 	} else {
-		r->dup = 1;
-		link_close(l, 1000, "duplicate", 1);
+		lref_retire(m, r);
 		return;
 	}
 	if (r->t)
@@ -678,6 +696,7 @@ mesh_down(void *ctx, struct link *l, const char *why)
 
 	lref_unlink(r);
 	flow_set(m, r, 0);
+	lws_sul_cancel(&r->retire);
 	if (n && n->active == l) {
 		n->active = NULL;
 		if (dup && !ch->closed && !m->stopping)
@@ -994,8 +1013,10 @@ mesh_stop(struct mesh *m)
 	for (struct channel *ch = m->channels; ch; ch = ch->next) {
 		for (struct target *t = ch->targets; t; t = t->next)
 			lws_sul_cancel(&t->sul);
-		for (struct lref *r = ch->links; r; r = r->next)
+		for (struct lref *r = ch->links; r; r = r->next) {
+			lws_sul_cancel(&r->retire);
 			link_close(r->link, 1001, "going away", 1);
+		}
 		for (struct node *n = ch->nodes; n; n = n->next)
 			lws_sul_cancel(&n->grace);
 	}
