@@ -29,6 +29,7 @@ struct client {
 	struct channel *ch;             /* NULL until joined and after leaving */
 	struct client *prev, *next;     /* the clients of ch */
 	struct client *reap_next;       /* on the reap list (dead, to leave its channel) */
+	struct client *dirty_next;      /* on server.c's list of clients to write to */
 	char id[PROXY_ID_LEN + 1];
 	unsigned cbor : 1;              /* subprotocol nws.cbor: CBOR frames both ways */
 	unsigned link_events : 1;       /* asked (?events=link) for link status and errors */
@@ -36,6 +37,7 @@ struct client {
 	unsigned reaping : 1;
 	unsigned rx_binary : 1;
 	unsigned write_asked : 1;       /* lws_callback_on_writable is pending */
+	unsigned dirty : 1;             /* on the list of clients to write to */
 	int close_code;
 	char close_reason[64];
 	struct buf rx;                  /* the message being reassembled, max_message */
@@ -46,7 +48,8 @@ struct client {
 int server_start(const struct proxy_config *cfg);
 void server_run(void);              /* until SIGINT/SIGTERM and a clean shutdown */
 void server_free(void);
-/* Queues one message for c (binary or text), written at c's next writeable callback. A
+/* Queues one message for c (binary or text), written at the end of this pass of the
+ * loop, or at c's writeable callback when its socket is full. A
  * client is closed with 1008 "too slow" (and -1 returned) once what its socket refused
  * passes max_queue, or what is queued passes twice that. Sends to a closing client are
  * dropped. */

@@ -54,6 +54,7 @@ static int stopping, route_done, finished;
 static lws_sorted_usec_list_t stop_sul;
 static char hostname[256];
 static struct buf enc;         /* one frame being encoded for a client */
+static struct client *dirty;   /* clients with messages queued in this pass of the loop */
 
 static int http_cb(struct lws *, enum lws_callback_reasons, void *, void *, size_t);
 static int listen_cb(struct lws *, enum lws_callback_reasons, void *, void *, size_t);
@@ -79,8 +80,22 @@ check_finished(void)
 
 /* Queueing */
 
+/* c's queue is written once the current pass of the loop has run every callback: all
+ * its messages of the pass in one send(2), without waiting for poll to say what it just
+ * said. */
 static void
 client_want_write(struct client *c)
+{
+	if (!c->dirty) {
+		c->dirty = 1;
+		c->dirty_next = dirty;
+		dirty = c;
+	}
+}
+
+/* The socket refused part of the queue (or lws holds bytes for it): wait for POLLOUT. */
+static void
+client_wait_writeable(struct client *c)
 {
 	/* lws keeps POLLOUT asked until the writeable callback, which clears this. */
 	if (!c->write_asked) {
@@ -171,7 +186,7 @@ client_writeable(struct client *c)
 	if (c->tx.len && client_flush(c) < 0)
 		return -1;
 	if (c->tx.len) {
-		client_want_write(c);
+		client_wait_writeable(c);
 		return 0;
 	}
 	if (c->dead) {
@@ -180,6 +195,22 @@ client_writeable(struct client *c)
 		return -1;
 	}
 	return 0;
+}
+
+/* The end of a pass of the loop: every client something was queued for in it. A closing
+ * client, or one with bytes in lws, is left to its writeable callback. */
+static void
+server_flush(void)
+{
+	while (dirty) {
+		struct client *c = dirty;
+		dirty = c->dirty_next;
+		c->dirty = 0;
+		if (c->write_asked)
+			continue;
+		if (c->dead || lws_partial_buffered(c->wsi) || client_flush(c) < 0 || c->tx.len)
+			client_wait_writeable(c);
+	}
 }
 
 /* Requests */
@@ -411,6 +442,11 @@ client_closed(struct client *c)
 {
 	if (!c->wsi)
 		return;   /* never established: nothing was counted or joined */
+	for (struct client **pp = &dirty; c->dirty && *pp; pp = &(*pp)->dirty_next)
+		if (*pp == c) {
+			*pp = c->dirty_next;
+			break;
+		}
 	route_leave(c);
 	buf_free(&c->rx);
 	buf_free(&c->tx);
@@ -643,6 +679,7 @@ server_run(void)
 	while (!finished) {
 		if (lws_service(context, 0) < 0)
 			break;
+		server_flush();
 		/* A signal that came before the loop slept is seen here too. */
 		if (stop_requested && !stopping)
 			stop_begin();
