@@ -28,11 +28,9 @@ struct loop_pipe {
 	lws_sorted_usec_list_t sul;     /* watches a write-only fd whose reader may be gone */
 	lws_sorted_usec_list_t rearm;   /* asks for POLLOUT again after a short write */
 	lws_sorted_usec_list_t resume;  /* goes on with buffered frames after a pause */
-	struct loop_pipe *next;
 };
 
-static struct loop_pipe *pipes;
-static size_t npipes;
+static size_t npipes;   /* pipes not freed yet: loop_pipes_open */
 
 /* How often an idle write-only fd is checked for a reader that went away: poll(2) reports
  * that as POLLERR even when nothing is asked for, which lws does not act on. */
@@ -70,17 +68,6 @@ pipe_finish(struct loop_pipe *p)
 		pipe_kill(p->wwsi);
 	else
 		lws_callback_on_writable(p->wwsi);
-}
-
-static void
-pipe_unlink(struct loop_pipe *p)
-{
-	for (struct loop_pipe **pp = &pipes; *pp; pp = &(*pp)->next)
-		if (*pp == p) {
-			*pp = p->next;
-			npipes--;
-			break;
-		}
 }
 
 static void
@@ -269,7 +256,7 @@ loop_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 				pipe_finish(p);
 		}
 		if (!p->rwsi && !p->wwsi) {
-			pipe_unlink(p);
+			npipes--;
 			stream_reader_free(&p->r);
 			stream_writer_free(&p->w);
 			free(p);
@@ -313,9 +300,7 @@ loop_pipe_adopt(struct lws_vhost *vh, int rfd, int wfd, enum frame_format out_fm
 	p->ctx_user = ctx;
 	stream_reader_init(&p->r, rfd, max_frame ? max_frame : STREAM_MAX_FRAME_DEFAULT);
 	stream_writer_init(&p->w, wfd, out_fmt, max_queue ? max_queue : STREAM_MAX_QUEUE_DEFAULT);
-	/* Linked before adopting: lws calls back into this pipe from inside the adoption. */
-	p->next = pipes;
-	pipes = p;
+	/* Counted before adopting: lws calls back into this pipe from inside the adoption. */
 	npipes++;
 	if (rfd >= 0 && !(p->rwsi = pipe_adopt_fd(vh, rfd, p)))
 		goto fail;
@@ -341,7 +326,7 @@ fail:
 		pipe_finish(p);
 		return NULL;
 	}
-	pipe_unlink(p);
+	npipes--;
 	stream_reader_free(&p->r);
 	stream_writer_free(&p->w);
 	free(p);
