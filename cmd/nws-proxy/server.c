@@ -386,7 +386,8 @@ client_established(struct lws *wsi, struct client *c)
 	/* lws keeps its own copy of the protocol list: compare names. */
 	c->cbor = !strcmp(lws_get_protocol(wsi)->name, protocols[1].name);
 	buf_init(&c->rx, cfg->max_message);
-	buf_init(&c->tx, cfg->max_queue * TX_HARD_BOUNDS);
+	buf_init(&c->tx, cfg->max_queue > SIZE_MAX / TX_HARD_BOUNDS ? SIZE_MAX
+	    : cfg->max_queue * TX_HARD_BOUNDS);
 	nclients++;
 	const char *ev = lws_get_urlarg_by_name(wsi, "events=", arg, sizeof arg);
 	c->link_events = ev && !strcmp(ev, "link");
@@ -442,6 +443,8 @@ client_closed(struct client *c)
 {
 	if (!c->wsi)
 		return;   /* never established: nothing was counted or joined */
+	/* lws frees c after this: nothing may queue for it or find it on the dirty list. */
+	c->dead = 1;
 	for (struct client **pp = &dirty; c->dirty && *pp; pp = &(*pp)->dirty_next)
 		if (*pp == c) {
 			*pp = c->dirty_next;
