@@ -115,4 +115,6 @@ clean:
 	rm -rf $(O) build
 
 .PHONY: all units deps check check-asan bench run install clean
+# Objects are kept, so a rebuild after an edit compiles only what changed.
+.SECONDARY:
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
