@@ -41,10 +41,14 @@ def wait(pred, timeout, what):
 class Pipe:
     """An nws-pipe process in a host; stdout collected by a thread."""
 
-    def __init__(self, host, binary, args, stdin=subprocess.PIPE, raw=False):
+    def __init__(self, host, binary, args, stdin=subprocess.PIPE, raw=False, env=None):
+        """host None: run here, with env added to the environment."""
         self.raw = raw
-        self.proc = host.popen([binary, *args], stdin=stdin, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+        kw = dict(stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if host:
+            self.proc = host.popen([binary, *args], **kw)
+        else:
+            self.proc = subprocess.Popen([binary, *args], env={**os.environ, **env}, **kw)
         self.out = bytearray()
         self.err = bytearray()
         self.lock = threading.Lock()
@@ -396,3 +400,51 @@ def test_dying_stage_is_restarted_with_backoff(tmp_path, pipe_bin):
     assert 2 <= restarts <= 6, err
     assert "nws-link exited with status 3" in err
     assert p.returncode == 0, err
+
+
+STANDIN_LINK = '''#!/usr/bin/python3
+# Stand-in nws-link: passes frames on and logs what it was sent, one JSON line each.
+import json, os, sys, cbor2
+log = open(os.path.join(os.path.dirname(sys.argv[0]), f"link.{os.getpid()}.log"), "a")
+dec = cbor2.CBORDecoder(sys.stdin.buffer)
+while True:
+    try:
+        f = dec.decode()
+    except Exception:
+        break
+    log.write(json.dumps({k: v for k, v in f.items() if isinstance(v, (str, int))}) + "\\n")
+    log.flush()
+    sys.stdout.buffer.write(cbor2.dumps(f))
+    sys.stdout.buffer.flush()
+'''
+
+
+def test_restart_replays_state_to_the_new_link(tmp_path, pipe_bin):
+    # No test hosts needed: stand-in stages show what a new pipeline is told.
+    for name, body in (("nws-browse", "#!/bin/sh\nexec cat\n"),
+                       ("nws-advertise", "#!/bin/sh\nexec cat\n"),
+                       ("nws-link", STANDIN_LINK)):
+        (tmp_path / name).write_text(body)
+        (tmp_path / name).chmod(0o755)
+    p = Pipe(None, pipe_bin, ["--json", "replayed"], env={"NWS_LIBEXEC": str(tmp_path)})
+    p.send(action="status")
+    me = p.wait_frame(action="status")["source"]
+
+    def logs():
+        out = {}
+        for f in tmp_path.glob("link.*.log"):
+            out[int(f.name.split(".")[1])] = [json.loads(line) for line in
+                                              f.read_text().splitlines()]
+        return out
+    first = wait(lambda: list(logs()) if logs() else None, 10, "the first link's log")[0]
+    wait(lambda: {"action": "connect", "channel": "replayed", "target": me}
+         in logs()[first], 10, "our connect at the first link")
+    os.kill(first, signal.SIGKILL)
+    wait(lambda: "nws-link was killed" in p.stderr(), 10, "the restart notice")
+    second = wait(lambda: [k for k in logs() if k != first], 10, "a second link")[0]
+    wait(lambda: len(logs()[second]) >= 2, 10, "the replay")
+    got = logs()[second]
+    assert got[:2] == [{"action": "open", "channel": "replayed"},
+                       {"action": "connect", "channel": "replayed", "target": me}], got
+    p.stop()
+    assert p.proc.returncode == 0, p.stderr()
