@@ -18,7 +18,7 @@ static const char usage[] =
 "written to stdout as a line.\n"
 "  --raw               byte chunks both ways instead of lines (binary-safe)\n"
 "  --json              whole frames both ways, as a WebSocket client of nws-proxy sees them\n"
-"  --to PEER           send to PEER only (direct messages)\n"
+"  --to PEER           send to PEER only (direct messages), once it is present\n"
 "  -w, --wait N        read stdin only once N peers are present\n"
 "  -t, --timeout S     give up waiting for peers after S seconds (exit 1); implies -w 1\n"
 "  -1, --once          exit once stdin has ended and all it held was handed on\n"
