@@ -175,17 +175,26 @@ link_close(struct link *l, int status, const char *reason, int flush)
 	if (l->closing)
 		return;
 	l->closing = 1;
-	l->flush = flush;
+	l->flush = flush && l->up;   /* a link not up has nothing of ours to deliver */
 	l->close_status = status;
 	snprintf(l->close_reason, sizeof l->close_reason, "%s", reason);
 	if (!l->why[0])
 		snprintf(l->why, sizeof l->why, "%s", reason);
 	if (!l->wsi)
 		return;
-	/* lws has no call to close a connection from outside its callbacks but a timeout. */
+	/* The close frame goes out from the writeable callback; a peer that does not read
+	 * may never let that come, so a timeout (lws's only way to close a connection
+	 * from outside its callbacks) ends it regardless. */
 	link_want_write(l);
 	if (!flush)
 		link_pause(l, 1);
+	lws_set_timeout(l->wsi, PENDING_TIMEOUT_CLOSE_SEND, l->flush ? LINK_HANDSHAKE_SECS : 1);
+}
+
+int
+link_closing(const struct link *l)
+{
+	return l->closing;
 }
 
 void

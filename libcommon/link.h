@@ -67,8 +67,10 @@ int link_send(struct link *l, const void *cbor, size_t len);
 size_t link_pending(const struct link *l);
 /* 1 when frames are queued and none has gone out for `us` microseconds. */
 int link_stalled(const struct link *l, lws_usec_t us);
-/* Closes with a WebSocket close status and reason; flush first sends what is queued. */
+/* Closes with a WebSocket close status and reason; flush first sends what is queued.
+ * A peer that does not read is cut off after 1 s (5 s with flush). */
 void link_close(struct link *l, int status, const char *reason, int flush);
+int link_closing(const struct link *l);
 /* Stops (1) or resumes (0) reading from the link, for backpressure. */
 void link_pause(struct link *l, int pause);
 

@@ -919,6 +919,8 @@ link_send_or_drop(struct mesh *m, struct link *l, const unsigned char *p, size_t
 {
 	struct lref *r = link_user(l);
 
+	if (link_closing(l))
+		return;
 	if (link_send(l, p, n) < 0) {
 		log_info("closing the link to %s: too slow", link_address(l));
 		link_close(l, 1008, "too slow", 0);
