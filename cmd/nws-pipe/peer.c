@@ -224,7 +224,7 @@ send_lines(struct np *np, int eof)
 
 	for (;;) {
 		unsigned char *p = buf_data(&np->in);
-		unsigned char *nl = memchr(p, '\n', np->in.len);
+		unsigned char *nl = np->in.len ? memchr(p, '\n', np->in.len) : NULL;
 		if (nl) {
 			send_line(np, p, (size_t)(nl - p));
 			buf_consume(&np->in, (size_t)(nl - p) + 1);
