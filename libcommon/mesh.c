@@ -717,8 +717,6 @@ mesh_down(void *ctx, struct link *l, const char *why)
 				target_schedule(t);
 			}
 		} else {
-			if (strcmp(why, "duplicate") == 0 && !link_is_up(l))
-				log_debug("a double link closed before its handshake ended");
 			t->state = T_IDLE;
 			target_schedule(t);
 		}
@@ -820,7 +818,7 @@ mesh_open(struct mesh *m, const char *name)
 }
 
 static void
-mesh_close_channel(struct mesh *m, struct channel *ch)
+mesh_close_channel(struct channel *ch)
 {
 	ch->closed = 1;
 	while (ch->targets)
@@ -833,7 +831,6 @@ mesh_close_channel(struct mesh *m, struct channel *ch)
 	}
 	if (!ch->links)
 		channel_free(ch);
-	(void)m;
 }
 
 static void
@@ -895,7 +892,7 @@ mesh_control(struct mesh *m, enum frame_action a, enum frame_format fmt,
 		break;
 	case ACTION_CLOSE:
 		if (ch)
-			mesh_close_channel(m, ch);
+			mesh_close_channel(ch);
 		if (m->out)
 			loop_pipe_send_raw(m->out, fmt, raw, len);
 		break;
