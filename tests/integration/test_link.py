@@ -393,3 +393,36 @@ def test_ipv6_link_local_with_interface(hosts, link_bin):
     b.send(**a.found(CH, address=ll[0]))   # found carries interface eth0
     a.wait_action("connect", target="b1")
     assert b.wait_action("linked")[0]["address"] == ll[0]
+
+
+def test_passes_frames_on_and_acts_on_open_close(link_bin):
+    a = LinkNode(link_bin, [])
+    b = LinkNode(link_bin, [])
+    try:
+        # Frames it does not consume come out unchanged and in order, found/connect/
+        # broadcast of channels it does not have included.
+        a.send(action="status", source="x")
+        a.send(action="whatever", n=1)
+        a.send(action="broadcast", channel="not-open", source="p", data="by")
+        a.send(action="error", code=69, reason="r")
+        a.wait(lambda fs: len(fs) >= 4, 10, "four frames passed on")
+        assert a.snapshot() == [
+            {"action": "status", "source": "x"}, {"action": "whatever", "n": 1},
+            {"action": "broadcast", "channel": "not-open", "source": "p", "data": "by"},
+            {"action": "error", "code": 69, "reason": "r"}]
+        # open: passed on, then listening; the channel then links.
+        for x in (a, b):
+            x.send(action="open", channel=CH)
+            x.wait_action("open", channel=CH)
+            x.listening(CH)
+        b.send(action="connect", channel=CH, target="b1")
+        b.send(**a.found(CH))
+        a.wait_action("connect", target="b1")
+        # close on b: passed on; a sees b's peers leave at once.
+        b.send(action="close", channel=CH)
+        b.wait_action("close", channel=CH)
+        a.wait_action("disconnect", target="b1", timeout=2)
+        a.wait_action("unlinked", timeout=2)
+    finally:
+        a.stop()
+        b.stop()
