@@ -29,29 +29,9 @@ vlog(const char *fmt, va_list ap)
 }
 
 void
-log_error(const char *fmt, ...)
+log_at(int level, const char *fmt, ...)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	vlog(fmt, ap);
-	va_end(ap);
-}
-
-void
-log_info(const char *fmt, ...)
-{
-	if (log_level < 1)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vlog(fmt, ap);
-	va_end(ap);
-}
-
-void
-log_debug(const char *fmt, ...)
-{
-	if (log_level < 2)
+	if (level > log_level)
 		return;
 	va_list ap;
 	va_start(ap, fmt);

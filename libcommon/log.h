@@ -8,9 +8,11 @@ extern const char *log_prog;
 extern int log_level;   /* 0 default, 1 -v, 2 -vv */
 
 void log_init(const char *prog);
-void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints when level <= log_level: 0 errors, 1 info (-v), 2 debug (-vv). */
+void log_at(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define log_error(...) log_at(0, __VA_ARGS__)
+#define log_info(...) log_at(1, __VA_ARGS__)
+#define log_debug(...) log_at(2, __VA_ARGS__)
 /* log_error, then exit(code). */
 void log_fatal(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
