@@ -71,13 +71,14 @@ struct pipeline {
 	int pipes_open;          /* adopted pipes whose on_close has not come yet */
 	int64_t started_ms, broken_ms;
 	int backoff_ms;
-	int congested;
+	int congested;           /* a send returned 1 or -1: on_drain is owed */
+	int paused;              /* the caller paused the tail */
 
 	struct list channels, locals, remotes;
 
 	pipeline_done_fn done;
 	void *done_ctx;
-	lws_sorted_usec_list_t sul_tick, sul_restart, sul_drain;
+	lws_sorted_usec_list_t sul_tick, sul_restart;
 };
 
 static int64_t
@@ -290,6 +291,7 @@ kid_add(struct pipeline *p, pid_t pid, int stage)
 static void on_tail_frame(void *ctx, struct loop_pipe *lp, enum frame_format fmt,
     const unsigned char *raw, size_t len);
 static void on_pipe_close(void *ctx, struct loop_pipe *lp);
+static void on_head_drained(void *ctx, struct loop_pipe *lp);
 
 static void
 send_state(struct pipeline *p, enum frame_action a, const char *channel, const char *peer)
@@ -333,16 +335,20 @@ spawn(struct pipeline *p)
 	}
 	p->head = loop_pipe_adopt(p->vh, -1, fds[0][1], FORMAT_CBOR, p->max_frame,
 	    p->max_queue, NULL, on_pipe_close, p);
-	if (p->head)
+	if (p->head) {
 		p->pipes_open++;
-	else
+		loop_pipe_on_drain(p->head, p->max_queue / 2, on_head_drained, p);
+	} else {
 		close(fds[0][1]);
+	}
 	p->tail = loop_pipe_adopt(p->vh, fds[NSTAGES][0], -1, FORMAT_CBOR, p->max_frame,
 	    p->max_queue, on_tail_frame, on_pipe_close, p);
-	if (p->tail)
+	if (p->tail) {
 		p->pipes_open++;
-	else
+		loop_pipe_pause(p->tail, p->paused);
+	} else {
 		close(fds[NSTAGES][0]);
+	}
 	p->state = RUNNING;
 	p->started_ms = now_ms();
 	p->broken_ms = 0;
@@ -459,7 +465,6 @@ finish(struct pipeline *p)
 
 	lws_sul_cancel(&p->sul_tick);
 	lws_sul_cancel(&p->sul_restart);
-	lws_sul_cancel(&p->sul_drain);
 	for (int i = 0; i < NSTAGES; i++)
 		argv_free(p->argv[i]);
 	list_free(&p->channels);
@@ -590,17 +595,12 @@ on_tail_frame(void *ctx, struct loop_pipe *lp, enum frame_format fmt,
 }
 
 static void
-drain_cb(lws_sorted_usec_list_t *sul)
+on_head_drained(void *ctx, struct loop_pipe *lp)
 {
-	struct pipeline *p = lws_container_of(sul, struct pipeline, sul_drain);
+	struct pipeline *p = ctx;
 
-	if (!p->congested)
+	if (lp != p->head || !p->congested)
 		return;
-	if (p->head && loop_pipe_pending(p->head) > p->max_queue / 2) {
-		/* loop.h has no writable callback; this runs only while the head is full. */
-		lws_sul_schedule(p->cx, 0, &p->sul_drain, drain_cb, 1000);
-		return;
-	}
 	p->congested = 0;
 	if (p->on_drain)
 		p->on_drain(p->ctx);
@@ -681,31 +681,15 @@ is_state(enum frame_action a)
 	    a == ACTION_DISCONNECT;
 }
 
-static void
-watch_drain(struct pipeline *p)
-{
-	if (!p->congested) {
-		p->congested = 1;
-		lws_sul_schedule(p->cx, 0, &p->sul_drain, drain_cb, 1000);
-	}
-}
-
+/* What a send returns: -1 refused, else 1 (and on_drain later) once the head's queue is
+ * over half full, so callers stop feeding before a frame is ever refused. */
 static int
-congested(struct pipeline *p)
+queued(struct pipeline *p, int rc)
 {
-	watch_drain(p);
-	return -1;
-}
-
-/* 1 (and on_drain later) once the head's queue is over half full: callers stop feeding
- * before a frame is ever refused. */
-static int
-over_half(struct pipeline *p)
-{
-	if (loop_pipe_pending(p->head) <= p->max_queue / 2)
+	if (rc == 0 && loop_pipe_pending(p->head) <= p->max_queue / 2)
 		return 0;
-	watch_drain(p);
-	return 1;
+	p->congested = 1;
+	return rc < 0 ? -1 : 1;
 }
 
 int
@@ -715,9 +699,7 @@ pipeline_send(struct pipeline *p, const struct frame *f)
 		track_local(p, f);
 	if (p->state != RUNNING || !p->head)
 		return 0;
-	if (loop_pipe_send(p->head, f) < 0)
-		return congested(p);
-	return over_half(p);
+	return queued(p, loop_pipe_send(p->head, f));
 }
 
 int
@@ -736,15 +718,21 @@ pipeline_send_raw(struct pipeline *p, enum frame_format fmt, const unsigned char
 	}
 	if (p->state != RUNNING || !p->head)
 		return 0;
-	if (loop_pipe_send_raw(p->head, fmt, raw, len) < 0)
-		return congested(p);
-	return over_half(p);
+	return queued(p, loop_pipe_send_raw(p->head, fmt, raw, len));
 }
 
 size_t
 pipeline_pending(const struct pipeline *p)
 {
 	return p->head ? loop_pipe_pending(p->head) : 0;
+}
+
+void
+pipeline_pause(struct pipeline *p, int pause)
+{
+	p->paused = !!pause;
+	if (p->tail)
+		loop_pipe_pause(p->tail, p->paused);
 }
 
 int
@@ -763,7 +751,6 @@ pipeline_stop(struct pipeline *p, pipeline_done_fn done, void *ctx)
 	p->state = STOPPING;
 	p->congested = 0;
 	lws_sul_cancel(&p->sul_restart);
-	lws_sul_cancel(&p->sul_drain);
 	p->head = NULL;
 	if (h)
 		loop_pipe_close(h);

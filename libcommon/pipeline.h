@@ -57,6 +57,9 @@ int pipeline_send(struct pipeline *p, const struct frame *f);
 /* The same for an already encoded frame in format fmt. */
 int pipeline_send_raw(struct pipeline *p, enum frame_format fmt,
     const unsigned char *raw, size_t len);
+/* Stops (1) or resumes (0) reading the tail, for a caller whose own output is full;
+ * the stages then block in turn. Kept across restarts. */
+void pipeline_pause(struct pipeline *p, int pause);
 /* Bytes queued for the head and not yet written. */
 size_t pipeline_pending(const struct pipeline *p);
 /* 1 while all stages run (0 while a restart is pending or after pipeline_stop). */

@@ -130,10 +130,11 @@ out_error(struct np *np, const char *reason)
 static void
 in_pause(struct np *np)
 {
-	if (np->in_wsi && !np->in_paused) {
+	if (np->in_paused)
+		return;
+	np->in_paused = 1;
+	if (np->in_wsi)
 		lws_rx_flow_control(np->in_wsi, 0);
-		np->in_paused = 1;
-	}
 }
 
 /* Hands a frame to the backend; stdin pauses when it says its queue is filling. */
@@ -216,43 +217,50 @@ send_line(struct np *np, unsigned char *p, size_t n)
 	send_data(np, p, n, 1);
 }
 
-/* Sends the whole lines in np->in; with eof, the last one without its '\n' too. */
+/* Sends the whole lines in np->in until the backend asks for a pause; with eof, the
+ * last one without its '\n' too. A pause leaves the rest for np_drain. */
 static void
 send_lines(struct np *np, int eof)
 {
 	size_t max = data_max(np);
 
-	for (;;) {
+	while (!np->in_paused && np->in.len) {
 		unsigned char *p = buf_data(&np->in);
-		unsigned char *nl = np->in.len ? memchr(p, '\n', np->in.len) : NULL;
+		unsigned char *nl = memchr(p, '\n', np->in.len);
 		if (nl) {
 			send_line(np, p, (size_t)(nl - p));
 			buf_consume(&np->in, (size_t)(nl - p) + 1);
-			continue;
-		}
-		if (np->in.len > max) {
+		} else if (np->in.len > max) {
 			if (log_once_per_burst("nws-pipe: long line"))
 				log_error("a line longer than --max-frame allows is sent in pieces");
 			if (np->mode == MODE_JSON) {
 				out_error(np, "frame too large");
 				buf_reset(&np->in);
-				return;
-			}
-			if (buf_reserve(&np->in, 1) == 0) {
-				p = buf_data(&np->in);
+			} else {
 				send_data(np, p, max, 1);
+				buf_consume(&np->in, max);
 			}
-			buf_consume(&np->in, max);
-			continue;
+		} else if (eof) {
+			if (buf_reserve(&np->in, 1) == 0)
+				send_line(np, buf_data(&np->in), np->in.len);
+			buf_reset(&np->in);
+		} else {
+			break;
 		}
-		break;
 	}
-	if (eof && np->in.len && buf_reserve(&np->in, 1) == 0)
-		send_line(np, buf_data(&np->in), np->in.len);
-	if (eof)
-		buf_reset(&np->in);
-	else
-		buf_compact(&np->in);
+}
+
+/* Raw mode: whatever is buffered goes, in pieces of at most a frame's data. */
+static void
+send_chunks(struct np *np)
+{
+	size_t max = data_max(np);
+
+	while (!np->in_paused && np->in.len) {
+		size_t n = np->in.len < max ? np->in.len : max;
+		send_data(np, buf_data(&np->in), n, 0);
+		buf_consume(&np->in, n);
+	}
 }
 
 static void
@@ -279,21 +287,34 @@ input_done(struct np *np)
 	sync_cb(&np->sul_timeout);
 }
 
+/* Sends what stdin gave as far as the backend takes it; after stdin's end and the last
+ * of it, what --once waits for begins. */
 static void
-input_end(struct np *np)
+pump(struct np *np)
 {
-	if (np->in_eof)
+	if (np->stopping)
 		return;
-	if (np->mode != MODE_RAW)
-		send_lines(np, 1);
-	input_done(np);
+	if (buf_reserve(&np->in, 1) < 0) {   /* send_data borrows the byte after the data */
+		log_error("out of memory reading stdin");
+		buf_reset(&np->in);
+	}
+	if (np->mode == MODE_RAW)
+		send_chunks(np);
+	else
+		send_lines(np, np->in_ended);
+	if (!np->in.len)
+		buf_reset(&np->in);
+	else
+		buf_compact(&np->in);
+	if (np->in_ended && !np->in.len && !np->in_eof)
+		input_done(np);
 }
 
 /* One read of stdin, sent on: 0 data, 1 nothing ready, -1 the end (or an error). */
 static int
 stdin_read(struct np *np)
 {
-	static unsigned char chunk[READ_CHUNK + 1];
+	static unsigned char chunk[READ_CHUNK];
 	ssize_t n;
 
 	do
@@ -303,25 +324,14 @@ stdin_read(struct np *np)
 		return 1;
 	if (n < 0)
 		log_error("cannot read stdin: %s", strerror(errno));
-	if (n <= 0) {
-		input_end(np);
-		return -1;
-	}
-	if (np->mode == MODE_RAW) {
-		size_t max = data_max(np);
-		for (size_t off = 0; off < (size_t)n; off += max) {
-			size_t len = (size_t)n - off < max ? (size_t)n - off : max;
-			send_data(np, chunk + off, len, 0);
-		}
-		return 0;
-	}
-	if (buf_append(&np->in, chunk, (size_t)n) < 0) {
+	if (n > 0 && buf_append(&np->in, chunk, (size_t)n) < 0) {
 		log_error("out of memory reading stdin");
-		input_end(np);
-		return -1;
+		n = -1;
 	}
-	send_lines(np, 0);
-	return 0;
+	if (n <= 0)
+		np->in_ended = 1;
+	pump(np);
+	return n > 0 ? 0 : -1;
 }
 
 static int
@@ -341,12 +351,13 @@ stdin_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 			return 0;
 		return stdin_read(np) < 0 ? -1 : 0;
 	case LWS_CALLBACK_RAW_CLOSE_FILE:
-		/* lws closes on POLLHUP, which may come with the last bytes still unread. */
+		/* lws closes on POLLHUP, which may come with the last bytes still unread: they
+		 * are at most a pipe's buffer, read now and sent as the backend takes them. */
 		np->in_wsi = NULL;
-		while (!np->in_eof && !np->stopping && stdin_read(np) == 0)
+		while (!np->in_ended && stdin_read(np) == 0)
 			;
-		if (!np->stopping)
-			input_end(np);
+		np->in_ended = 1;
+		pump(np);
 		return 0;
 	default:
 		return 0;
@@ -372,8 +383,10 @@ start_sending(struct np *np)
 	info.vh_prot_name = np_stdin_protocol.name;
 	info.opaque = np;
 	np->in_wsi = lws_adopt_descriptor_vhost_via_info(&info);
-	if (!np->in_wsi)
-		input_done(np);   /* no stdin (closed): nothing to send */
+	if (!np->in_wsi) {
+		np->in_ended = 1;   /* no stdin (closed): nothing to send */
+		pump(np);
+	}
 }
 
 static void
@@ -487,10 +500,12 @@ np_frame(struct np *np, struct frame *f)
 void
 np_drain(struct np *np)
 {
-	if (np->in_wsi && np->in_paused) {
-		np->in_paused = 0;
+	if (!np->in_paused)
+		return;
+	np->in_paused = 0;
+	pump(np);
+	if (np->in_wsi && !np->in_paused)
 		lws_rx_flow_control(np->in_wsi, 1);
-	}
 }
 
 void

@@ -54,8 +54,10 @@ struct np {
 	size_t npeers;
 
 	struct lws *in_wsi;        /* stdin, adopted once sending starts */
-	int sending, in_paused, in_eof;
-	struct buf in;             /* a partial line */
+	int sending, in_paused;
+	int in_ended;              /* stdin has ended (its rest may still be in `in`) */
+	int in_eof;                /* ... and all of it was handed on */
+	struct buf in;             /* read from stdin, not yet sent */
 	struct buf out;            /* stdout, written in bursts */
 	char sync_token[2 * PEER_ID_HEX + 1];
 	int sync_sent;
