@@ -448,3 +448,39 @@ def test_restart_replays_state_to_the_new_link(tmp_path, pipe_bin):
                        {"action": "connect", "channel": "replayed", "target": me}], got
     p.stop()
     assert p.proc.returncode == 0, p.stderr()
+
+
+ECHO_LINK = '''#!/usr/bin/python3
+# Stand-in nws-link: a remote peer that echoes every broadcast, slower than nws-pipe.
+import sys, cbor2
+dec = cbor2.CBORDecoder(sys.stdin.buffer)
+out = sys.stdout.buffer
+while True:
+    try:
+        f = dec.decode()
+    except Exception:
+        break
+    if f.get("action") == "connect":
+        out.write(cbor2.dumps({"action": "connect", "channel": f["channel"],
+                               "target": "feedfacefeedface"}))
+    if f.get("action") == "broadcast":
+        f["source"] = "feedfacefeedface"
+    out.write(cbor2.dumps(f))
+    out.flush()
+'''
+
+
+def test_backpressure_loses_nothing(tmp_path, pipe_bin):
+    # A head queue of ~1 MiB (--max-frame 4k) and a slow link: nws-pipe must pause
+    # stdin, not drop. 7-byte lines become ~60-byte frames, so one read overfills it.
+    for name, body in (("nws-browse", "#!/bin/sh\nexec cat\n"),
+                       ("nws-advertise", "#!/bin/sh\nexec cat\n"), ("nws-link", ECHO_LINK)):
+        (tmp_path / name).write_text(body)
+        (tmp_path / name).chmod(0o755)
+    data = "".join(f"{i}\n" for i in range(200000)).encode()
+    p = subprocess.run([pipe_bin, "--max-frame", "4096", "-w", "1", "-1", "x"], input=data,
+                       capture_output=True, timeout=120,
+                       env={**os.environ, "NWS_LIBEXEC": str(tmp_path)})
+    assert p.returncode == 0, p.stderr
+    assert b"dropped" not in p.stderr
+    assert p.stdout == data
