@@ -208,14 +208,12 @@ wsc_feed(struct wsc *w, const unsigned char *p, size_t n, wsc_frame_fn fn, void 
 			return -1;
 		w->open = 1;
 		buf_consume(&w->in, hl);
-		/* Frames right behind the answer are in the buffer: parse them there. */
+		/* Frames right behind the answer came in the same read and are in the
+		 * buffer: parse them there. All of p is in the buffer. */
 		if ((used = frames(w, buf_data(&w->in), w->in.len, fn, ctx, err)) < 0)
 			return -1;
 		buf_consume(&w->in, (size_t)used);
-		if (w->in.len)
-			buf_compact(&w->in);
-		if (!w->in.len)
-			return 0;
+		return 0;
 	}
 	/* A frame split across reads: complete it from p, byte counts from its header. */
 	while (w->in.len && n) {
