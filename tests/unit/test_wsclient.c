@@ -139,7 +139,8 @@ refused(const char *answer, const unsigned char *frame, size_t flen)
 	size_t n = strlen(answer);
 
 	memcpy(in, answer, n);
-	memcpy(in + n, frame, flen);
+	if (flen)
+		memcpy(in + n, frame, flen);
 	open_client(&w);
 	assert_int_equal(wsc_feed(&w, in, n + flen, on_frame, &s, &err), -1);
 	assert_non_null(err);
