@@ -21,7 +21,17 @@ enum { OPT_LISTEN = OPT_TOOL, OPT_MAX_QUEUE };
 
 static const char usage[] =
     "usage: nws-link [-hVv] [--json | --cbor] [--listen [ADDR:]PORT] [--max-queue SIZE]\n"
-    "                [--max-frame SIZE] [--channel-file FILE] [CHANNEL...]\n";
+    "                [--max-frame SIZE] [--channel-file FILE] [CHANNEL...]\n"
+    "Links this machine's peers of each open channel (arguments, NWS_CHANNEL,\n"
+    "--channel-file, or open frames on stdin) to the peers that found frames name, over\n"
+    "Noise-encrypted WebSockets; local peer frames in on stdin, remote ones out on stdout.\n"
+    "  --listen [ADDR:]PORT  where links are accepted (default all addresses, a free port)\n"
+    "  --max-queue SIZE      bytes queued per link before it is closed as too slow (8M)\n"
+    "  --max-frame SIZE      the largest frame (default 16M)\n"
+    "  --json, --cbor        the output format (default json; input is detected)\n"
+    "  -v, --verbose         more on stderr (-vv: per event, channel names included)\n"
+    "  -h, --help            this text;  -V, --version  the version\n"
+    "Exits 0 at the end of stdin or on SIGINT/SIGTERM, after closing every link.\n";
 
 static volatile sig_atomic_t stop;
 static struct lws_context *cx;
