@@ -295,6 +295,29 @@ dnssd_poll(struct dnssd *d)
 	return avahi_simple_poll_get(d->sp);
 }
 
+static void
+derive_ready(AvahiWatch *w, int fd, AvahiWatchEvent ev, void *ctx)
+{
+	(void)w;
+	(void)fd;
+	(void)ev;
+	derive_collect(ctx);
+}
+
+struct derive *
+dnssd_derive_new(struct dnssd *d)
+{
+	const AvahiPoll *api = dnssd_poll(d);
+	struct derive *dv = derive_new();
+
+	if (dv && !api->watch_new(api, derive_fd(dv), AVAHI_WATCH_IN, derive_ready, dv)) {
+		derive_free(dv);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return dv;
+}
+
 int
 dnssd_run(struct dnssd *d)
 {

@@ -12,6 +12,7 @@
 
 #include <avahi-common/watch.h>
 
+#include "derive.h"
 #include "frame.h"
 
 #define DNSSD_TYPE "_nws._tcp"
@@ -64,6 +65,9 @@ void dnssd_free(struct dnssd *d);
 
 /* The poll API of the loop, to watch more fds (stdin, stdout) and set timeouts. */
 const AvahiPoll *dnssd_poll(struct dnssd *d);
+/* A key-derivation worker whose results are collected on this loop (derive.h). NULL,
+ * with errno, when it cannot be started. The caller frees it with derive_free. */
+struct derive *dnssd_derive_new(struct dnssd *d);
 /* Runs the loop until dnssd_quit; returns its code. */
 int dnssd_run(struct dnssd *d);
 void dnssd_quit(struct dnssd *d, int code);

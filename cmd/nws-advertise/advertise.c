@@ -139,25 +139,11 @@ derived(void *ctx, struct derive_job *j, struct keys *k)
 	keys_free(k);
 }
 
-static void
-derive_cb(AvahiWatch *w, int fd, AvahiWatchEvent ev, void *ctx)
-{
-	struct advertise *a = ctx;
-
-	(void)w;
-	(void)fd;
-	(void)ev;
-	derive_collect(a->dv);
-}
-
 int
 advertise_derive_init(struct advertise *a)
 {
-	const AvahiPoll *api = dnssd_poll(a->d);
-
-	if (!(a->dv = derive_new()))
-		return -1;
-	return api->watch_new(api, derive_fd(a->dv), AVAHI_WATCH_IN, derive_cb, a) ? 0 : -1;
+	a->dv = dnssd_derive_new(a->d);
+	return a->dv ? 0 : -1;
 }
 
 int

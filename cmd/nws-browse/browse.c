@@ -192,25 +192,11 @@ browse_open(struct browse *b, const char *name, int wait)
 	return 0;
 }
 
-static void
-derive_cb(AvahiWatch *w, int fd, AvahiWatchEvent ev, void *ctx)
-{
-	struct browse *b = ctx;
-
-	(void)w;
-	(void)fd;
-	(void)ev;
-	derive_collect(b->dv);
-}
-
 int
 browse_derive_init(struct browse *b)
 {
-	const AvahiPoll *api = dnssd_poll(b->d);
-
-	if (!(b->dv = derive_new()))
-		return -1;
-	return api->watch_new(api, derive_fd(b->dv), AVAHI_WATCH_IN, derive_cb, b) ? 0 : -1;
+	b->dv = dnssd_derive_new(b->d);
+	return b->dv ? 0 : -1;
 }
 
 static void
