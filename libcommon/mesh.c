@@ -12,9 +12,6 @@
 #define PATH_BYTES 16
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
-/* A node whose link the other side dropped as a double gets this long for the link that
- * replaces it before its peers are reported gone. */
-#define GRACE_US (LINK_HANDSHAKE_SECS * LWS_US_PER_SEC)
 #define PEER_ID_MAX 255
 #define PEERS_MAX 65536
 
@@ -26,8 +23,8 @@ struct peers {
 
 struct channel;
 
-/* A remote nws-link process of a channel, known by its node id; its peers belong to it,
- * not to a link, so a double link that is replaced does not make them leave. */
+/* A remote nws-link process of a channel, known by its node id, and the one link to it
+ * that carries frames both ways (see mesh_up). */
 struct node {
 	struct channel *ch;
 	unsigned char id[LINK_NODE_LEN];
@@ -35,7 +32,6 @@ struct node {
 	char address[64];
 	struct link *active;
 	struct peers peers;
-	lws_sorted_usec_list_t grace;
 	struct node *next;
 };
 
@@ -59,8 +55,8 @@ struct lref {
 	struct link *link;
 	struct channel *ch;
 	struct target *t;
-	int dup;                 /* a double link, retired: nothing more is sent on it */
-	lws_sorted_usec_list_t retire;
+	int dup;                 /* closed by us as a double link */
+	int waiting;             /* up, but not yet "kept" by the other end: nothing is sent */
 	int full;                /* past half its queue: the input is paused for it */
 	struct lref *next;
 };
@@ -358,18 +354,8 @@ node_drop(struct node *n, const char *why)
 			t->state = T_IDLE;
 			target_schedule(t);
 		}
-	lws_sul_cancel(&n->grace);
 	peers_free(&n->peers);
 	free(n);
-}
-
-static void
-node_grace_end(lws_sorted_usec_list_t *sul)
-{
-	struct node *n = lws_container_of(sul, struct node, grace);
-
-	if (!n->active)
-		node_drop(n, "closed");
 }
 
 static struct lref *
@@ -559,38 +545,58 @@ link_announce(struct mesh *m, struct channel *ch, struct link *l)
 	}
 }
 
-/* A double link is not closed at once: the other end may not have seen the link that
- * replaces it come up yet and still send on this one. It is read until then (both ends
- * see the new link within its handshake deadline) and closed after. */
-static void
-lref_retire_due(lws_sorted_usec_list_t *sul)
-{
-	struct lref *r = lws_container_of(sul, struct lref, retire);
-
-	link_close(r->link, 1000, "duplicate", 1);
-}
-
-static void
-lref_retire(struct mesh *m, struct lref *r)
-{
-	r->dup = 1;
-	flow_set(m, r, 0);
-	lws_sul_schedule(m->cx, 0, &r->retire, lref_retire_due,
-	    LINK_HANDSHAKE_SECS * LWS_US_PER_SEC);
-}
-
-/* Which of two links to one node stays: the one dialled by the smaller node id, and
- * between two dialled by the same side the smaller handshake hash; both ends agree. */
+/* Double links (both ends dial, or one dials several addresses of the other) are settled
+ * by one end alone, before any frame is sent, so no frame ever goes on a link that is then
+ * dropped and all frames between two nodes take one link, in order: the end with the
+ * smaller node id keeps the first link to a node that comes up at it, closes any later
+ * one at once, and sends "kept" first on the one it keeps. The other end sends nothing on
+ * a link before it has read that. */
 static int
-link_better(struct mesh *m, struct link *a, struct link *b)
+mesh_decides(const struct mesh *m, const struct link *l)
 {
-	const unsigned char *da = link_initiator(a) ? m->node : link_node(a);
-	const unsigned char *db = link_initiator(b) ? m->node : link_node(b);
-	int c = memcmp(da, db, LINK_NODE_LEN);
+	return memcmp(m->node, link_node(l), LINK_NODE_LEN) < 0;
+}
 
-	if (c)
-		return c < 0;
-	return memcmp(link_hash(a), link_hash(b), NOISE_HASHLEN) < 0;
+static int
+link_send_kept(struct mesh *m, struct channel *ch, struct link *l)
+{
+	struct frame f;
+	int rc = -1;
+
+	frame_init(&f);
+	f.action = ACTION_UNKNOWN;
+	buf_reset(&m->scratch);
+	if (frame_set(&f.action_name, "kept") == 0 && frame_set(&f.channel, ch->name) == 0 &&
+	    frame_encode(&f, FORMAT_CBOR, &m->scratch) == 0)
+		rc = link_send(l, buf_data(&m->scratch), m->scratch.len);
+	frame_free(&f);
+	return rc;
+}
+
+/* l becomes the node's link: linked, and our peers announced on it. */
+static void
+node_link(struct mesh *m, struct lref *r)
+{
+	struct link *l = r->link;
+	struct channel *ch = r->ch;
+	struct node *n = calloc(1, sizeof *n);
+
+	if (!n) {
+		link_close(l, 1011, "out of memory", 0);
+		return;
+	}
+	n->ch = ch;
+	memcpy(n->id, link_node(l), LINK_NODE_LEN);
+	sodium_bin2hex(n->hex, sizeof n->hex, n->id, LINK_NODE_LEN);
+	snprintf(n->address, sizeof n->address, "%s", link_address(l));
+	n->active = l;
+	n->next = ch->nodes;
+	ch->nodes = n;
+	log_info("linked to node %s at %s", n->hex, n->address);
+	out_status(m, ACTION_LINKED, ch, n->hex, n->address, NULL);
+	if (r->t)
+		r->t->state = T_UP;
+	link_announce(m, ch, l);
 }
 
 static void
@@ -599,7 +605,6 @@ mesh_up(void *ctx, struct link *l)
 	struct mesh *m = ctx;
 	struct lref *r = link_user(l);
 	struct channel *ch = r->ch;
-	struct node *n;
 
 	if (ch->closed || m->stopping) {
 		link_close(l, 1001, "going away", 0);
@@ -619,33 +624,37 @@ mesh_up(void *ctx, struct link *l)
 	}
 	if (m->paused)
 		link_pause(l, 1);
-	if (!(n = node_find(ch, link_node(l)))) {
-		if (!(n = calloc(1, sizeof *n))) {
-			link_close(l, 1011, "out of memory", 0);
-			return;
-		}
-		n->ch = ch;
-		memcpy(n->id, link_node(l), LINK_NODE_LEN);
-		sodium_bin2hex(n->hex, sizeof n->hex, n->id, LINK_NODE_LEN);
-		snprintf(n->address, sizeof n->address, "%s", link_address(l));
-		n->active = l;
-		n->next = ch->nodes;
-		ch->nodes = n;
-		log_info("linked to node %s at %s", n->hex, n->address);
-		out_status(m, ACTION_LINKED, ch, n->hex, n->address, NULL);
-	} else if (!n->active) {
-		lws_sul_cancel(&n->grace);
-		n->active = l;
-	} else if (link_better(m, l, n->active)) {
-		lref_retire(m, link_user(n->active));
-		n->active = l;
-	} else {
-		lref_retire(m, r);
+	if (!mesh_decides(m, l)) {
+		r->waiting = 1;
 		return;
 	}
-	if (r->t)
-		r->t->state = T_UP;
-	link_announce(m, ch, l);
+	if (node_find(ch, link_node(l))) {
+		log_debug("closing a double link to %s", link_address(l));
+		r->dup = 1;
+		link_close(l, 1000, "duplicate", 0);
+		return;
+	}
+	if (link_send_kept(m, ch, l) < 0) {
+		link_close(l, 1011, "out of memory", 0);
+		return;
+	}
+	node_link(m, r);
+}
+
+/* The other end keeps r's link. A link it kept before is gone at its end by now. */
+static void
+mesh_kept(struct mesh *m, struct lref *r)
+{
+	struct node *n = node_find(r->ch, link_node(r->link));
+
+	r->waiting = 0;
+	if (n) {
+		struct link *old = n->active;
+		node_drop(n, "replaced");
+		if (old)
+			link_close(old, 1000, "replaced", 0);
+	}
+	node_link(m, r);
 }
 
 static void
@@ -664,7 +673,17 @@ mesh_link_frame(void *ctx, struct link *l, const unsigned char *cbor, size_t len
 		link_close(l, 1008, "malformed frame", 0);
 		return;
 	}
-	if (!(n = node_find(ch, link_node(l))))
+	if (r->waiting) {
+		if (span_is(f.action, "kept")) {
+			mesh_kept(m, r);
+			return;
+		}
+		log_info("closing a link from %s: it sent a frame before keeping the link",
+		    link_address(l));
+		link_close(l, 1008, "protocol error", 0);
+		return;
+	}
+	if (!(n = node_find(ch, link_node(l))) || n->active != l)
 		return;
 	if (span_is(f.action, "connect") && f.target.p) {
 		int added = peers_add(&n->peers, f.target.p, f.target.n);
@@ -696,26 +715,17 @@ mesh_down(void *ctx, struct link *l, const char *why)
 
 	lref_unlink(r);
 	flow_set(m, r, 0);
-	lws_sul_cancel(&r->retire);
 	if (n && n->active == l) {
 		n->active = NULL;
-		if (dup && !ch->closed && !m->stopping)
-			lws_sul_schedule(m->cx, 0, &n->grace, node_grace_end, GRACE_US);
-		else
-			node_drop(n, why);
+		node_drop(n, why);
 	}
 	if (t) {
 		t->link = NULL;
 		if (t->state == T_SELF || strcmp(why, "self") == 0)
 			t->state = T_SELF;
-		else if (dup && link_is_up(l)) {
+		else if (dup && link_is_up(l) && node_find(ch, link_node(l))) {
 			memcpy(t->node, link_node(l), LINK_NODE_LEN);
-			struct node *cover = node_find(ch, t->node);
 			t->state = T_COVERED;
-			if (!cover) {
-				t->state = T_IDLE;
-				target_schedule(t);
-			}
 		} else {
 			t->state = T_IDLE;
 			target_schedule(t);
@@ -1012,12 +1022,8 @@ mesh_stop(struct mesh *m)
 	for (struct channel *ch = m->channels; ch; ch = ch->next) {
 		for (struct target *t = ch->targets; t; t = t->next)
 			lws_sul_cancel(&t->sul);
-		for (struct lref *r = ch->links; r; r = r->next) {
-			lws_sul_cancel(&r->retire);
+		for (struct lref *r = ch->links; r; r = r->next)
 			link_close(r->link, 1001, "going away", 1);
-		}
-		for (struct node *n = ch->nodes; n; n = n->next)
-			lws_sul_cancel(&n->grace);
 	}
 }
 
@@ -1043,7 +1049,6 @@ mesh_free(struct mesh *m)
 		while (ch->nodes) {
 			struct node *n = ch->nodes;
 			ch->nodes = n->next;
-			lws_sul_cancel(&n->grace);
 			peers_free(&n->peers);
 			free(n);
 		}
