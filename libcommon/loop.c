@@ -22,11 +22,13 @@ struct loop_pipe {
 	int notified;      /* on_close was called */
 	int dead;          /* the write side failed: nothing more is written */
 	int paused;
+	int pollout;       /* POLLOUT is asked for: the writeable callback will flush */
 	loop_drain_fn on_drain;
 	void *drain_ctx;
 	size_t drain_below;
 	lws_sorted_usec_list_t sul;     /* watches a write-only fd whose reader may be gone */
 	lws_sorted_usec_list_t rearm;   /* asks for POLLOUT again after a short write */
+	lws_sorted_usec_list_t flush;   /* writes what this pass of the loop queued */
 	lws_sorted_usec_list_t resume;  /* goes on with buffered frames after a pause */
 };
 
@@ -43,6 +45,14 @@ pipe_notify(struct loop_pipe *p)
 		return;
 	p->notified = 1;
 	p->on_close(p->ctx_user, p);
+}
+
+/* Outside the writeable callback only: lws drops a request made from inside it. */
+static void
+pipe_want_pollout(struct loop_pipe *p)
+{
+	p->pollout = 1;
+	lws_callback_on_writable(p->wwsi);
 }
 
 static void
@@ -67,7 +77,7 @@ pipe_finish(struct loop_pipe *p)
 	if (p->dead || stream_writer_pending(&p->w) == 0)
 		pipe_kill(p->wwsi);
 	else
-		lws_callback_on_writable(p->wwsi);
+		pipe_want_pollout(p);
 }
 
 static void
@@ -171,7 +181,7 @@ pipe_rearm(lws_sorted_usec_list_t *sul)
 	struct loop_pipe *p = lws_container_of(sul, struct loop_pipe, rearm);
 
 	if (p->wwsi && !p->dead)
-		lws_callback_on_writable(p->wwsi);
+		pipe_want_pollout(p);
 }
 
 /* lws 4.1 clears POLLOUT of a raw file after its writeable callback returns, so asking
@@ -182,17 +192,15 @@ pipe_more(struct loop_pipe *p)
 	lws_sul_schedule(p->ctx, 0, &p->rearm, pipe_rearm, 0);
 }
 
+/* Writes what is queued: 1 when all of it went, 0 when the fd is full, -1 when writing
+ * failed (the pipe is finished then). */
 static int
-pipe_write(struct loop_pipe *p)
+pipe_flush(struct loop_pipe *p)
 {
 	if (p->dead)
 		return -1;
 	int rc = stream_writer_flush(&p->w);
 	if (rc < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-			pipe_more(p);
-			return 0;
-		}
 		if (errno != EPIPE)
 			log_error("cannot write output: %s", strerror(errno));
 		p->dead = 1;
@@ -202,13 +210,39 @@ pipe_write(struct loop_pipe *p)
 	}
 	if (p->on_drain && stream_writer_pending(&p->w) <= p->drain_below)
 		p->on_drain(p->drain_ctx, p);
+	return rc;
+}
+
+/* The writeable callback: returning -1 closes the fd. */
+static int
+pipe_write(struct loop_pipe *p)
+{
+	p->pollout = 0;
+	int rc = pipe_flush(p);
+	if (rc < 0)
+		return -1;
 	if (rc == 0) {
 		pipe_more(p);
 		return 0;
 	}
-	if (p->closing)
-		return -1;
-	return 0;
+	return p->closing ? -1 : 0;
+}
+
+/* Due at once, so run as the next lws_service begins, before it polls: every frame queued
+ * in the last pass goes out in one write, without a poll round for POLLOUT, which an
+ * empty pipe or socket would report anyway. Only a full fd waits for POLLOUT. */
+static void
+pipe_flush_due(lws_sorted_usec_list_t *sul)
+{
+	struct loop_pipe *p = lws_container_of(sul, struct loop_pipe, flush);
+
+	if (!p->wwsi || p->dead || p->pollout)
+		return;
+	int rc = pipe_flush(p);
+	if (rc == 0)
+		pipe_want_pollout(p);
+	else if (rc > 0 && p->closing)
+		pipe_kill(p->wwsi);
 }
 
 static int
@@ -250,6 +284,7 @@ loop_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 			p->dead = 1;
 			lws_sul_cancel(&p->sul);
 			lws_sul_cancel(&p->rearm);
+			lws_sul_cancel(&p->flush);
 			if (!p->notified)
 				pipe_notify(p);
 			if (!p->closing)
@@ -336,8 +371,8 @@ fail:
 static int
 pipe_queued(struct loop_pipe *p, int rc)
 {
-	if (rc == 0 && p->wwsi)
-		lws_callback_on_writable(p->wwsi);
+	if (rc == 0 && p->wwsi && !p->pollout)
+		lws_sul_schedule(p->ctx, 0, &p->flush, pipe_flush_due, 0);
 	return rc;
 }
 
