@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -543,7 +544,7 @@ listen_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *i
     size_t len)
 {
 	(void)user, (void)in, (void)len;
-	int fd = lws_get_socket_fd(wsi);
+	int fd = lws_get_socket_fd(wsi), one = 1;
 	switch (reason) {
 	case LWS_CALLBACK_RAW_RX_FILE:
 		for (int i = 0; i < 64; i++) {
@@ -554,6 +555,10 @@ listen_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *i
 					log_error("cannot accept a connection: %s", strerror(errno));
 				break;
 			}
+			/* lws sets no socket options on a socket it adopts. Each pass of the loop
+			 * writes a client's queue in one send: Nagle could only hold a message
+			 * back behind an earlier one's delayed ACK. */
+			setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 			/* On failure lws closes the socket itself. */
 			lws_adopt_socket_vhost(vhost, s);
 		}
