@@ -45,9 +45,7 @@ def main():
         print(f"bench_pipe: skipped: {why}")
         return 0
     pipe = os.path.join(BIN, "nws-pipe")
-    data = subprocess.run(["seq", "-f", "%099g", "1", str(LINES)], check=True,
-                          stdout=subprocess.PIPE).stdout
-    assert len(data) == 100 * LINES
+    seq = ["seq", "-f", "%099g", "1", str(LINES)]
     net = hostlib.Network()
     rates = []
     try:
@@ -57,11 +55,10 @@ def main():
         for run in range(RUNS):
             send = a.popen([pipe, *VERBOSE, "-w", "1", "-1", "bench-pipe"], stdin=subprocess.PIPE,
                            stdout=subprocess.DEVNULL)
-            # The sender reads stdin only once B is present; the pipe buffer holds the rest.
-            writer = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=send.stdin)
+            # seq writes on its own while B is read here: a writer in this process would
+            # leave B unread, and its backpressure would stall the sender.
+            writer = subprocess.Popen(seq, stdout=send.stdin)
             send.stdin.close()
-            writer.stdin.write(data)
-            writer.stdin.close()
             first, last = receive(recv, LINES, time.monotonic() + RUN_TIMEOUT)
             writer.wait(RUN_TIMEOUT)
             rc = send.wait(RUN_TIMEOUT)
