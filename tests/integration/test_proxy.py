@@ -486,7 +486,9 @@ def test_without_avahi_serves_locally_and_says_so_once(proxy):
             m = await x.until(action("message"))
             assert m["data"] == name
             chans += [x, y]
-        wait_for(lambda: "avahi" in p.stderr(), T, "the proxy to say avahi is unreachable")
+        wait_for(lambda: any(line.startswith("nws-proxy:") and "avahi" in line
+                             for line in p.stderr().splitlines()),
+                 T, "the proxy to say avahi is unreachable")
         for c in chans:
             await c.close()
     run(go())
