@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sodium.h>
 
+#include "derive.h"
 #include "keys.h"
 #include "link.h"
 #include "log.h"
@@ -64,7 +65,8 @@ struct lref {
 struct channel {
 	struct mesh *m;
 	char *name;
-	struct keys *keys;
+	struct keys *keys;          /* NULL while the worker derives them */
+	struct derive_job *job;
 	char path[2 * PATH_BYTES + 1];
 	int closed;
 	struct peers locals;
@@ -88,6 +90,9 @@ struct mesh {
 	void *flow_ctx;
 	lws_sorted_usec_list_t stall;
 	struct buf scratch;     /* one encoded frame at a time */
+	struct derive *dv;      /* Argon2id off the loop: links keep flowing meanwhile */
+	size_t deriving;
+	lws_sorted_usec_list_t derive_sul;
 };
 
 /* ---- peer sets ---- */
@@ -407,6 +412,10 @@ channel_free(struct channel *ch)
 			break;
 		}
 	peers_free(&ch->locals);
+	if (ch->job) {
+		derive_cancel(m->dv, ch->job);
+		m->deriving--;
+	}
 	keys_free(ch->keys);
 	sodium_memzero(ch->name, strlen(ch->name));
 	free(ch->name);
@@ -418,7 +427,7 @@ target_dial(struct target *t)
 {
 	struct lref *r;
 
-	if (t->state != T_IDLE || t->ch->closed || t->ch->m->stopping)
+	if (t->state != T_IDLE || t->ch->closed || !t->ch->keys || t->ch->m->stopping)
 		return;
 	if (!(r = lref_new(t->ch, t, 1))) {
 		target_schedule(t);
@@ -751,7 +760,7 @@ mesh_known(void *ctx, const char *path)
 	if (m->stopping)
 		return 0;
 	for (struct channel *ch = m->channels; ch; ch = ch->next)
-		if (!ch->closed && strcmp(ch->path, path) == 0)
+		if (!ch->closed && ch->keys && strcmp(ch->path, path) == 0)
 			return 1;
 	return 0;
 }
@@ -764,7 +773,7 @@ mesh_accept(void *ctx, const char *path)
 	if (m->stopping)
 		return NULL;
 	for (struct channel *ch = m->channels; ch; ch = ch->next)
-		if (!ch->closed && strcmp(ch->path, path) == 0) {
+		if (!ch->closed && ch->keys && strcmp(ch->path, path) == 0) {
 			struct lref *r = lref_new(ch, NULL, 0);
 			return r ? r->link : NULL;
 		}
@@ -786,6 +795,10 @@ mesh_new(struct lws_context *cx, struct lws_vhost *vh, int port, size_t max_fram
 	m->port = port;
 	m->max_frame = max_frame;
 	m->max_queue = max_queue;
+	if (!(m->dv = derive_new())) {
+		free(m);
+		return NULL;
+	}
 	randombytes_buf(m->node, sizeof m->node);
 	buf_init(&m->scratch, 0);
 	link_set_acceptor(mesh_known, mesh_accept, m);
@@ -798,17 +811,61 @@ mesh_set_output(struct mesh *m, struct loop_pipe *out)
 	m->out = out;
 }
 
+/* A pending derivation takes ~0.2 s once per channel open: looking for its result every
+ * 5 ms meanwhile is cheaper than another adopted fd, and costs nothing the rest of the time. */
+#define DERIVE_POLL_US (5 * LWS_US_PER_MS)
+
+static void
+derive_due(lws_sorted_usec_list_t *sul)
+{
+	struct mesh *m = lws_container_of(sul, struct mesh, derive_sul);
+
+	derive_collect(m->dv);
+	if (m->deriving && !m->stopping)
+		lws_sul_schedule(m->cx, 0, &m->derive_sul, derive_due, DERIVE_POLL_US);
+}
+
+/* The channel can link now: say where it listens, and dial what was found meanwhile. */
+static void
+channel_derived(void *ctx, struct derive_job *j, struct keys *k)
+{
+	struct channel *ch = ctx;
+	struct mesh *m = ch->m;
+	struct frame f;
+
+	(void)j;
+	ch->job = NULL;
+	m->deriving--;
+	if (!k) {
+		log_error("out of memory deriving a channel key: that channel is not linked");
+		return;
+	}
+	ch->keys = k;
+	if (ch->closed)
+		return;
+	frame_init(&f);
+	f.action = ACTION_LISTENING;
+	f.port = m->port;
+	if (frame_set(&f.channel, ch->name) == 0 && frame_set(&f.path, ch->path) == 0)
+		out_frame(m, &f);
+	frame_free(&f);
+	for (struct target *t = ch->targets; t; t = t->next)
+		target_dial(t);
+}
+
 int
 mesh_open(struct mesh *m, const char *name)
 {
 	struct channel *ch;
-	struct frame f;
 
+	if (!keys_name_valid(name))
+		return -1;
 	if (channel_find(m, name, strlen(name)))
 		return 0;
 	if (!(ch = calloc(1, sizeof *ch)))
 		return -1;
-	if (!(ch->name = strdup(name)) || !(ch->keys = keys_derive(name))) {
+	if (!(ch->name = strdup(name)) ||
+	    !(ch->job = derive_start(m->dv, name, channel_derived, ch))) {
 		free(ch->name);
 		free(ch);
 		return -1;
@@ -817,13 +874,9 @@ mesh_open(struct mesh *m, const char *name)
 	keys_random_hex(ch->path, PATH_BYTES);
 	ch->next = m->channels;
 	m->channels = ch;
+	if (m->deriving++ == 0)
+		lws_sul_schedule(m->cx, 0, &m->derive_sul, derive_due, DERIVE_POLL_US);
 	log_debug("opened channel %s at path /%s", name, ch->path);
-	frame_init(&f);
-	f.action = ACTION_LISTENING;
-	f.port = m->port;
-	if (frame_set(&f.channel, name) == 0 && frame_set(&f.path, ch->path) == 0)
-		out_frame(m, &f);
-	frame_free(&f);
 	return 0;
 }
 
@@ -1056,6 +1109,8 @@ mesh_free(struct mesh *m)
 	}
 	link_set_acceptor(NULL, NULL, NULL);
 	lws_sul_cancel(&m->stall);
+	lws_sul_cancel(&m->derive_sul);
+	derive_free(m->dv);
 	buf_free(&m->scratch);
 	sodium_memzero(m, sizeof *m);
 	free(m);
