@@ -65,6 +65,9 @@ void dnssd_free(struct dnssd *d);
 
 /* The poll API of the loop, to watch more fds (stdin, stdout) and set timeouts. */
 const AvahiPoll *dnssd_poll(struct dnssd *d);
+/* What the tools say, and put in an error frame of code 69, while the daemon is away. */
+#define DNSSD_DOWN_REASON "cannot reach avahi-daemon (is it running?)"
+
 /* A key-derivation worker whose results are collected on this loop (derive.h). NULL,
  * with errno, when it cannot be started. The caller frees it with derive_free. */
 struct derive *dnssd_derive_new(struct dnssd *d);

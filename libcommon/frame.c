@@ -100,6 +100,15 @@ frame_init(struct frame *f)
 }
 
 void
+frame_error(struct frame *f, int64_t code, const char *reason)
+{
+	frame_init(f);
+	f->action = ACTION_ERROR;
+	f->code = code;
+	f->reason = (char *)reason;
+}
+
+void
 frame_free(struct frame *f)
 {
 	free(f->action_name);

@@ -54,6 +54,9 @@ struct frame {
 };
 
 void frame_init(struct frame *f);
+/* Makes f an error frame whose reason is borrowed, not copied: f is valid while reason is,
+ * and is not frame_free'd. */
+void frame_error(struct frame *f, int64_t code, const char *reason);
 void frame_free(struct frame *f);   /* frees the fields; the frame is then as after frame_init */
 
 const char *frame_action_name(const struct frame *f);

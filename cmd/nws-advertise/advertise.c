@@ -8,19 +8,14 @@
 
 #include "log.h"
 
-#define AVAHI_DOWN_REASON "cannot reach avahi-daemon (is it running?)"
 
 static void
 send_error(struct advertise *a, int code, const char *reason)
 {
 	struct frame f;
 
-	frame_init(&f);
-	f.action = ACTION_ERROR;
-	f.code = code;
-	if (frame_set(&f.reason, reason) == 0)
-		dnssd_io_send(a->io, &f);
-	frame_free(&f);
+	frame_error(&f, code, reason);
+	dnssd_io_send(a->io, &f);
 }
 
 static void
@@ -55,8 +50,8 @@ on_down(void *ctx, const char *why)
 {
 	struct advertise *a = ctx;
 
-	log_error(AVAHI_DOWN_REASON ": %s", why);
-	send_error(a, 69, AVAHI_DOWN_REASON);
+	log_error(DNSSD_DOWN_REASON ": %s", why);
+	send_error(a, 69, DNSSD_DOWN_REASON);
 }
 
 static void

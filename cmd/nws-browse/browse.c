@@ -11,7 +11,6 @@
 #include "log.h"
 
 #define UNMATCHED_REPORTED 1u   /* dnssd_record.mark: a channel-less found went out */
-#define AVAHI_DOWN_REASON "cannot reach avahi-daemon (is it running?)"
 
 static void
 emit(struct browse *b, const struct dnssd_record *r, const char *channel, int found)
@@ -85,13 +84,10 @@ on_down(void *ctx, const char *why)
 	struct browse *b = ctx;
 	struct frame f;
 
-	log_error(AVAHI_DOWN_REASON ": %s", why);
-	frame_init(&f);
-	f.action = ACTION_ERROR;
-	f.code = 69;
-	if (frame_set(&f.reason, AVAHI_DOWN_REASON) == 0 && !b->text)
+	log_error(DNSSD_DOWN_REASON ": %s", why);
+	frame_error(&f, 69, DNSSD_DOWN_REASON);
+	if (!b->text)
 		dnssd_io_send(b->io, &f);
-	frame_free(&f);
 	if (b->terminate)
 		dnssd_quit(b->d, 69);
 }
@@ -232,16 +228,12 @@ browse_close_all(struct browse *b)
 }
 
 static void
-frame_error(struct browse *b, const char *reason)
+send_error(struct browse *b, const char *reason)
 {
 	struct frame f;
 
-	frame_init(&f);
-	f.action = ACTION_ERROR;
-	f.code = 1;
-	if (frame_set(&f.reason, reason) == 0)
-		dnssd_io_send(b->io, &f);
-	frame_free(&f);
+	frame_error(&f, 1, reason);
+	dnssd_io_send(b->io, &f);
 }
 
 void
@@ -261,10 +253,10 @@ browse_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t 
 		return;
 	if (!f.channel || !keys_name_valid(f.channel)) {
 		log_error("an %s frame without a valid channel name: ignored", frame_action_name(&f));
-		frame_error(b, "open and close need a valid channel name");
+		send_error(b, "open and close need a valid channel name");
 	} else if (a == ACTION_OPEN && browse_open(b, f.channel, 0) < 0) {
 		log_error("cannot open more than %d channels: ignored", BROWSE_MAX_CHANNELS);
-		frame_error(b, "too many open channels");
+		send_error(b, "too many open channels");
 	} else if (a == ACTION_CLOSE) {
 		browse_close(b, f.channel);
 	}

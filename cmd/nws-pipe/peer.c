@@ -119,11 +119,7 @@ out_error(struct np *np, const char *reason)
 {
 	struct frame f;
 
-	memset(&f, 0, sizeof f);
-	f.port = -1;
-	f.code = 1;
-	f.action = ACTION_ERROR;
-	f.reason = (char *)reason;
+	frame_error(&f, 1, reason);
 	out_frame(np, &f);
 }
 

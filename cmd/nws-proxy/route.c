@@ -244,10 +244,8 @@ static void
 tell_error(struct client *to, int code, const char *reason)
 {
 	struct frame f;
-	frame_init(&f);
-	f.action = ACTION_ERROR;
-	f.code = code;
-	f.reason = (char *)reason;
+
+	frame_error(&f, code, reason);
 	client_send_frame(to, &f);
 }
 
