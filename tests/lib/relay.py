@@ -33,6 +33,14 @@ def _frame_len(buf):
     return pos + n if len(buf) >= pos + n else 0
 
 
+def _shutdown(*socks):
+    for x in socks:
+        try:
+            x.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 class Relay:
     def __init__(self, target_port, mode="pass"):
         self.target_port = target_port
@@ -72,11 +80,7 @@ class Relay:
                 dst.sendall(d)
         except OSError:
             pass
-        for x in (src, dst):
-            try:
-                x.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        _shutdown(src, dst)
 
     def _up(self, src, dst):
         """Client to server: HTTP upgrade as is, then frame by frame."""
@@ -112,11 +116,7 @@ class Relay:
                         self.tampered += 1
         except OSError:
             pass
-        for x in (src, dst):
-            try:
-                x.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        _shutdown(src, dst)
 
     def close(self):
         self.closed = True
