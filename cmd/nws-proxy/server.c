@@ -261,17 +261,19 @@ host_ok(struct lws *wsi)
 	return 0;
 }
 
-/* The channel name of a request, "/name" with an optional query, into out. */
+/* The channel name of a request, "/name" with an optional query, into out (lws has
+ * decoded %XX escapes; a literal '+' came to it as %2B, see client_adopt). */
 static int
 request_channel(struct lws *wsi, char *out, size_t outlen)
 {
 	char uri[KEYS_NAME_MAX + 3];
 	if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || uri[0] != '/')
 		return -1;
-	if (!keys_name_valid(uri + 1) || strlen(uri + 1) >= outlen)
-		return -1;
-	strcpy(out, uri + 1);
-	return 0;
+	int ok = keys_name_valid(uri + 1) && strlen(uri + 1) < outlen;
+	if (ok)
+		strcpy(out, uri + 1);
+	sodium_memzero(uri, sizeof uri);
+	return ok ? 0 : -1;
 }
 
 static int
@@ -539,6 +541,42 @@ http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 
 /* Listeners */
 
+/* lws decodes a literal '+' of a request's path into a space, as in a form's query; the
+ * seed's proxy keeps it a '+', and its polyfill does not escape names, so /a+b must be
+ * channel "a+b" (and /a%20b stay invalid). The listening sockets accept only once the
+ * request has arrived (TCP_DEFER_ACCEPT), so its first bytes are read here and handed to
+ * lws with each '+' of the request line's path written as %2B. A connection whose bytes
+ * are not there yet is handed over as it is. */
+static void
+client_adopt(int s)
+{
+	char in[2048], out[sizeof in * 3];
+	ssize_t n = recv(s, in, sizeof in, 0);
+	if (n <= 0) {
+		lws_adopt_socket_vhost(vhost, s);
+		return;
+	}
+	size_t m = 0, i = 0, len = (size_t)n;
+	while (i < len && in[i] != ' ' && in[i] != '\r')
+		out[m++] = in[i++];
+	if (i < len && in[i] == ' ')
+		out[m++] = in[i++];
+	for (; i < len && in[i] != ' ' && in[i] != '?' && in[i] != '\r'; i++) {
+		if (in[i] == '+') {
+			memcpy(out + m, "%2B", 3);
+			m += 3;
+		} else {
+			out[m++] = in[i];
+		}
+	}
+	memcpy(out + m, in + i, len - i);
+	m += len - i;
+	/* On failure lws closes the socket itself. */
+	lws_adopt_socket_vhost_readbuf(vhost, s, out, m);
+	sodium_memzero(in, sizeof in);
+	sodium_memzero(out, m);
+}
+
 static int
 listen_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
     size_t len)
@@ -559,8 +597,7 @@ listen_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *i
 			 * writes a client's queue in one send: Nagle could only hold a message
 			 * back behind an earlier one's delayed ACK. */
 			setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-			/* On failure lws closes the socket itself. */
-			lws_adopt_socket_vhost(vhost, s);
+			client_adopt(s);
 		}
 		return 0;
 	case LWS_CALLBACK_RAW_CLOSE_FILE:
@@ -598,6 +635,9 @@ listen_on(int family, int *port)
 	if (fd < 0)
 		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	/* Accept once the request is there, for client_adopt (seconds before giving up). */
+	int defer = 5;
+	setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer);
 	if (family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
 	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 128) < 0) {
