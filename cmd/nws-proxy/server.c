@@ -1,8 +1,8 @@
 /* server: the proxy's HTTP and WebSocket front end on the libwebsockets loop. It binds
  * 127.0.0.1 and ::1 itself (so "port in use" is one clear error, and nothing listens
  * beyond loopback), hands accepted sockets to lws, serves the embedded assets, rejects
- * foreign Host headers (403) and bad channel names (400) before any upgrade, and keeps a
- * bounded output queue per client. */
+ * foreign Host headers (403) and bad channel names (400) before any upgrade, picks the
+ * subprotocol as the seed's proxy does, and keeps a bounded output queue per client. */
 #include "proxy.h"
 
 #include <arpa/inet.h>
@@ -60,12 +60,20 @@ static struct client *dirty;   /* clients with messages queued in this pass of t
 static int http_cb(struct lws *, enum lws_callback_reasons, void *, void *, size_t);
 static int listen_cb(struct lws *, enum lws_callback_reasons, void *, void *, size_t);
 
+/* lws accepts only subprotocols named in its list and echoes the name it matched, but the
+ * seed accepts whatever a client offers and echoes the first. So one entry stands for
+ * "any other": it takes the client's first name just before lws looks the list up, which
+ * happens in the same call as the upgrade's confirmation (subprotocol_pick). */
+static char any_protocol[64] = "nws.any";
+
 static struct lws_protocols protocols[] = {
 	/* The default protocol: plain HTTP, and WebSocket clients that ask for none (JSON). */
 	{ "http", http_cb, sizeof(struct conn), 65536, 0, NULL, 0 },
+	{ any_protocol, http_cb, sizeof(struct conn), 65536, 0, NULL, 0 },   /* JSON */
 	{ "nws.cbor", http_cb, sizeof(struct conn), 65536, 0, NULL, 0 },
 	{ "nws-listen", listen_cb, 0, 0, 0, NULL, 0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },   /* loop_protocol, set at start */
+#define PROTOCOLS_INTERNAL 3                /* from here on: not for clients */
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
@@ -299,6 +307,37 @@ upgrade_refuse(struct lws *wsi, unsigned code, const char *status, const char *w
 	return 1;
 }
 
+#define TCHARS "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+/* Accepts the first subprotocol offered, as the seed does: nws.cbor means CBOR frames,
+ * any other name JSON, and that name is what lws echoes (see any_protocol). Refuses only
+ * what lws could not match at all, which it would drop without an answer: a list longer
+ * than its 127-byte buffer, a first name it reads as a number, a name too long, or one of
+ * our internal protocols. */
+static int
+subprotocol_pick(struct lws *wsi)
+{
+	char list[128];
+	int n = lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL);
+	if (n <= 0)
+		return 0;
+	if (n >= (int)sizeof list || lws_hdr_copy(wsi, list, sizeof list, WSI_TOKEN_PROTOCOL) < 0)
+		return -1;
+	char *name = list + strspn(list, " \t");
+	size_t len = strspn(name, TCHARS);
+	if (!len || len >= sizeof any_protocol || (name[len] && !strchr(", \t", name[len])))
+		return -1;
+	name[len] = '\0';
+	if (strspn(name, "0123456789.") == len)
+		return -1;
+	for (int i = PROTOCOLS_INTERNAL; protocols[i].name; i++)
+		if (!strcmp(name, protocols[i].name))
+			return -1;
+	if (strcmp(name, protocols[2].name))
+		memcpy(any_protocol, name, len + 1);
+	return 0;
+}
+
 static const struct asset *
 asset_find(const char *path)
 {
@@ -387,7 +426,7 @@ client_established(struct lws *wsi, struct client *c)
 	memset(c, 0, sizeof *c);
 	c->wsi = wsi;
 	/* lws keeps its own copy of the protocol list: compare names. */
-	c->cbor = !strcmp(lws_get_protocol(wsi)->name, protocols[1].name);
+	c->cbor = !strcmp(lws_get_protocol(wsi)->name, protocols[2].name);
 	buf_init(&c->rx, cfg->max_message);
 	buf_init(&c->tx, cfg->max_queue > SIZE_MAX / TX_HARD_BOUNDS ? SIZE_MAX
 	    : cfg->max_queue * TX_HARD_BOUNDS);
@@ -518,6 +557,14 @@ http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 			return upgrade_refuse(wsi, 400, "Bad Request", "a channel name is 1 to 255 "
 			    "characters of A-Z a-z 0-9 + = * . _ -");
 		sodium_memzero(name, sizeof name);
+		/* lws would drop these without an answer. */
+		if (!lws_hdr_total_length(wsi, WSI_TOKEN_KEY))
+			return upgrade_refuse(wsi, 400, "Bad Request", "a WebSocket upgrade needs "
+			    "Sec-WebSocket-Key and Sec-WebSocket-Version: 13");
+		if (subprotocol_pick(wsi) < 0)
+			return upgrade_refuse(wsi, 400, "Bad Request", "nws-proxy accepts the first "
+			    "subprotocol offered if it is a name of up to 63 characters (not a "
+			    "number) and the list is at most 127 bytes");
 		return 0;
 	}
 	case LWS_CALLBACK_HTTP:
@@ -687,7 +734,7 @@ server_start(const struct proxy_config *c)
 	}
 
 	lws_set_log_level(log_level >= 2 ? LLL_ERR | LLL_WARN : 0, NULL);
-	protocols[3] = loop_protocol;
+	protocols[PROTOCOLS_INTERNAL + 1] = loop_protocol;
 	memset(&info, 0, sizeof info);
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.protocols = protocols;
