@@ -1,8 +1,9 @@
 /* server: the proxy's HTTP and WebSocket front end on the libwebsockets loop. It binds
  * 127.0.0.1 and ::1 itself (so "port in use" is one clear error, and nothing listens
  * beyond loopback), hands accepted sockets to lws, serves the embedded assets, rejects
- * foreign Host headers (403) and bad channel names (400) before any upgrade, picks the
- * subprotocol as the seed's proxy does, and keeps a bounded output queue per client. */
+ * foreign Host headers (403) and bad channel names (400) before any upgrade, answers
+ * HTTP and picks the subprotocol as the seed's proxy does, and keeps a bounded output
+ * queue per client. */
 #include "proxy.h"
 
 #include <arpa/inet.h>
@@ -284,11 +285,29 @@ request_channel(struct lws *wsi, char *out, size_t outlen)
 	return ok ? 0 : -1;
 }
 
+/* Answers a request with a one-line text/plain body (no HTML page that would link a
+ * stylesheet we do not have), then ends the transaction. HEAD gets the headers only. */
 static int
-http_error(struct lws *wsi, unsigned code, const char *why)
+http_text(struct lws *wsi, unsigned code, const char *text, const char *allow)
 {
-	if (lws_return_http_status(wsi, code, why))
+	unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
+	    *end = buf + sizeof buf - 1;
+	char body[512];
+	int n = snprintf(body, sizeof body, "%s\n", text);
+
+	if (lws_add_http_common_headers(wsi, code, "text/plain; charset=utf-8", (lws_filepos_t)n,
+	        &p, end) ||
+	    lws_add_http_header_by_name(wsi, (unsigned char *)"x-content-type-options:",
+	        (unsigned char *)"nosniff", 7, &p, end) ||
+	    (allow && lws_add_http_header_by_name(wsi, (unsigned char *)"allow:",
+	        (const unsigned char *)allow, (int)strlen(allow), &p, end)) ||
+	    lws_finalize_write_http_header(wsi, start, &p, end))
 		return -1;
+	if (!lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI)) {
+		memcpy(start, body, (size_t)n);
+		if (lws_write(wsi, start, (size_t)n, LWS_WRITE_HTTP_FINAL) < n)
+			return -1;
+	}
 	return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -352,17 +371,26 @@ http_serve(struct lws *wsi, struct conn *cn, const char *path)
 {
 	unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
 	    *end = buf + sizeof buf - 1;
-	char mime[64];
+	char mime[64], name[KEYS_NAME_MAX + 1];
 
 	if (!host_ok(wsi))
-		return http_error(wsi, HTTP_STATUS_FORBIDDEN, "this Host is not allowed");
+		return http_text(wsi, HTTP_STATUS_FORBIDDEN, "this Host is not allowed (use "
+		    "localhost, 127.0.0.1, [::1] or this machine's name with the port)", NULL);
+	/* The seed's proxy answers only GET; HEAD too gets 405. */
 	if (!lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI))
-		return http_error(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "only GET is served");
+		return http_text(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "only GET is served", "GET");
 	if (!strcmp(path, "/index.html"))
 		path = "/";
 	const struct asset *a = asset_find(path);
+	if (!a && request_channel(wsi, name, sizeof name) == 0) {
+		sodium_memzero(name, sizeof name);
+		return http_text(wsi, HTTP_STATUS_BAD_REQUEST, "nws-proxy: this is a WebSocket "
+		    "endpoint: open it with new WebSocket(url) or new NetworkWebSocket(name) from "
+		    "/nws.js; the console is at /", NULL);
+	}
 	if (!a)
-		return http_error(wsi, HTTP_STATUS_NOT_FOUND, "no such page");
+		return http_text(wsi, HTTP_STATUS_NOT_FOUND, "no such page (the console is at /)",
+		    NULL);
 	snprintf(mime, sizeof mime, "%s%s", a->mime,
 	    strncmp(a->mime, "text/", 5) ? "" : "; charset=utf-8");
 	if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, mime, a->len, &p, end) ||
