@@ -785,8 +785,9 @@ server_start(const struct proxy_config *c)
 			log_fatal(1, "cannot watch the listening socket");
 		listen_fds[i] = -1;   /* lws owns it now */
 	}
-	log_info("serving http://localhost:%d/ (WebSocket ws://localhost:%d/CHANNEL)",
-	    live.port, live.port);
+	/* Said at every verbosity, as the seed's proxy does: where pages and programs connect. */
+	log_at(0, "serving ws://localhost:%d/ on 127.0.0.1%s (console: http://localhost:%d/)",
+	    live.port, listen_wsi[1] ? " and [::1]" : " only", live.port);
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
