@@ -461,6 +461,8 @@ client_established(struct lws *wsi, struct client *c)
 	nclients++;
 	const char *ev = lws_get_urlarg_by_name(wsi, "events=", arg, sizeof arg);
 	c->link_events = ev && !strcmp(ev, "link");
+	const char *by = lws_get_urlarg_by_name(wsi, "bytes=", arg, sizeof arg);
+	c->bytes_base64 = by && !strcmp(by, "base64");
 	if (stopping) {
 		client_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "nws-proxy is shutting down");
 		return;
