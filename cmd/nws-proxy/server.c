@@ -67,6 +67,7 @@ static int listen_cb(struct lws *, enum lws_callback_reasons, void *, void *, si
  * happens in the same call as the upgrade's confirmation (subprotocol_pick). */
 static char any_protocol[64] = "nws.any";
 
+#define PROTOCOLS_INTERNAL 3   /* protocols[] from here on are not for clients */
 static struct lws_protocols protocols[] = {
 	/* The default protocol: plain HTTP, and WebSocket clients that ask for none (JSON). */
 	{ "http", http_cb, sizeof(struct conn), 65536, 0, NULL, 0 },
@@ -74,7 +75,6 @@ static struct lws_protocols protocols[] = {
 	{ "nws.cbor", http_cb, sizeof(struct conn), 65536, 0, NULL, 0 },
 	{ "nws-listen", listen_cb, 0, 0, 0, NULL, 0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },   /* loop_protocol, set at start */
-#define PROTOCOLS_INTERNAL 3                /* from here on: not for clients */
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
