@@ -342,6 +342,8 @@ link_up(struct link *l)
 {
 	l->up = 1;
 	l->last_rx = lws_now_usecs();
+	if (!l->last_tx)
+		l->last_tx = l->last_rx;
 	lws_set_timeout(l->wsi, NO_PENDING_TIMEOUT, 0);
 	lws_sul_schedule(lws_get_context(l->wsi), 0, &l->live, link_live, LINK_LIVE_TICK_US);
 	l->ops->up(l->ctx, l);

@@ -94,6 +94,33 @@ def test_initiator_confirms_at_once_and_silence_is_cut(link_bin, keys):
     a.stop()
 
 
+def test_liveness_counts_only_decrypted_messages(link_bin, keys):
+    """A peer that answers every WebSocket ping but sends nothing that decrypts is cut
+    after 30 s; nws-link itself sends an empty encrypted piece when it has been quiet."""
+    a = LinkNode(link_bin, [CH])
+    port = a.listening(CH)["port"]
+    p = NoisePeer.connect("127.0.0.1", port, node=b"\0" * 16)
+    p.handshake(keys.link)
+    p.send_frame({"action": "kept", "channel": CH})
+    a.wait_action("linked")
+    t0 = time.monotonic()
+    pieces = []
+    try:
+        while time.monotonic() - t0 < 50:
+            op, d = p.recv_ws(50)          # pings are answered in there
+            if op == WS_BINARY:
+                pieces.append(p.recv_cs.decrypt(d))
+            elif op == WS_CLOSE:
+                break
+    except Closed:
+        pass
+    took = time.monotonic() - t0
+    assert 28 <= took <= 40, f"closed after {took:.1f} s"
+    assert b"\0" in pieces               # an empty, non-final piece: a keepalive
+    a.wait_action("unlinked")
+    a.stop()
+
+
 def test_pre_handshake_close_reasons_change_nothing(link_bin, keys):
     """A responder that closes with "self" or "duplicate" before msg2 is no proof of
     anything: the address is dialled again, and links once a real member answers."""
