@@ -42,7 +42,7 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	opts_init(&o, usage);
-	while ((c = getopt_long(argc, argv, OPTS_SHORT "ati:", longopts, NULL)) != -1) {
+	while ((c = opts_getopt(&o, argc, argv, "ati:", longopts)) != -1) {
 		if (opts_common(&o, c, optarg))
 			continue;
 		switch (c) {

@@ -193,7 +193,7 @@ main(int argc, char **argv)
 
 	log_init("nws-link");
 	opts_init(&o, usage);
-	while ((c = getopt_long(argc, argv, OPTS_SHORT, longopts, NULL)) != -1) {
+	while ((c = opts_getopt(&o, argc, argv, "", longopts)) != -1) {
 		if (opts_common(&o, c, optarg))
 			continue;
 		switch (c) {

@@ -81,7 +81,7 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 	int c;
 	char *end;
 
-	while ((c = getopt_long(argc, argv, OPTS_SHORT "w:t:1", longopts, NULL)) != -1) {
+	while ((c = opts_getopt(o, argc, argv, "w:t:1", longopts)) != -1) {
 		switch (c) {
 		case OPT_JSON:     /* not the frame format of the shared option: the mode */
 			np->mode = MODE_JSON;

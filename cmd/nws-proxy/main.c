@@ -71,7 +71,7 @@ main(int argc, char **argv)
 	cfg.port = 9009;
 	cfg.max_message = 1u << 20;
 	cfg.max_queue = 8u << 20;
-	while ((c = getopt_long(argc, argv, OPTS_SHORT "p:", longopts, NULL)) != -1) {
+	while ((c = opts_getopt(&o, argc, argv, "p:", longopts)) != -1) {
 		if (opts_common(&o, c, optarg))
 			continue;
 		switch (c) {
