@@ -37,6 +37,7 @@ enum {
 	OPT_TO,
 	OPT_VIA_PROXY,
 	OPT_LISTEN,
+	OPT_NO_PROXY,
 };
 
 static volatile sig_atomic_t signalled;
@@ -76,6 +77,7 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 		{ "once", no_argument, 0, '1' },
 		{ "via-proxy", optional_argument, 0, OPT_VIA_PROXY },
 		{ "listen", required_argument, 0, OPT_LISTEN },
+		{ "no-proxy", no_argument, 0, OPT_NO_PROXY },
 		{ 0, 0, 0, 0 },
 	};
 	int c;
@@ -113,6 +115,9 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 				np->proxy_url = argv[optind++];
 			if (!np->proxy_url)
 				np->proxy_url = "ws://localhost:9009";
+			break;
+		case OPT_NO_PROXY:
+			np->no_proxy = 1;
 			break;
 		case OPT_LISTEN:
 			listen_args[1] = optarg;

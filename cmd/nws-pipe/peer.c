@@ -139,6 +139,8 @@ send_frame(struct np *np, const struct frame *f)
 {
 	int rc = np->be->send(np, f);
 
+	if (f->action == ACTION_BROADCAST || f->action == ACTION_MESSAGE)
+		np->sent_data = 1;
 	if (rc < 0 && log_once_per_burst("nws-pipe: dropped"))
 		log_error("the network side is not keeping up; dropped data");
 	if (rc != 0)
@@ -181,6 +183,12 @@ send_json(struct np *np, unsigned char *line, size_t n)
 	case ACTION_STATUS:
 		out_peer(np, ACTION_STATUS, np->id);
 		break;
+	case ACTION_END:
+		if (frame_set(&f.channel, np->channel) < 0 || frame_set(&f.source, np->id) < 0)
+			log_error("out of memory");
+		else if (np->be->send(np, &f) != 0)
+			in_pause(np);
+		break;
 	case ACTION_MESSAGE:
 		if (!f.target) {
 			out_error(np, "a message needs a \"target\"");
@@ -194,7 +202,7 @@ send_json(struct np *np, unsigned char *line, size_t n)
 			send_frame(np, &f);
 		break;
 	default:
-		out_error(np, "send \"broadcast\", \"message\" or \"status\"");
+		out_error(np, "send \"broadcast\", \"message\", \"end\" or \"status\"");
 		break;
 	}
 	frame_free(&f);
@@ -272,11 +280,43 @@ sync_cb(lws_sorted_usec_list_t *sul)
 	lws_sul_schedule(np->cx, 0, &np->sul_timeout, sync_cb, SYNC_RESEND_US);
 }
 
+/* A sender tells its peers that its input has ended (a receiver with --once exits on
+ * it). 0 told, or nothing to tell; -1 the backend did not take it: again on drain. */
+static int
+send_end(struct np *np)
+{
+	struct frame f;
+
+	if (np->end_sent || !np->sent_data || np->mode == MODE_JSON)
+		return 0;
+	frame_init(&f);
+	f.action = ACTION_END;
+	f.channel = np->channel;
+	f.source = np->id;
+	int rc = np->be->send(np, &f);
+	if (rc < 0) {
+		in_pause(np);
+		return -1;
+	}
+	np->end_sent = 1;
+	return 0;
+}
+
+/* With --once a peer that sent nothing is a receiver: it ends with the first sender's
+ * end instead of its own. */
+static int
+is_receiver(const struct np *np)
+{
+	return np->once && !np->sent_data;
+}
+
 static void
 input_done(struct np *np)
 {
+	if (send_end(np) < 0)
+		return;
 	np->in_eof = 1;
-	if (!np->once || np->sync_sent)
+	if (!np->once || np->sync_sent || is_receiver(np))
 		return;
 	keys_random_hex(np->sync_token, PEER_ID_HEX);
 	np->sync_sent = 1;
@@ -473,6 +513,16 @@ np_frame(struct np *np, struct frame *f)
 	case ACTION_MESSAGE:
 		if (f->target && !strcmp(f->target, np->id))
 			out_data(np, f);
+		break;
+	case ACTION_END:
+		if (!f->source || !strcmp(f->source, np->id))
+			break;
+		if (np->mode == MODE_JSON)
+			out_data(np, f);
+		if (is_receiver(np)) {
+			log_debug("peer %s ended its input", f->source);
+			np_stop(np, EXIT_DONE);
+		}
 		break;
 	case ACTION_ERROR:
 		if (f->code == EXIT_UNAVAILABLE && !np->sending && (np->wait_n > 0 || np->to)) {

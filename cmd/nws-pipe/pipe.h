@@ -38,6 +38,7 @@ struct np {
 	char *channel;
 	const char *to;            /* --to PEER */
 	const char *proxy_url;     /* --via-proxy, or NULL */
+	int no_proxy;              /* --no-proxy: our own pipeline even if a proxy runs */
 	long wait_n;               /* --wait */
 	int64_t timeout_ms;        /* --timeout; -1: none */
 	int once;
@@ -57,6 +58,8 @@ struct np {
 	int sending, in_paused;
 	int in_ended;              /* stdin has ended (its rest may still be in `in`) */
 	int in_eof;                /* ... and all of it was handed on */
+	int sent_data;             /* a broadcast or message went out: we are a sender */
+	int end_sent;              /* our end of input was told to the peers */
 	struct buf in;             /* read from stdin, not yet sent */
 	struct buf out;            /* stdout, written in bursts */
 	char sync_token[2 * PEER_ID_HEX + 1];
