@@ -37,6 +37,7 @@ out_flush(struct np *np)
 	while (np->out.len) {
 		ssize_t n = write(1, buf_data(&np->out), np->out.len);
 		if (n > 0) {
+			np->bytes_written += (size_t)n;
 			buf_consume(&np->out, (size_t)n);
 			continue;
 		}
@@ -166,6 +167,7 @@ send_data(struct np *np, unsigned char *p, size_t n, int text)
 	f.data_kind = text && !memchr(p, 0, n) && jsontext_utf8(p, n) ? DATA_TEXT : DATA_BYTES;
 	p[n] = 0;
 	send_frame(np, &f);
+	np->bytes_sent += n;
 	p[n] = saved;
 }
 
@@ -454,6 +456,7 @@ timeout_cb(lws_sorted_usec_list_t *sul)
 void
 np_start(struct np *np)
 {
+	progress_start(np);
 	if (np->timeout_ms >= 0 && (np->wait_n > 0 || np->to))
 		lws_sul_schedule(np->cx, 0, &np->sul_timeout, timeout_cb,
 		    (lws_usec_t)np->timeout_ms * 1000);
@@ -492,6 +495,32 @@ peer_leave(struct np *np, const char *id)
 	out_peer(np, ACTION_DISCONNECT, id);
 }
 
+/* Discovery is down: said once for the whole pipeline (its stages leave it to us). With
+ * our own pipeline no peer can join, so a wait for peers ends here; through nws-proxy the
+ * peers of this machine still can. */
+static void
+net_down(struct np *np, const char *reason)
+{
+	int waiting = !np->sending && (np->wait_n > 0 || np->to);
+
+	if (np->via_proxy) {
+		if (!np->net_down_said++)
+			log_error("%s", reason ? reason : "discovery is unavailable");
+		return;
+	}
+	if (waiting) {
+		log_error("cannot reach avahi-daemon%s: start avahi-daemon (peers on the "
+		    "network) or nws-proxy (peers on this machine) to wait for peers",
+		    np->no_proxy ? "" : ", and no nws-proxy runs on this machine");
+		np_stop(np, EXIT_UNAVAILABLE);
+		return;
+	}
+	if (!np->net_down_said++)
+		log_error("cannot reach avahi-daemon%s: no peer can join until it runs (or "
+		    "nws-proxy does); waiting", np->no_proxy ? "" :
+		    ", and no nws-proxy runs on this machine");
+}
+
 void
 np_frame(struct np *np, struct frame *f)
 {
@@ -525,10 +554,8 @@ np_frame(struct np *np, struct frame *f)
 		}
 		break;
 	case ACTION_ERROR:
-		if (f->code == EXIT_UNAVAILABLE && !np->sending && (np->wait_n > 0 || np->to)) {
-			log_error("%s; cannot wait for peers without it",
-			    f->reason ? f->reason : "discovery is unavailable");
-			np_stop(np, EXIT_UNAVAILABLE);
+		if (f->code == EXIT_UNAVAILABLE) {
+			net_down(np, f->reason);
 		} else if (log_once_per_burst(f->reason ? f->reason : "error")) {
 			log_error("%s", f->reason ? f->reason : "the network side reported an error");
 		}
@@ -574,6 +601,7 @@ void
 np_finished(struct np *np)
 {
 	out_flush(np);
+	progress_end(np);
 	np->finished = 1;
 	lws_cancel_service(np->cx);
 }
