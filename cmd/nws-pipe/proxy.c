@@ -291,7 +291,8 @@ proxy_start(struct np *np, int probing)
 		pl--;
 	snprintf(px->path, sizeof px->path, "/%.*s%s%s", (int)pl, path, pl ? "/" : "",
 	    np->channel);
-	snprintf(px->host, sizeof px->host, "%s:%d", ads, port);
+	/* An IPv6 literal goes back in brackets: the proxy checks the Host header. */
+	snprintf(px->host, sizeof px->host, strchr(ads, ':') ? "[%s]:%d" : "%s:%d", ads, port);
 	memset(&ci, 0, sizeof ci);
 	ci.context = np->cx;
 	ci.vhost = np->vh;
