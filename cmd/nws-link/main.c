@@ -29,8 +29,11 @@ static const char usage[] =
     "  --max-queue SIZE      bytes queued per link before it is closed as too slow (8M)\n"
     "  --max-frame SIZE      the largest frame (default 16M)\n"
     "  --json, --cbor        the output format (default json; input is detected)\n"
+    "  --channel-file FILE   read channel names from FILE (also: NWS_CHANNEL)\n"
+    "  -d, --domain DOMAIN   accepted like the other tools'; links do not use it\n"
     "  -v, --verbose         more on stderr (-vv: per event, channel names included)\n"
-    "  -h, --help            this text;  -V, --version  the version\n"
+    "  -h, --help            this text\n"
+    "  -V, --version         the version\n"
     "Exits 0 at the end of stdin or on SIGINT/SIGTERM, after closing every link.\n";
 
 static volatile sig_atomic_t stop;
