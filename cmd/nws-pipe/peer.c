@@ -38,6 +38,7 @@ out_flush(struct np *np)
 		ssize_t n = write(1, buf_data(&np->out), np->out.len);
 		if (n > 0) {
 			np->bytes_written += (size_t)n;
+			progress_first(np);
 			buf_consume(&np->out, (size_t)n);
 			continue;
 		}
@@ -168,6 +169,7 @@ send_data(struct np *np, unsigned char *p, size_t n, int text)
 	p[n] = 0;
 	send_frame(np, &f);
 	np->bytes_sent += n;
+	progress_first(np);
 	p[n] = saved;
 }
 
@@ -591,6 +593,7 @@ np_stop(struct np *np, int code)
 	lws_sul_cancel(&np->sul_timeout);
 	in_pause(np);
 	out_flush(np);
+	progress_end(np);   /* the transfer is over; the backend may take a while to stop */
 	if (np->be)
 		np->be->stop(np);
 	else

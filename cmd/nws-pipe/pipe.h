@@ -71,7 +71,7 @@ struct np {
 	int stopping, finished, exit_code;
 	int net_down_said;         /* told the user avahi-daemon is down */
 	uint64_t bytes_sent, bytes_written;
-	int64_t started_us, last_us;
+	int64_t started_us, first_us, last_us;   /* progress: start, first byte, last draw */
 	uint64_t last_bytes;
 	lws_sorted_usec_list_t sul_progress;
 	lws_sorted_usec_list_t sul_flush, sul_timeout;
@@ -95,6 +95,13 @@ const char *proxy_url_problem(const char *url);
 /* progress.c: --progress on stderr, from np_start to np_finished. */
 void progress_start(struct np *np);
 void progress_end(struct np *np);
+/* Bytes were counted: the rate is measured from the first, not from the wait before. */
+static inline void
+progress_first(struct np *np)
+{
+	if (np->started_us && !np->first_us)
+		np->first_us = np->last_us = lws_now_usecs();
+}
 extern const struct lws_protocols proxy_protocol;
 
 #endif

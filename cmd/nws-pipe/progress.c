@@ -20,6 +20,8 @@ human(char *out, size_t n, double v)
 	snprintf(out, n, u ? "%.2f %s" : "%.0f %s", v, unit[u]);
 }
 
+/* Nothing is drawn before the first byte: waiting for peers is not part of a transfer.
+ * While running, the rate is that of the last interval; at the end, the average. */
 static void
 draw(struct np *np, int last)
 {
@@ -28,20 +30,17 @@ draw(struct np *np, int last)
 	double secs, rate;
 	char amount[32], speed[32];
 
-	if (last) {
-		secs = (double)(now - np->started_us) / LWS_US_PER_SEC;
-		rate = secs > 0 ? (double)total / secs : 0;
-	} else {
-		secs = (double)(now - np->last_us) / LWS_US_PER_SEC;
-		rate = secs > 0 ? (double)(total - np->last_bytes) / secs : 0;
-		secs = (double)(now - np->started_us) / LWS_US_PER_SEC;
-	}
+	if (!np->first_us)
+		return;
+	secs = (double)(now - (last ? np->first_us : np->last_us)) / LWS_US_PER_SEC;
+	rate = secs > 0 ? (double)(total - (last ? 0 : np->last_bytes)) / secs : 0;
+	secs = (double)(now - np->first_us) / LWS_US_PER_SEC;
 	np->last_us = now;
 	np->last_bytes = total;
 	human(amount, sizeof amount, (double)total);
 	human(speed, sizeof speed, rate);
 	/* \033[K clears what a longer earlier line left. */
-	fprintf(stderr, "\r%s: %s %s %.1f s [%s/s]\033[K%s", log_prog,
+	fprintf(stderr, "\r%s: %s %s in %.1f s (%s/s)\033[K%s", log_prog,
 	    np->bytes_sent >= np->bytes_written ? "sent" : "received", amount, secs, speed,
 	    last ? "\n" : "");
 	fflush(stderr);
@@ -61,7 +60,7 @@ progress_start(struct np *np)
 {
 	if (!np->progress || np->started_us)
 		return;
-	np->started_us = np->last_us = lws_now_usecs();
+	np->started_us = lws_now_usecs();
 	lws_sul_schedule(np->cx, 0, &np->sul_progress, tick, PROGRESS_US);
 }
 
@@ -72,5 +71,5 @@ progress_end(struct np *np)
 		return;
 	lws_sul_cancel(&np->sul_progress);
 	draw(np, 1);
-	np->started_us = 0;
+	np->started_us = np->first_us = 0;
 }

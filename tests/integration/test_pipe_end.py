@@ -4,6 +4,7 @@ everything the first sender sent. Waits poll with deadlines; nothing asserts spe
 import hashlib
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -41,7 +42,7 @@ def test_raw_three_mebibytes_receiver_exits_by_itself(hosts, pipe_bin, tmp_path)
     blob = os.urandom(3 << 20)
     src = tmp_path / "blob"
     src.write_bytes(blob)
-    recv = b.popen([pipe_bin, "--no-proxy", "--raw", "-1", "drop-end"],
+    recv = b.popen([pipe_bin, "--no-proxy", "--raw", "--progress", "-1", "drop-end"],
                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     with open(src, "rb") as f:
         send = a.popen([pipe_bin, "--no-proxy", "--raw", "-w", "1", "-t", "30", "-1",
@@ -52,6 +53,9 @@ def test_raw_three_mebibytes_receiver_exits_by_itself(hosts, pipe_bin, tmp_path)
     assert recv.returncode == 0, rerr
     assert len(out) == len(blob)
     assert hashlib.sha256(out).hexdigest() == hashlib.sha256(blob).hexdigest()
+    # --progress: its last line holds the total and the average rate.
+    assert re.search(r"\rnws-pipe: received 3\.00 MiB in [0-9.]+ s \([0-9.]+ [KMG]?i?B/s\)",
+                     rerr), rerr
 
 
 def port_open(host, port):
