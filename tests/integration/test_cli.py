@@ -308,3 +308,41 @@ def test_a_connect_from_a_client_is_not_a_client_action(nws_bin, tmp_path):
     finally:
         proxy.terminate()
         proxy.wait(10)
+
+
+def test_json_through_proxy_has_the_proxy_id_from_the_first_line(hosts, pipe_bin, nws_bin):
+    """The first connect event already names us by the proxy's id, and a broadcast of
+    bytes comes with its source."""
+    (a,) = hosts(1, avahi=False)
+    start_proxy(a, nws_bin)
+    other = a.popen([pipe_bin, "--raw", "--via-proxy", "-w", "1", "-1", "ids"],
+                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    me = a.popen([pipe_bin, "--json", "--via-proxy", "ids"], stdin=subprocess.PIPE,
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = json.loads(me.stdout.readline())
+        assert first["action"] == "connect", first
+        other.stdin.write(b"\xff\xfe binary")
+        other.stdin.close()
+        other.stdin = None
+        _, err = finish(other, "the sender")
+        assert other.returncode == 0, err
+        me.stdin.write(b'{"action":"status"}\n')
+        me.stdin.flush()
+        frames = []
+
+        def have(action):
+            line = me.stdout.readline()
+            if line:
+                frames.append(json.loads(line))
+            return any(f["action"] == action for f in frames)
+        wait_for(lambda: have("status"), 10, "the answer to status")
+        status = [f for f in frames if f["action"] == "status"][0]
+        assert first["source"] == status["source"], (first, status)
+        data = [f for f in frames if f["action"] == "broadcast"]
+        assert data and data[0]["source"] == first["target"], frames
+        assert data[0]["encoding"] == "base64"
+    finally:
+        if me.poll() is None:
+            me.terminate()
+            me.wait(10)
