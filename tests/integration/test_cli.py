@@ -127,7 +127,7 @@ def zsh_options(text):
 
 
 def fish_options(text):
-    return ({"-" + s for s in re.findall(r"\s-s (\S+)", text)} |
+    return ({"-" + s for s in re.findall(r"\s-[so] (\S+)", text)} |
             {"--" + s for s in re.findall(r"\s-l (\S+)", text)})
 
 
