@@ -38,6 +38,8 @@ struct client {
 	unsigned rx_binary : 1;
 	unsigned write_asked : 1;       /* lws_callback_on_writable is pending */
 	unsigned dirty : 1;             /* on the list of clients to write to */
+	lws_usec_t progress_us;         /* when its socket last took bytes */
+	lws_sorted_usec_list_t sul;     /* live: bytes wait for its socket; dead: its grace */
 	int close_code;
 	char close_reason[64];
 	struct buf rx;                  /* the message being reassembled, max_message */
