@@ -5,6 +5,7 @@
 #define NWS_PROXY_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <libwebsockets.h>
 
 #include "buf.h"
@@ -31,6 +32,7 @@ struct client {
 	struct client *reap_next;       /* on the reap list (dead, to leave its channel) */
 	struct client *dirty_next;      /* on server.c's list of clients to write to */
 	char id[PROXY_ID_LEN + 1];
+	uint64_t origin;                /* hash of its Origin header; 0: none (a program) */
 	unsigned cbor : 1;              /* subprotocol nws.cbor: CBOR frames both ways */
 	unsigned link_events : 1;       /* asked (?events=link) for link status and errors */
 	unsigned dead : 1;              /* closing: sends are dropped */

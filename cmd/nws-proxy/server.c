@@ -439,6 +439,22 @@ http_writeable(struct lws *wsi, struct conn *cn)
 
 /* WebSocket clients */
 
+/* Pages are told apart by their Origin header, for route.c's caps on the channel keys
+ * each may have derived at once. */
+static void
+client_origin(struct lws *wsi, struct client *c)
+{
+	char origin[512];
+	int n = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
+
+	c->origin = 0;
+	if (n > 0) {
+		crypto_generichash((unsigned char *)&c->origin, sizeof c->origin,
+		    (unsigned char *)origin, (size_t)n, NULL, 0);
+		c->origin |= 1;   /* never 0 */
+	}
+}
+
 static void
 client_established(struct lws *wsi, struct client *c)
 {
@@ -454,6 +470,7 @@ client_established(struct lws *wsi, struct client *c)
 	nclients++;
 	const char *ev = lws_get_urlarg_by_name(wsi, "events=", arg, sizeof arg);
 	c->link_events = ev && !strcmp(ev, "link");
+	client_origin(wsi, c);
 	if (stopping) {
 		client_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "nws-proxy is shutting down");
 		return;
