@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_proxy import T, action, connect, proxy, run, status  # noqa: E402,F401
@@ -182,3 +183,151 @@ def test_stalled_reader_below_the_queue_bound_is_closed_within_seconds(proxy):
         wait_for(lambda: stalled.tcp_state() == TCP_CLOSE, 6, "the stalled connection to end")
         stalled.close()
     run(go())
+
+
+# ---------------------------------------------------------------- many clients
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def children(pid):
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                         text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def cpu_s(pid):
+    """User plus system CPU seconds of pid so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_1000_clients_in_100_channels(proxy):
+    p = proxy("-v")
+
+    async def go():
+        clients = []
+        for ch in range(100):
+            clients += await asyncio.gather(*(connect(f"{p.url}/many-{ch}")
+                                              for _ in range(10)))
+        # Each learns its 9 channel mates, and a broadcast reaches exactly them.
+        ids = await asyncio.gather(*(status(c) for c in clients))
+        for k, c in enumerate(clients):
+            want = {ids[j] for j in range(k - k % 10, k - k % 10 + 10)} - {ids[k]}
+            got = set()
+            while got != want:
+                got.add((await c.until(action("connect")))["target"])
+        # Once the 100 channel keys are derived (Argon2id's 64 MiB given back).
+        wait_for(lambda: derive_counts(p.stderr())[-1:] == [0], 60, "the keys of 100 channels")
+        print(f"\nnws-proxy RSS with 1000 clients in 100 channels: "
+              f"{rss_kb(p.proc.pid) / 1024:.1f} MiB")
+        assert rss_kb(p.proc.pid) < 64 * 1024
+        await clients[0].send(json.dumps({"action": "broadcast", "data": "to 9"}))
+        for c in clients[1:10]:
+            assert (await c.until(action("broadcast")))["data"] == "to 9"
+        assert not [m for m in await clients[10].quiet() if m["action"] == "broadcast"]
+        await asyncio.gather(*(c.close() for c in clients))
+    run(go())
+
+
+def test_500_half_sent_requests_do_not_delay_a_new_client(proxy):
+    p = proxy()
+    held = []
+    try:
+        for i in range(500):
+            s = socket.create_connection(("127.0.0.1", p.port))
+            s.sendall(f"GET /held-{i} HTTP/1.1\r\nHost: localhost:{p.port}\r\n".encode())
+            held.append(s)
+
+        async def go():
+            t0 = time.monotonic()
+            c = await connect(f"{p.url}/fresh", open_timeout=1)
+            await status(c)
+            assert time.monotonic() - t0 < 1, "a new client waited behind half-sent requests"
+            await c.close()
+        run(go())
+    finally:
+        for s in held:
+            s.close()
+
+
+# ---------------------------------------------------------------- channel keys
+
+def derive_counts(err):
+    return [int(line.rsplit(":", 1)[1]) for line in err.splitlines()
+            if line.startswith("nws-proxy: channel keys being derived:")]
+
+
+def test_foreign_origin_cannot_queue_unbounded_key_derivations(proxy):
+    p = proxy("-v")
+    evil = "https://evil.example"
+
+    async def go():
+        # A page holding many channels open at once: past the cap, an error and 1013.
+        burst = await asyncio.gather(*(connect(f"{p.url}/burst-{i}", origin=evil)
+                                       for i in range(40)))
+        refused = 0
+        for c in burst:
+            try:
+                await c.send(json.dumps({"action": "status"}))
+            except websockets.exceptions.ConnectionClosed:
+                pass
+            m = await c.recv()   # status, or the error that came first
+            if m.get("action") == "error":
+                assert m["code"] == 429
+                assert (await c.closed())[0] == 1013
+                refused += 1
+        assert refused > 0
+        await asyncio.gather(*(c.close() for c in burst))
+        # 1,000 connect/close cycles, 20 at a time, each its own channel.
+        for i in range(0, 1000, 20):
+            cs = await asyncio.gather(*(connect(f"{p.url}/cycle-{j}", origin=evil)
+                                        for j in range(i, i + 20)))
+            await asyncio.gather(*(c.close() for c in cs))
+    run(go())
+    assert max(derive_counts(p.stderr())) <= 4
+    # What is left is done within seconds, and then nothing derives any more.
+    wait_for(lambda: derive_counts(p.stderr())[-1] == 0, 10, "pending derivations to end")
+    pids = [p.proc.pid] + children(p.proc.pid)
+    before = [cpu_s(x) for x in pids]
+    time.sleep(1)   # measuring CPU over a second, not waiting for a condition
+    used = sum(cpu_s(x) for x in pids) - sum(before)
+    assert used < 0.3, f"{used:.2f} s of CPU in the second after the page stopped"
+
+
+def test_argon2id_runs_once_per_channel_per_host(hosts, nws_bin):
+    from test_proxy import Agent, start_proxy
+    net = hosts(2)
+    for h in net:
+        start_proxy(h, nws_bin("nws-proxy"), "-vv")
+    agents = [Agent(h, "ws://localhost:9009/keyshare?events=link") for h in net]
+    try:
+        ids = [a.status() for a in agents]
+        # Linked and advertised with the one key the proxy derived and passed on.
+        agents[0].until(lambda m: m.get("action") == "connect" and m["target"] == ids[1],
+                        timeout=20)
+        for a in agents:
+            a.until(lambda m: m.get("action") == "advertised", timeout=20)
+        agents[1].send({"action": "broadcast", "data": "one key"})
+        m = agents[0].until(lambda m: m.get("action") == "broadcast")
+        assert m["data"] == "one key"
+        for h in net:
+            with open(os.path.join(h.dir, "proxy.err"), errors="replace") as f:
+                err = f.read()
+            derives = [line for line in err.splitlines() if "deriving a channel key" in line]
+            # nws-proxy's own, never nws-browse's, nws-link's or nws-advertise's.
+            assert derives == ["nws-proxy: deriving a channel key (Argon2id)"], err[-3000:]
+        for a in agents:
+            assert not [m for m in a.pending if "key" in m]
+    finally:
+        for a in agents:
+            a.close()
