@@ -331,3 +331,25 @@ def test_argon2id_runs_once_per_channel_per_host(hosts, nws_bin):
     finally:
         for a in agents:
             a.close()
+
+
+def listening_addresses(pid):
+    """The local addresses of the TCP sockets pid listens on, from ss."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+    return [line.split()[3] for line in out.splitlines() if f"pid={pid}," in line]
+
+
+def test_listen_binds_exactly_the_address_given(proxy):
+    p = proxy()   # the fixture passes --listen 127.0.0.1:0 (to nws-link)
+
+    def link_pid():
+        for pid in children(p.proc.pid):
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == "nws-link":
+                    return pid
+    pid = wait_for(link_pid, T, "nws-link to start")
+    addrs = wait_for(lambda: listening_addresses(pid), T, "nws-link to listen")
+    assert all(a.startswith("127.0.0.1:") for a in addrs), addrs
+    # And nws-proxy's own sockets: loopback only.
+    assert sorted(a.rsplit(":", 1)[0] for a in listening_addresses(p.proc.pid)) == \
+        ["127.0.0.1", "[::1]"]
