@@ -828,14 +828,14 @@ pipeline_send_raw(struct pipeline *p, enum frame_format fmt, const unsigned char
 }
 
 size_t
-pipeline_deriving(const struct pipeline *p, const char *channel)
+pipeline_deriving(const struct pipeline *p, const char **names, size_t max)
 {
-	if (!channel)
-		return derive_pending(p->dv);
+	size_t n = 0;
+
 	for (size_t i = 0; i < p->channels.n; i++)
-		if (!strcmp(p->channels.v[i].channel, channel))
-			return p->channels.v[i].job != NULL;
-	return 0;
+		if (p->channels.v[i].job && n++ < max)
+			names[n - 1] = p->channels.v[i].channel;
+	return n;
 }
 
 size_t

@@ -65,9 +65,9 @@ int pipeline_send_raw(struct pipeline *p, enum frame_format fmt,
 /* Stops (1) or resumes (0) reading the tail, for a caller whose own output is full;
  * the stages then block in turn. Kept across restarts. */
 void pipeline_pause(struct pipeline *p, int pause);
-/* With channel NULL, how many channel keys are being derived; else 1 while that
- * channel's is, 0 otherwise. */
-size_t pipeline_deriving(const struct pipeline *p, const char *channel);
+/* How many channel keys are being derived; the names of up to max of those channels go
+ * to names (valid until the next pipeline call). */
+size_t pipeline_deriving(const struct pipeline *p, const char **names, size_t max);
 /* Bytes queued for the head and not yet written. */
 size_t pipeline_pending(const struct pipeline *p);
 /* 1 while all stages run (0 while a restart is pending or after pipeline_stop). */

@@ -373,15 +373,18 @@ route_leave(struct client *c)
 static int
 deriving_full(const struct client *c)
 {
-	size_t n = 0;
+	const char *names[DERIVING_MAX];
+	size_t total, mine = 0;
 
 	if (!pipe_ || !c->origin)
 		return 0;
-	if (pipeline_deriving(pipe_, NULL) >= DERIVING_MAX)
+	if ((total = pipeline_deriving(pipe_, names, DERIVING_MAX)) >= DERIVING_MAX)
 		return 1;
-	for (struct channel *ch = channels; ch; ch = ch->next)
-		n += ch->origin == c->origin && pipeline_deriving(pipe_, ch->name);
-	return n >= DERIVING_MAX_ORIGIN;
+	for (size_t i = 0; i < total; i++) {
+		struct channel *ch = channel_find(names[i]);
+		mine += ch && ch->origin == c->origin;
+	}
+	return mine >= DERIVING_MAX_ORIGIN;
 }
 
 void
