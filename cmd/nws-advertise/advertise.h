@@ -13,16 +13,14 @@
 #include "keys.h"
 
 #define ADVERTISE_MAX_CHANNELS 1024
-#define ADVERTISE_PATH_MAX 200   /* "path=" + this fits a 255-byte TXT string */
 
 struct advert {
 	char *channel;
 	struct keys *k;            /* NULL while job derives it: published when it is done */
-	/* port 0 and path NULL: K came with an open, the listening has not come yet */
+	/* port 0: K came with an open, the listening has not come yet */
 	struct derive_job *job;
 	struct dnssd_pub *pub;
 	uint16_t port;
-	char *path;
 };
 
 struct advertise {
@@ -37,10 +35,10 @@ struct advertise {
 
 extern const struct dnssd_callbacks advertise_callbacks;
 
-/* Publishes channel at port and path (NULL: a random one), replacing an advertisement
- * of the channel at another port or path, once the channel's keys are derived on the
- * worker (a->dv) while frames keep passing. 0 done, -1 with a reason for an error frame. */
-int advertise_add(struct advertise *a, const char *channel, uint16_t port, const char *path,
+/* Publishes channel at port, replacing an advertisement of the channel at another port,
+ * once the channel's keys are derived on the worker (a->dv) while frames keep passing.
+ * 0 done, -1 with a reason for an error frame. */
+int advertise_add(struct advertise *a, const char *channel, uint16_t port,
     const char **why);
 /* Takes channel's K from an open frame (no Argon2id): its listening publishes at once.
  * -1 on out of memory. */

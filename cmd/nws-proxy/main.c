@@ -16,7 +16,7 @@ static const char usage[] =
     "  ws://localhost:PORT/CHANNEL   the WebSocket endpoint (JSON, or CBOR with the\n"
     "                                subprotocol nws.cbor)\n"
     "  http://localhost:PORT/        a test console; /nws.js the NetworkWebSocket polyfill\n"
-    "  -p, --port PORT       port on 127.0.0.1 and ::1 (default 9009)\n"
+    "  -p, --port PORT       port on 127.0.0.1 and ::1 (default 9009; -port PORT too)\n"
     "  --max-message SIZE    largest message a client may send (default 1M; 1009 above)\n"
     "  --max-queue SIZE      output queued per client before it is closed as too slow\n"
     "                        (default 8M; 1008)\n"
@@ -47,6 +47,21 @@ size_arg(struct opts *o, const char *arg, const char *what)
 	return (size_t)n;
 }
 
+/* The seed's proxy took one flag, -port N (Go style); getopt would read it as -p "ort". */
+static void
+seed_flags(int argc, char **argv)
+{
+	static char port_eq[32];
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+		if (!strcmp(argv[i], "-port")) {
+			argv[i] = "--port";
+		} else if (!strncmp(argv[i], "-port=", 6)) {
+			snprintf(port_eq, sizeof port_eq, "-%s", argv[i]);
+			argv[i] = port_eq;
+		}
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -66,6 +81,7 @@ main(int argc, char **argv)
 	int c;
 
 	log_init(argv[0]);
+	seed_flags(argc, argv);
 	opts_init(&o, usage);
 	memset(&cfg, 0, sizeof cfg);
 	cfg.port = 9009;

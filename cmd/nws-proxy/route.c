@@ -258,7 +258,9 @@ tell_error(struct client *to, int code, const char *reason)
 }
 
 /* f (no channel) to every local client of ch but except, encoded once per format. A
- * broadcast of bytes reaches a JSON client as a binary message of those bytes. */
+ * broadcast of bytes reaches a JSON client as a binary message of those bytes (the seed's
+ * form, without its sender), or, if it asked with ?bytes=base64, as a JSON broadcast
+ * with its source and the bytes in base64, as JSON clients receive bytes elsewhere. */
 static void
 fanout(struct channel *ch, struct client *except, const struct frame *f)
 {
@@ -273,7 +275,8 @@ fanout(struct channel *ch, struct client *except, const struct frame *f)
 			}
 			if (cbor > 0)
 				client_send(c, 1, buf_data(&enc_cbor), enc_cbor.len);
-		} else if (f->action == ACTION_BROADCAST && f->data_kind == DATA_BYTES) {
+		} else if (f->action == ACTION_BROADCAST && f->data_kind == DATA_BYTES &&
+		    !c->bytes_base64) {
 			client_send(c, 1, f->data, f->data_len);
 		} else {
 			if (!json) {
