@@ -30,6 +30,7 @@ enum frame_action {
 	ACTION_LINKED,
 	ACTION_UNLINKED,
 	ACTION_ERROR,
+	ACTION_END,      /* a peer has no more to send; routed like a broadcast */
 };
 
 enum frame_data {

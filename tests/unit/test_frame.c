@@ -16,7 +16,8 @@
 
 static const char *all_actions[] = {
 	"open", "close", "found", "lost", "listening", "advertised", "connect", "disconnect",
-	"broadcast", "message", "status", "linked", "unlinked", "error", "custom-thing",
+	"broadcast", "message", "status", "linked", "unlinked", "error", "end",
+	"custom-thing",
 };
 #define NALL (sizeof all_actions / sizeof all_actions[0])
 
