@@ -2,7 +2,8 @@
  * §6): local peers' frames from the input to the links of their channel, the links'
  * frames to the output, found peers to dials with backoff, one link per remote node
  * (double links and links to ourselves are dropped), and link state to linked/unlinked
- * frames. Backpressure: a link queue past half of max_queue pauses the input (through
+ * frames. Frames from a link are decoded once, strictly, and routed on what was decoded;
+ * a node speaks only for the peer ids it announced, and an id has one holder. Backpressure: a link queue past half of max_queue pauses the input (through
  * the flow hook) until every link is down to a quarter; a link that sends nothing for
  * MESH_STALL_SECS meanwhile, or whose queue passes max_queue, is closed as too slow.
  * Past max_queue on the output every link is paused until it drains. */

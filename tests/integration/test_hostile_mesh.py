@@ -1,0 +1,201 @@
+"""Members who know a channel's name but not its manners (DESIGN.md section 6): each test
+links a hand-driven peer (tests/lib/noisepeer.py) to a real nws-link in a test host and
+has it impersonate, smuggle or exhaust; the nws-link must close that link, refuse what it
+asked for, keep its memory bounded and keep serving its other links."""
+import ctypes
+import os
+import threading
+
+import cbor2
+import pytest
+
+from hosts import wait_for
+from linknode import LinkNode, link_pair, sanitizer_reports
+from noisepeer import PATH, PROLOGUE, NoisePeer, channel_keys
+
+CH = "hostile-mesh-" + os.urandom(8).hex()
+OTHER = "hostile-other-" + os.urandom(8).hex()
+_keys = {}
+
+
+@pytest.fixture
+def link_bin(nws_bin):
+    yield nws_bin("nws-link")
+    reports = sanitizer_reports()
+    assert not reports, "\n".join(reports)
+
+
+def link_key(channel=CH):
+    if channel not in _keys:
+        _keys[channel] = channel_keys(channel).link
+    return _keys[channel]
+
+
+def in_ns(host, fn):
+    """fn() run on a thread that joined host's network namespace (setns applies to the
+    calling thread only), so its sockets live there; they work from any thread after."""
+    out = {}
+
+    def run():
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(f"/run/netns/{host.ns}", os.O_RDONLY)
+        try:
+            if libc.setns(fd, 0x40000000) != 0:   # CLONE_NEWNET
+                raise OSError(ctypes.get_errno(), "setns")
+            out["v"] = fn()
+        except Exception as e:   # handed to the caller
+            out["e"] = e
+        finally:
+            os.close(fd)
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(30)
+    if "e" in out:
+        raise out["e"]
+    return out["v"]
+
+
+def member(node, host, i=1, channel=CH):
+    """A Python member linked to node: it dialled, completed the handshake, and (having
+    the smaller node id, so it decides, DESIGN.md section 5) kept the link."""
+    lst = node.listening(channel)
+    path, prologue = PATH, PROLOGUE
+    if lst.get("path"):   # a listener that still serves one path per channel
+        path, prologue = "/" + lst["path"], PROLOGUE + lst["path"].encode()
+    p = in_ns(host, lambda: NoisePeer.connect(host.addr, lst["port"], path=path,
+                                              node=bytes(14) + i.to_bytes(2, "big")))
+    p.handshake(link_key(channel), prologue=prologue)
+    p.send_frame({"action": "kept", "channel": channel})
+    return p
+
+
+def linked_count(node):
+    return len(node.of("linked")) - len(node.of("unlinked"))
+
+
+def frames_until_quiet(p, quiet=1.0):
+    """The frames p receives until none comes for quiet seconds or the link closes."""
+    got = []
+    try:
+        while (f := p.recv_frame(timeout=quiet)) is not None:
+            got.append(f)
+    except TimeoutError:
+        pass
+    return got
+
+
+def cb_text(s):
+    return cbor2.dumps(s)
+
+
+def cb_map(pairs, indefinite=False):
+    body = b"".join(k + v for k, v in pairs)
+    return (b"\xbf" + body + b"\xff") if indefinite else bytes([0xa0 | len(pairs)]) + body
+
+
+@pytest.mark.parametrize("action", ["broadcast", "message", "end"])
+def test_spoofed_source_closes_the_link(hosts, link_bin, action):
+    (h,) = hosts(1, avahi=False)
+    n = LinkNode(link_bin, [CH], host=h)
+    n.send(action="connect", channel=CH, target="n1")
+    p = member(n, h)
+    n.wait_action("linked")
+    p.send_frame({"action": "connect", "channel": CH, "target": "p1"})
+    p.send_frame({"action": "broadcast", "channel": CH, "source": "p1", "data": "honest"})
+    n.wait_action("broadcast", data="honest")
+    # As the local peer n1, then as an id nobody announced.
+    p.send_frame({"action": action, "channel": CH, "source": "n1", "target": "n1",
+                  "data": "forged"})
+    p.send_frame({"action": action, "channel": CH, "source": "ghost", "target": "n1",
+                  "data": "forged"})
+    assert p.closed_within(5), "the link of a member that spoofed a source stayed open"
+    un = n.wait_action("unlinked")
+    assert un[0]["reason"] == "unannounced source"
+    n.wait_action("disconnect", target="p1")
+    assert not n.of(action, data="forged")
+
+
+def test_duplicate_peer_id_is_refused(hosts, link_bin):
+    ha, hb = hosts(2, avahi=False)
+    n = LinkNode(link_bin, [CH], host=ha)
+    m = LinkNode(link_bin, [CH], host=hb)
+    n.send(action="connect", channel=CH, target="n1")
+    m.send(action="connect", channel=CH, target="m1")
+    link_pair(n, m, CH)
+    n.wait_action("connect", target="m1")
+    p = member(n, ha)
+    wait_for(lambda: linked_count(n) == 2, 10, "n linked to m and p")
+    # p claims the id m holds and the id of n's own local peer.
+    p.send_frame({"action": "connect", "channel": CH, "target": "m1"})
+    p.send_frame({"action": "connect", "channel": CH, "target": "n1"})
+    p.send_frame({"action": "connect", "channel": CH, "target": "p1"})
+    n.wait_action("connect", target="p1")
+    assert len(n.of("connect", target="m1")) == 1
+    assert not n.of("connect", target="n1")
+    assert any("refused a connect" in e for e in n.errors())
+    # A message for m1 goes to m, the node that holds it, and to nobody else.
+    n.send(action="message", channel=CH, source="n1", target="m1", data="for m1")
+    m.wait_action("message", data="for m1")
+    p.send_frame({"action": "broadcast", "channel": CH, "source": "p1", "data": "mark"})
+    n.wait_action("broadcast", data="mark")
+    got = frames_until_quiet(p)
+    assert not [f for f in got if f.get("action") == "message"], got
+    # Speaking as the refused id is speaking for a peer p never announced.
+    p.send_frame({"action": "broadcast", "channel": CH, "source": "m1", "data": "as m1"})
+    assert p.closed_within(5)
+    assert not n.of("broadcast", data="as m1")
+    assert len(m.of("linked")) == 1 and not m.of("unlinked")
+
+
+SMUGGLED = [
+    # A second "channel" key as a chunked text string: read by one decoder, skipped by
+    # another, so the frame passed the link's channel check and reached another channel.
+    lambda: cb_map([
+        (cb_text("action"), cb_text("broadcast")),
+        (cb_text("channel"), cb_text(CH)),
+        (b"\x7f" + cb_text("chan") + cb_text("nel") + b"\xff", cb_text(OTHER)),
+        (cb_text("source"), cb_text("p1")),
+        (cb_text("data"), cb_text("smuggled")),
+    ]),
+    # An indefinite-length map.
+    lambda: cb_map([
+        (cb_text("action"), cb_text("broadcast")),
+        (cb_text("channel"), cb_text(CH)),
+        (cb_text("source"), cb_text("p1")),
+        (cb_text("data"), cb_text("smuggled")),
+    ], indefinite=True),
+    # Two "source" keys: p1 for one reader, the local peer n1 for another.
+    lambda: cb_map([
+        (cb_text("action"), cb_text("broadcast")),
+        (cb_text("channel"), cb_text(CH)),
+        (cb_text("source"), cb_text("p1")),
+        (cb_text("source"), cb_text("n1")),
+        (cb_text("data"), cb_text("smuggled")),
+    ]),
+    # Two "channel" keys, another and (last, where a last-wins reader looks) the link's.
+    lambda: cb_map([
+        (cb_text("action"), cb_text("broadcast")),
+        (cb_text("channel"), cb_text(OTHER)),
+        (cb_text("source"), cb_text("p1")),
+        (cb_text("data"), cb_text("smuggled")),
+        (cb_text("channel"), cb_text(CH)),
+    ]),
+]
+
+
+@pytest.mark.parametrize("case", range(len(SMUGGLED)),
+                         ids=["chunked-key", "indefinite-map", "duplicate-source",
+                              "duplicate-channel"])
+def test_indefinite_and_duplicate_keys_close_the_link(hosts, link_bin, case):
+    (h,) = hosts(1, avahi=False)
+    n = LinkNode(link_bin, [CH, OTHER], host=h)
+    n.send(action="connect", channel=CH, target="n1")
+    n.send(action="connect", channel=OTHER, target="o1")
+    p = member(n, h)
+    n.wait_action("linked")
+    p.send_frame({"action": "connect", "channel": CH, "target": "p1"})
+    n.wait_action("connect", target="p1")
+    p.send_frame(SMUGGLED[case]())
+    assert p.closed_within(5), "a frame that decodes two ways was taken"
+    assert n.wait_action("unlinked")[0]["reason"] == "malformed frame"
+    assert not n.of("broadcast")
