@@ -16,8 +16,11 @@
 #define BACKOFF_MAX_MS 30000
 /* Local peers come from our own pipeline, not from members: a generous cap. */
 #define LOCALS_MAX 65536
-/* Ids one remote node may speak for in one channel. */
-#define NODE_PEERS_MAX 1024
+/* A node may announce all its peers at once when its link comes up and as many again
+ * soon after: a burst of CONNECT_BURST_MUL times the peer cap, refilled at the cap over
+ * CONNECT_RATE_DIV per second (connect_allowed). */
+#define CONNECT_BURST_MUL 2
+#define CONNECT_RATE_DIV 2
 
 struct channel;
 
@@ -56,6 +59,8 @@ struct lref {
 	int dup;                 /* closed by us as a double link */
 	int waiting;             /* up, but not yet "kept" by the other end: nothing is sent */
 	int full;                /* past half its queue: the input is paused for it */
+	uint64_t tokens;         /* connects it may still send now, in millionths */
+	lws_usec_t refilled;     /* when tokens were last topped up */
 	struct lref *next;
 };
 
@@ -81,6 +86,7 @@ struct mesh {
 	struct lws_vhost *vh;
 	int port;
 	size_t max_frame, max_queue;
+	struct mesh_limits lim;
 	unsigned char node[LINK_NODE_LEN];
 	struct loop_pipe *out;
 	struct channel *channels;
@@ -244,6 +250,8 @@ lref_new(struct channel *ch, struct target *t, int initiator)
 	link_set_user(r->link, r);
 	r->ch = ch;
 	r->t = t;
+	r->tokens = (uint64_t)CONNECT_BURST_MUL * m->lim.peers * 1000000;
+	r->refilled = lws_now_usecs();
 	r->next = ch->links;
 	ch->links = r;
 	return r;
@@ -288,7 +296,11 @@ target_dial(struct target *t)
 
 	if (t->state != T_IDLE || t->ch->closed || !t->ch->keys || t->ch->m->stopping)
 		return;
-	if (!(r = lref_new(t->ch, t, 1))) {
+	/* Found records cost a member nothing: never more dials than links allowed. */
+	size_t nlinks = 0;
+	for (r = t->ch->links; r; r = r->next)
+		nlinks++;
+	if (nlinks >= t->ch->m->lim.links || !(r = lref_new(t->ch, t, 1))) {
 		target_schedule(t);
 		return;
 	}
@@ -459,7 +471,7 @@ node_link(struct mesh *m, struct lref *r)
 	sodium_bin2hex(n->hex, sizeof n->hex, n->id, LINK_NODE_LEN);
 	snprintf(n->address, sizeof n->address, "%s", link_address(l));
 	n->active = l;
-	idset_init(&n->peers, NODE_PEERS_MAX);
+	idset_init(&n->peers, m->lim.peers);
 	n->next = ch->nodes;
 	ch->nodes = n;
 	log_info("linked to node %s at %s", n->hex, n->address);
@@ -467,6 +479,27 @@ node_link(struct mesh *m, struct lref *r)
 	if (r->t)
 		r->t->state = T_UP;
 	link_announce(m, ch, l);
+}
+
+/* Why one more link that came up, l, is past the bounds of its channel, or NULL. Only
+ * links whose handshake succeeded count: the handshake deadline bounds the others. */
+static const char *
+links_over(struct channel *ch, struct link *l)
+{
+	const struct mesh_limits *lim = &ch->m->lim;
+	size_t all = 0, here = 0;
+
+	for (struct lref *r = ch->links; r; r = r->next) {
+		if (r->link == l || !link_is_up(r->link) || link_closing(r->link))
+			continue;
+		all++;
+		here += strcmp(link_address(r->link), link_address(l)) == 0;
+	}
+	if (all >= lim->links)
+		return "the channel has as many links as --max-links allows";
+	if (here >= lim->links_per_address)
+		return "that address has as many links as --max-links-per-address allows";
+	return NULL;
 }
 
 static void
@@ -486,6 +519,13 @@ mesh_up(void *ctx, struct link *l)
 			r->t->state = T_SELF;
 		/* Flushed, so the dialling end finishes its handshake and sees it too. */
 		link_close(l, 1008, "self", 1);
+		return;
+	}
+	const char *over = links_over(ch, l);
+	if (over) {
+		if (log_once_per_burst("mesh: too many links"))
+			log_info("closing a link from %s: %s", link_address(l), over);
+		link_close(l, 1008, "too many links", 0);
 		return;
 	}
 	if (r->t) {
@@ -527,6 +567,24 @@ mesh_kept(struct mesh *m, struct lref *r)
 	node_link(m, r);
 }
 
+/* A token bucket per link: 1 when one more connect may go on now. */
+static int
+connect_allowed(struct mesh *m, struct lref *r)
+{
+	const uint64_t unit = 1000000;
+	uint64_t burst = (uint64_t)CONNECT_BURST_MUL * m->lim.peers * unit;
+	lws_usec_t now = lws_now_usecs();
+	uint64_t rate = (m->lim.peers + CONNECT_RATE_DIV - 1) / CONNECT_RATE_DIV;
+	uint64_t add = (uint64_t)(now - r->refilled) * rate;
+
+	r->refilled = now;
+	r->tokens = add > burst - r->tokens ? burst : r->tokens + add;
+	if (r->tokens < unit)
+		return 0;
+	r->tokens -= unit;
+	return 1;
+}
+
 /* A remote connect: n now speaks for f->target, unless another holds that id. */
 static void
 node_connect(struct mesh *m, struct lref *r, struct node *n, const struct frame *f,
@@ -535,6 +593,12 @@ node_connect(struct mesh *m, struct lref *r, struct node *n, const struct frame 
 	struct channel *ch = r->ch;
 	struct idset_item *h;
 
+	if (!connect_allowed(m, r)) {
+		log_info("closing the link to node %s at %s: more connects than the rate limit",
+		    n->hex, n->address);
+		link_close(r->link, 1008, "too many connects", 0);
+		return;
+	}
 	if (!f->target)
 		return;
 	if ((h = idset_get(&ch->holders, f->target))) {
@@ -546,8 +610,8 @@ node_connect(struct mesh *m, struct lref *r, struct node *n, const struct frame 
 		return;
 	}
 	if (idset_add(&n->peers, f->target, NULL) < 0) {
-		log_info("closing the link to node %s at %s: more than %d peers (or an id longer "
-		    "than %d bytes)", n->hex, n->address, NODE_PEERS_MAX, IDSET_ID_MAX);
+		log_info("closing the link to node %s at %s: more peers than --max-peers "
+		    "(or an id longer than %d bytes)", n->hex, n->address, IDSET_ID_MAX);
 		link_close(r->link, 1008, "too many peers", 0);
 		return;
 	}
@@ -714,6 +778,7 @@ mesh_new(struct lws_context *cx, struct lws_vhost *vh, int port, size_t max_fram
 	m->port = port;
 	m->max_frame = max_frame;
 	m->max_queue = max_queue;
+	mesh_set_limits(m, NULL);
 	if (!(m->dv = derive_new())) {
 		free(m);
 		return NULL;
@@ -722,6 +787,22 @@ mesh_new(struct lws_context *cx, struct lws_vhost *vh, int port, size_t max_fram
 	buf_init(&m->scratch, 0);
 	link_set_acceptor(mesh_known, mesh_accept, m);
 	return m;
+}
+
+void
+mesh_set_limits(struct mesh *m, const struct mesh_limits *lim)
+{
+	static const struct mesh_limits defaults = {
+		MESH_LINKS_DEFAULT, MESH_LINKS_PER_ADDRESS_DEFAULT, MESH_PEERS_DEFAULT,
+	};
+
+	m->lim = defaults;
+	if (lim && lim->links)
+		m->lim.links = lim->links;
+	if (lim && lim->links_per_address)
+		m->lim.links_per_address = lim->links_per_address;
+	if (lim && lim->peers)
+		m->lim.peers = lim->peers;
 }
 
 void

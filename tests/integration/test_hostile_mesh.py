@@ -5,13 +5,14 @@ asked for, keep its memory bounded and keep serving its other links."""
 import ctypes
 import os
 import threading
+import time
 
 import cbor2
 import pytest
 
 from hosts import wait_for
 from linknode import LinkNode, link_pair, sanitizer_reports
-from noisepeer import PATH, PROLOGUE, NoisePeer, channel_keys
+from noisepeer import PATH, PROLOGUE, Closed, NoisePeer, channel_keys
 
 CH = "hostile-mesh-" + os.urandom(8).hex()
 OTHER = "hostile-other-" + os.urandom(8).hex()
@@ -55,22 +56,50 @@ def in_ns(host, fn):
     return out["v"]
 
 
-def member(node, host, i=1, channel=CH):
-    """A Python member linked to node: it dialled, completed the handshake, and (having
-    the smaller node id, so it decides, DESIGN.md section 5) kept the link."""
+def member(node, host, i=1, channel=CH, source=None):
+    """A Python member linked to node (in host; source: the test host it dials from): it
+    dialled, completed the handshake, and (having the smaller node id, so it decides,
+    DESIGN.md section 5) kept the link."""
     lst = node.listening(channel)
     path, prologue = PATH, PROLOGUE
     if lst.get("path"):   # a listener that still serves one path per channel
         path, prologue = "/" + lst["path"], PROLOGUE + lst["path"].encode()
-    p = in_ns(host, lambda: NoisePeer.connect(host.addr, lst["port"], path=path,
-                                              node=bytes(14) + i.to_bytes(2, "big")))
+    p = in_ns(source or host, lambda: NoisePeer.connect(
+        host.addr, lst["port"], path=path, node=bytes(14) + i.to_bytes(2, "big")))
     p.handshake(link_key(channel), prologue=prologue)
     p.send_frame({"action": "kept", "channel": channel})
     return p
 
 
+def refused(node, host, i, source=None):
+    """True when node closes a member's link during or within 5 s of its handshake."""
+    try:
+        p = member(node, host, i, source=source)
+    except Closed:
+        return True
+    return p.closed_within(5)
+
+
 def linked_count(node):
     return len(node.of("linked")) - len(node.of("unlinked"))
+
+
+def batch(p, frames):
+    """Sends many frames in few writes; False when the other end closed meanwhile."""
+    out, real = [], p.send_raw
+    p.send_raw = out.append
+    try:
+        for f in frames:
+            p.send_frame(f)
+    finally:
+        p.send_raw = real
+    data = b"".join(out)
+    try:
+        for i in range(0, len(data), 1 << 20):
+            real(data[i:i + (1 << 20)])
+    except OSError:
+        return False
+    return True
 
 
 def frames_until_quiet(p, quiet=1.0):
@@ -199,3 +228,62 @@ def test_indefinite_and_duplicate_keys_close_the_link(hosts, link_bin, case):
     assert p.closed_within(5), "a frame that decodes two ways was taken"
     assert n.wait_action("unlinked")[0]["reason"] == "malformed frame"
     assert not n.of("broadcast")
+
+
+def test_connect_floods_close_the_link_and_spare_the_others(hosts, link_bin):
+    """Two members send 65,536 connects each: distinct ids (past the peer cap) and
+    connect/disconnect churn (past the rate limit). Both lose their link after a bounded
+    part of it, and a broadcast stream from a third node keeps arriving meanwhile, each
+    frame within a deadline."""
+    ha, hb = hosts(2, avahi=False)
+    n = LinkNode(link_bin, [CH], host=ha)
+    m = LinkNode(link_bin, [CH], host=hb)
+    m.send(action="connect", channel=CH, target="m1")
+    link_pair(n, m, CH)
+    n.wait_action("connect", target="m1")
+    many, churn = member(n, ha, 1), member(n, ha, 2)
+    wait_for(lambda: linked_count(n) == 3, 10, "n linked to m and the two members")
+    count = 65536
+    frames_many = [{"action": "connect", "channel": CH, "target": f"x{i:06d}"}
+                   for i in range(count)]
+    frames_churn = []
+    for i in range(count):
+        frames_churn += [{"action": "connect", "channel": CH, "target": f"y{i:06d}"},
+                         {"action": "disconnect", "channel": CH, "target": f"y{i:06d}"}]
+    floods = [threading.Thread(target=batch, args=(many, frames_many)),
+              threading.Thread(target=batch, args=(churn, frames_churn))]
+    for t in floods:
+        t.start()
+    k = 0
+    while any(t.is_alive() for t in floods) or k < 20:
+        m.send(action="broadcast", channel=CH, source="m1", data=f"tick {k}")
+        n.wait_action("broadcast", data=f"tick {k}", timeout=2)
+        k += 1
+    for t in floods:
+        t.join(60)
+    assert many.closed_within(10) and churn.closed_within(10)
+    reasons = sorted(f["reason"] for f in n.of("unlinked"))
+    assert reasons == ["too many connects", "too many peers"], reasons
+    xs = [f for f in n.of("connect") if f["target"].startswith("x")]
+    ys = [f for f in n.of("connect") if f["target"].startswith("y")]
+    assert len(xs) <= 1024 and len(ys) <= 4096, (len(xs), len(ys))
+    # Everything a departed member announced is withdrawn.
+    wait_for(lambda: len(n.of("disconnect")) >= len(xs) + len(ys), 10, "disconnects")
+    assert linked_count(n) == 1
+    m.send(action="broadcast", channel=CH, source="m1", data="after")
+    n.wait_action("broadcast", data="after")
+
+
+def test_links_bounded_per_channel_and_per_address(hosts, link_bin):
+    ha, hb = hosts(2, avahi=False)
+    n = LinkNode(link_bin, [CH], host=ha,
+                 args=["--max-links", "3", "--max-links-per-address", "2"])
+    a1, a2 = member(n, ha, 1), member(n, ha, 2)
+    wait_for(lambda: linked_count(n) == 2, 10, "two links from one address")
+    assert refused(n, ha, 3), "a third link from one address was kept"
+    b1 = member(n, ha, 4, source=hb)
+    wait_for(lambda: linked_count(n) == 3, 10, "a link from another address")
+    assert refused(n, ha, 5, source=hb), "a fourth link in a channel of three was kept"
+    assert not a1.closed_within(0.5) and not b1.closed_within(0.1)
+    assert any("--max-links-per-address" in e for e in n.errors())
+    assert linked_count(n) == 3 and not a2.closed_within(0.1)
