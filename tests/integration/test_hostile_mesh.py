@@ -12,7 +12,7 @@ import pytest
 
 from hosts import wait_for
 from linknode import LinkNode, link_pair, sanitizer_reports
-from noisepeer import PATH, PROLOGUE, Closed, NoisePeer, channel_keys
+from noisepeer import PATH, PROLOGUE, MAX_PIECE, Closed, NoisePeer, channel_keys
 
 CH = "hostile-mesh-" + os.urandom(8).hex()
 OTHER = "hostile-other-" + os.urandom(8).hex()
@@ -287,3 +287,56 @@ def test_links_bounded_per_channel_and_per_address(hosts, link_bin):
     assert not a1.closed_within(0.5) and not b1.closed_within(0.1)
     assert any("--max-links-per-address" in e for e in n.errors())
     assert linked_count(n) == 3 and not a2.closed_within(0.1)
+
+
+def test_partial_frames_on_many_links_keep_memory_bounded(hosts, link_bin):
+    """12 links each send 15 MiB of a frame and never finish it: past the process-wide
+    budget for unfinished frames (64 MiB) the links are closed, and nws-link's memory
+    stays near its budget instead of 12 times 15 MiB."""
+    (h,) = hosts(1, avahi=False)
+    n = LinkNode(link_bin, [CH], host=h)
+    links, size = 12, 15 << 20
+    peers = [member(n, h, i + 1) for i in range(links)]
+    wait_for(lambda: linked_count(n) == links, 15, "every member linked")
+    base = n.rss_kib()
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], n.rss_kib())
+            time.sleep(0.01)
+    s = threading.Thread(target=sample)
+    s.start()
+    piece = os.urandom(MAX_PIECE)
+    closed = 0
+    try:
+        for p in peers:
+            out, real = [], p.send_raw
+            p.send_raw = out.append
+            for _ in range(size // MAX_PIECE):
+                p.send_piece(0, piece)
+            p.send_raw = real
+            try:
+                real(b"".join(out))
+            except OSError:
+                closed += 1
+        def over():
+            return sum("unfinished frames past the budget" in e for e in n.errors())
+        try:
+            wait_for(lambda: over() >= links - 5, 30, "links past the budget to be closed")
+        except TimeoutError:
+            pass
+    finally:
+        done.set()
+        s.join()
+    grew = peak[0] - base
+    print(f"{links} links x {size >> 20} MiB unfinished: nws-link grew {grew} KiB "
+          f"(from {base} KiB)")
+    assert grew < 100 << 10, f"nws-link grew by {grew} KiB"
+    assert over() >= links - 5, f"only {over()} links closed past the budget"
+    assert n.proc.poll() is None
+    # What is under the budget still links and works.
+    q = member(n, h, 100)
+    q.send_frame({"action": "connect", "channel": CH, "target": "q1"})
+    n.wait_action("connect", target="q1")
