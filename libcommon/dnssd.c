@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -34,7 +35,7 @@ struct dnssd_pub {
 	AvahiEntryGroup *group;   /* NULL while the daemon is away */
 	char instance[DNSSD_INSTANCE_MAX + 1];
 	uint16_t port;
-	char *path_txt, *tag_txt; /* "path=..." and "t=..." */
+	char *tag_txt;            /* "t=..." */
 	int probe;                /* publish with probing (see pub_add_fast) */
 	void *user;
 };
@@ -49,7 +50,7 @@ struct item {
 	AvahiServiceResolver *resolver;   /* set while resolving */
 	int found;                        /* rec was reported found */
 	struct dnssd_record rec;
-	char *host, *address, *interface, *path, *tag;
+	char *host, *address, *interface, *tag;
 };
 
 struct dnssd {
@@ -88,7 +89,6 @@ item_free(struct item *it)
 	free(it->host);
 	free(it->address);
 	free(it->interface);
-	free(it->path);
 	free(it->tag);
 	free(it);
 }
@@ -394,7 +394,7 @@ pub_add_fast(struct dnssd_pub *p)
 	if (!(nsrv = name_wire(host, srv + 6, sizeof srv - 6)) ||
 	    !(nptr = name_wire(svc, ptr, sizeof ptr)))
 		return AVAHI_ERR_INVALID_HOST_NAME;
-	if (!(l = avahi_string_list_new("v=1", p->path_txt, p->tag_txt, NULL)))
+	if (!(l = avahi_string_list_new("v=1", p->tag_txt, NULL)))
 		return AVAHI_ERR_NO_MEMORY;
 	ntxt = avahi_string_list_serialize(l, txt, sizeof txt);
 	avahi_string_list_free(l);
@@ -469,7 +469,7 @@ pub_commit(struct dnssd_pub *p)
 	for (int tries = 0; r == AVAHI_ERR_COLLISION && tries < 8; tries++) {
 		r = p->probe ? avahi_entry_group_add_service(p->group, d->ifindex,
 		    AVAHI_PROTO_UNSPEC, 0, p->instance, DNSSD_TYPE, d->domain, NULL, p->port,
-		    "v=1", p->path_txt, p->tag_txt, NULL) : pub_add_fast(p);
+		    "v=1", p->tag_txt, NULL) : pub_add_fast(p);
 		if (r == AVAHI_ERR_COLLISION) {
 			avahi_entry_group_reset(p->group);
 			pub_rename(p);
@@ -482,17 +482,13 @@ pub_commit(struct dnssd_pub *p)
 }
 
 struct dnssd_pub *
-dnssd_publish(struct dnssd *d, const char *instance, uint16_t port, const char *path,
-    const char *tag, void *user)
+dnssd_publish(struct dnssd *d, const char *instance, uint16_t port, const char *tag,
+    void *user)
 {
 	struct dnssd_pub *p;
 
-	if (!(p = calloc(1, sizeof *p)) ||
-	    asprintf(&p->path_txt, "path=%s", path) < 0 || asprintf(&p->tag_txt, "t=%s", tag) < 0) {
-		if (p) {
-			free(p->path_txt);
-			free(p);
-		}
+	if (!(p = calloc(1, sizeof *p)) || asprintf(&p->tag_txt, "t=%s", tag) < 0) {
+		free(p);
 		return NULL;
 	}
 	p->d = d;
@@ -521,7 +517,6 @@ dnssd_unpublish(struct dnssd *d, struct dnssd_pub *p)
 	/* Freeing the group makes the daemon withdraw it, with goodbye packets. */
 	if (p->group)
 		avahi_entry_group_free(p->group);
-	free(p->path_txt);
 	free(p->tag_txt);
 	free(p);
 }
@@ -565,16 +560,26 @@ item_find(struct dnssd *d, AvahiIfIndex ifindex, AvahiProtocol proto, const char
 	return NULL;
 }
 
-/* The value of TXT key in l as a new string, or NULL when absent or without a value. */
+/* The value of TXT key in l as a new string; NULL when absent, without a value, present
+ * more than once or holding a NUL byte: a record is taken only in exactly its form. */
 static char *
 txt_get(AvahiStringList *l, const char *key)
 {
-	char *k = NULL, *v = NULL;
+	char *k = NULL, *v = NULL, *s = NULL;
+	size_t size = 0, n = 0, klen = strlen(key);
+	AvahiStringList *hit = NULL;
 
-	if (!(l = avahi_string_list_find(l, key)) || avahi_string_list_get_pair(l, &k, &v, NULL) < 0)
+	for (AvahiStringList *e = l; e; e = avahi_string_list_get_next(e))
+		if (e->size >= klen && strncasecmp((char *)e->text, key, klen) == 0 &&
+		    (e->size == klen || e->text[klen] == '=')) {
+			hit = e;
+			n++;
+		}
+	if (n != 1 || avahi_string_list_get_pair(hit, &k, &v, &size) < 0)
 		return NULL;
+	if (v && strlen(v) == size)
+		s = strdup(v);
 	avahi_free(k);
-	char *s = v ? strdup(v) : NULL;
 	avahi_free(v);
 	return s;
 }
@@ -598,10 +603,7 @@ item_fill(struct item *it, AvahiIfIndex ifindex, const char *host, const AvahiAd
 	free(v);
 	if (!ok)
 		return -1;
-	if (!(it->path = txt_get(txt, "path")) || !*it->path || !(it->tag = txt_get(txt, "t")) ||
-	    strlen(it->tag) != KEYS_TAG_TEXT_LEN - 1 ||
-	    strspn(it->tag, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
-	    KEYS_TAG_TEXT_LEN - 1)
+	if (!(it->tag = txt_get(txt, "t")) || !keys_tag_form_ok(it->tag))
 		return -1;
 	if (!if_indextoname((unsigned)ifindex, ifname))
 		snprintf(ifname, sizeof ifname, "%d", ifindex);
@@ -616,8 +618,8 @@ item_fill(struct item *it, AvahiIfIndex ifindex, const char *host, const AvahiAd
 		return -1;
 	it->rec = (struct dnssd_record){
 		.instance = it->name, .domain = it->domain, .host = it->host,
-		.address = it->address, .interface = it->interface, .path = it->path,
-		.tag = it->tag, .port = port,
+		.address = it->address, .interface = it->interface, .tag = it->tag,
+		.port = port,
 		.family = a->proto == AVAHI_PROTO_INET6 ? AF_INET6 : AF_INET,
 	};
 	return 0;
@@ -642,10 +644,14 @@ resolver_cb(AvahiServiceResolver *r, AvahiIfIndex ifindex, AvahiProtocol proto,
 		it->found = 1;
 		if (d->cb->record)
 			d->cb->record(d->ctx, &it->rec, 1);
-	} else if (ev == AVAHI_RESOLVER_FOUND) {
-		log_debug("ignoring %s in %s: not an nws v=1 record", name, domain);
-	} else {
-		log_debug("cannot resolve %s in %s", name, domain);
+	} else if (log_level >= 2) {
+		/* The instance name is anyone's text: escaped. */
+		char esc[LOG_ESCAPE_MAX(AVAHI_LABEL_MAX)];
+		log_escape(name, strlen(name), esc, sizeof esc);
+		if (ev == AVAHI_RESOLVER_FOUND)
+			log_debug("ignoring %s in %s: not an nws v=1 record", esc, domain);
+		else
+			log_debug("cannot resolve %s in %s", esc, domain);
 	}
 	check_all_for_now(d);
 }

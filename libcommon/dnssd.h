@@ -29,7 +29,7 @@ struct dnssd_record {
 	const char *instance, *domain, *host;
 	const char *address;     /* printable; link-local IPv6 carries "%interface" */
 	const char *interface;   /* name of the interface it was seen on */
-	const char *path, *tag;  /* TXT path= and t= */
+	const char *tag;         /* TXT t=, well-formed (keys_tag_form_ok) */
 	uint16_t port;
 	int family;              /* AF_INET or AF_INET6 */
 	unsigned mark;           /* free for the caller (0 at found) */
@@ -77,11 +77,11 @@ void dnssd_quit(struct dnssd *d, int code);
 /* 1 while the daemon is reachable and running. */
 int dnssd_is_up(const struct dnssd *d);
 
-/* Publishes DNSSD_TYPE at port with TXT v=1, path=path, t=tag under instance name
+/* Publishes DNSSD_TYPE at port with TXT v=1, t=tag under instance name
  * instance (NULL: a random one; either way a random one after a collision), now or as
  * soon as the daemon is up. user is returned by dnssd_pub_user. */
 struct dnssd_pub *dnssd_publish(struct dnssd *d, const char *instance, uint16_t port,
-    const char *path, const char *tag, void *user);
+    const char *tag, void *user);
 /* Withdraws and frees p. */
 void dnssd_unpublish(struct dnssd *d, struct dnssd_pub *p);
 void *dnssd_pub_user(const struct dnssd_pub *p);

@@ -74,8 +74,8 @@ keys_free(struct keys *k)
 }
 
 static void
-keys_tag_raw(const struct keys *k, uint16_t port, const char *path,
-    const unsigned char nonce[KEYS_NONCE_LEN], unsigned char tag[KEYS_TAG_LEN])
+keys_tag_raw(const struct keys *k, uint16_t port, const unsigned char nonce[KEYS_NONCE_LEN],
+    unsigned char tag[KEYS_TAG_LEN])
 {
 	crypto_generichash_state st;
 	unsigned char be[2] = { port >> 8, port & 0xff };
@@ -83,54 +83,69 @@ keys_tag_raw(const struct keys *k, uint16_t port, const char *path,
 	crypto_generichash_init(&st, k->disc, KEYS_LEN, KEYS_TAG_LEN);
 	crypto_generichash_update(&st, nonce, KEYS_NONCE_LEN);
 	crypto_generichash_update(&st, be, sizeof be);
-	if (path)
-		crypto_generichash_update(&st, (const unsigned char *)path, strlen(path));
 	crypto_generichash_final(&st, tag, KEYS_TAG_LEN);
 	sodium_memzero(&st, sizeof st);
 }
 
 void
-keys_tag_make_nonce(const struct keys *k, uint16_t port, const char *path,
+keys_tag_make_nonce(const struct keys *k, uint16_t port,
     const unsigned char nonce[KEYS_NONCE_LEN], char out[KEYS_TAG_TEXT_LEN])
 {
 	unsigned char raw[TAG_RAW_LEN];
 
 	memcpy(raw, nonce, KEYS_NONCE_LEN);
-	keys_tag_raw(k, port, path, nonce, raw + KEYS_NONCE_LEN);
+	keys_tag_raw(k, port, nonce, raw + KEYS_NONCE_LEN);
 	sodium_bin2base64(out, KEYS_TAG_TEXT_LEN, raw, sizeof raw,
 	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
 void
-keys_tag_make(const struct keys *k, uint16_t port, const char *path,
-    char out[KEYS_TAG_TEXT_LEN])
+keys_tag_make(const struct keys *k, uint16_t port, char out[KEYS_TAG_TEXT_LEN])
 {
 	unsigned char nonce[KEYS_NONCE_LEN];
 
 	randombytes_buf(nonce, sizeof nonce);
-	keys_tag_make_nonce(k, port, path, nonce, out);
+	keys_tag_make_nonce(k, port, nonce, out);
 }
 
-int
-keys_tag_verify(const struct keys *k, uint16_t port, const char *path, const char *t)
+/* raw gets nonce || tag when t is exactly their base64url text. */
+static int
+keys_tag_decode(const char *t, unsigned char raw[TAG_RAW_LEN])
 {
-	unsigned char raw[TAG_RAW_LEN], tag[KEYS_TAG_LEN];
 	size_t rawlen = 0;
 	const char *end = NULL;
 
-	if (!k || !t || strnlen(t, KEYS_TAG_TEXT_LEN) != KEYS_TAG_TEXT_LEN - 1)
-		return 0;
+	if (!t || strnlen(t, KEYS_TAG_TEXT_LEN) != KEYS_TAG_TEXT_LEN - 1)
+		return -1;
 	/* libsodium 1.0.18 decodes some bytes >= 0x80 as '-' or '_' (its constant-time char
 	 * compare sees only the low byte of a sign-extended char), so check the alphabet. */
 	if (strspn(t, B64URL) != KEYS_TAG_TEXT_LEN - 1)
-		return 0;
+		return -1;
 	/* Strict: no ignored characters, nothing left over, exactly 32 bytes. 43 characters
 	 * carry 258 bits, so a non-canonical last character is also rejected by libsodium. */
-	if (sodium_base642bin(raw, sizeof raw, t, KEYS_TAG_TEXT_LEN - 1, NULL, &rawlen, &end,
-	    sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 || rawlen != sizeof raw ||
+	if (sodium_base642bin(raw, TAG_RAW_LEN, t, KEYS_TAG_TEXT_LEN - 1, NULL, &rawlen, &end,
+	    sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 || rawlen != TAG_RAW_LEN ||
 	    end != t + KEYS_TAG_TEXT_LEN - 1)
+		return -1;
+	return 0;
+}
+
+int
+keys_tag_form_ok(const char *t)
+{
+	unsigned char raw[TAG_RAW_LEN];
+
+	return keys_tag_decode(t, raw) == 0;
+}
+
+int
+keys_tag_verify(const struct keys *k, uint16_t port, const char *t)
+{
+	unsigned char raw[TAG_RAW_LEN], tag[KEYS_TAG_LEN];
+
+	if (!k || keys_tag_decode(t, raw) < 0)
 		return 0;
-	keys_tag_raw(k, port, path, raw, tag);
+	keys_tag_raw(k, port, raw, tag);
 	return sodium_memcmp(tag, raw + KEYS_NONCE_LEN, KEYS_TAG_LEN) == 0;
 }
 

@@ -28,15 +28,17 @@ int keys_name_valid(const char *name);
 struct keys *keys_derive(const char *name);
 void keys_free(struct keys *k);
 
-/* The TXT "t=" value for an advertisement at port and path with a fresh random nonce. */
-void keys_tag_make(const struct keys *k, uint16_t port, const char *path,
-    char out[KEYS_TAG_TEXT_LEN]);
+/* The TXT "t=" value for an advertisement at port with a fresh random nonce. */
+void keys_tag_make(const struct keys *k, uint16_t port, char out[KEYS_TAG_TEXT_LEN]);
 /* The same with a given nonce (for tests and known answers). */
-void keys_tag_make_nonce(const struct keys *k, uint16_t port, const char *path,
+void keys_tag_make_nonce(const struct keys *k, uint16_t port,
     const unsigned char nonce[KEYS_NONCE_LEN], char out[KEYS_TAG_TEXT_LEN]);
-/* 1 when t is a tag of k for port and path (constant-time compare), 0 otherwise,
- * including for t that is not well-formed. */
-int keys_tag_verify(const struct keys *k, uint16_t port, const char *path, const char *t);
+/* 1 when t has the form of a tag: exactly KEYS_TAG_TEXT_LEN - 1 base64url characters
+ * that decode to nonce || tag, nothing else. */
+int keys_tag_form_ok(const char *t);
+/* 1 when t is a tag of k for port (constant-time compare), 0 otherwise, including for t
+ * that is not well-formed. */
+int keys_tag_verify(const struct keys *k, uint16_t port, const char *t);
 
 /* n random bytes as 2n lowercase hex characters plus NUL (peer ids, instances, paths). */
 void keys_random_hex(char *out, size_t nbytes);

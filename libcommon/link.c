@@ -1,5 +1,7 @@
 #include "link.h"
 
+#include <arpa/inet.h>
+#include <net/if.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,9 +12,10 @@
 #include "wsclient.h"
 
 #define LINK_PROLOGUE "nws-link/1"
-#define LINK_PATH_MAX 128
 /* Handshake payload: the CBOR map {"node": h'<16 bytes>'}. */
 #define LINK_PAYLOAD_LEN (1 + 5 + 1 + LINK_NODE_LEN)
+/* msg1 has exactly this length: e, then the encrypted payload. */
+#define LINK_MSG1_LEN (NOISE_DHLEN + LINK_PAYLOAD_LEN + NOISE_TAGLEN)
 /* The queue holds finished WebSocket frames (header, mask, payload), so a burst of them
  * goes out in one write(2) through lws_write's raw mode instead of one per message.
  * Bytes written per writeable callback, cut at a frame boundary: */
@@ -24,13 +27,14 @@
 #define LINK_PARTIAL_BUDGET ((size_t)64 << 20)
 #define LINK_ACC_KEEP ((size_t)2 * NOISE_MAX_MSG)
 static size_t partial_total;
-/* The dialling end runs its own liveness (lws pings only for WebSocket roles): */
+/* Liveness is checked this often, at both ends: */
 #define LINK_LIVE_TICK_US (2 * LWS_US_PER_SEC)
 
 struct link {
 	struct lws *wsi;
 	int initiator;
 	int up, closing, flush, gone;
+	int keyed;           /* the handshake is done; the accepting end waits to be up */
 	int dialing;         /* inside lws_client_connect_via_info: a failure is reported there */
 	int hs_sent;         /* the dialling end sent its first handshake message */
 	int frag;            /* inside a fragmented message (dialling end) */
@@ -45,7 +49,6 @@ struct link {
 	unsigned char hash[NOISE_HASHLEN];
 	unsigned char mask[4];   /* a client masks its frames (RFC 6455 5.3) */
 	char address[64];
-	char path[LINK_PATH_MAX + 2];
 	struct noise_handshake hs;
 	struct noise_session s;
 	struct noise_reassembly re;
@@ -54,17 +57,18 @@ struct link {
 	struct buf msg;      /* one WebSocket message arriving in fragments */
 	/* The dialling end speaks WebSocket itself over a raw socket (wsclient.h). */
 	struct wsc wsc;
-	lws_usec_t last_rx;
+	lws_usec_t last_rx;      /* the last transport message that decrypted */
+	lws_usec_t last_tx;      /* the last transport message queued */
 	lws_sorted_usec_list_t live;
 };
 
-/* Per-connection lws storage: the path of an incoming connection, kept from the filter
- * callback (where headers are readable) to the established one (where the link starts). */
+/* Per-connection lws storage: an incoming connection's first message, until it is whole
+ * and the acceptor has found the channel whose key opens it. */
 struct link_pss {
-	char path[LINK_PATH_MAX];
+	unsigned char msg1[LINK_MSG1_LEN];
+	size_t len;
 };
 
-static link_known_fn known;
 static link_accept_fn acceptor;
 static void *acceptor_ctx;
 
@@ -74,32 +78,90 @@ const lws_retry_bo_t link_retry_policy = {
 };
 
 void
-link_set_acceptor(link_known_fn kn, link_accept_fn fn, void *ctx)
+link_set_acceptor(link_accept_fn fn, void *ctx)
 {
-	known = kn;
 	acceptor = fn;
 	acceptor_ctx = ctx;
+}
+
+static int
+iface_name_ok(const char *s, size_t n)
+{
+	if (n == 0 || n >= IF_NAMESIZE)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= '0' && s[i] <= '9') || strchr("._-@", s[i])))
+			return 0;
+	return 1;
+}
+
+int
+link_target_check(const char *address, long port, const char *iface, const char **why)
+{
+	unsigned char bin[sizeof(struct in6_addr)];
+	char ip[INET6_ADDRSTRLEN];
+	const char *pct;
+	size_t n;
+
+	if (!address || (n = strlen(address)) == 0 || n >= sizeof ((struct link *)0)->address) {
+		*why = "no address, or one too long";
+		return -1;
+	}
+	pct = strchr(address, '%');
+	n = pct ? (size_t)(pct - address) : n;
+	if (n >= sizeof ip) {
+		*why = "the address is not an IP address";
+		return -1;
+	}
+	memcpy(ip, address, n);
+	ip[n] = '\0';
+	if (inet_pton(AF_INET, ip, bin) != 1 && inet_pton(AF_INET6, ip, bin) != 1) {
+		*why = "the address is not an IP address";
+		return -1;
+	}
+	if (pct && (!strchr(ip, ':') || !iface_name_ok(pct + 1, strlen(pct + 1)))) {
+		*why = "the address has a bad %interface";
+		return -1;
+	}
+	if (port < 1 || port > 65535) {
+		*why = "the port is not from 1 to 65535";
+		return -1;
+	}
+	if (iface && *iface && !iface_name_ok(iface, strlen(iface))) {
+		*why = "the interface is not an interface name";
+		return -1;
+	}
+	return 0;
+}
+
+int
+link_msg1_opens(const unsigned char psk[32], const unsigned char *msg1, size_t len)
+{
+	struct noise_handshake hs;
+	unsigned char payload[LINK_MSG1_LEN];
+	long n = -1;
+
+	if (len == LINK_MSG1_LEN &&
+	    noise_handshake_init(&hs, 0, psk, LINK_PROLOGUE, sizeof LINK_PROLOGUE - 1) == 0)
+		n = noise_handshake_read(&hs, msg1, len, payload);
+	noise_handshake_clear(&hs);
+	sodium_memzero(payload, sizeof payload);
+	return n >= 0;
 }
 
 struct link *
 link_new(const struct link_conf *c, int initiator)
 {
 	struct link *l = calloc(1, sizeof *l);
-	unsigned char prologue[sizeof LINK_PROLOGUE - 1 + LINK_PATH_MAX];
-	size_t plen = strlen(c->path);
 
-	if (!l || plen > LINK_PATH_MAX) {
+	if (!l)
+		return NULL;
+	if (noise_handshake_init(&l->hs, initiator, c->psk, LINK_PROLOGUE,
+	    sizeof LINK_PROLOGUE - 1) < 0) {
 		free(l);
 		return NULL;
 	}
-	memcpy(prologue, LINK_PROLOGUE, sizeof LINK_PROLOGUE - 1);
-	memcpy(prologue + sizeof LINK_PROLOGUE - 1, c->path, plen);
-	if (noise_handshake_init(&l->hs, initiator, c->psk, prologue,
-	    sizeof LINK_PROLOGUE - 1 + plen) < 0) {
-		free(l);
-		return NULL;
-	}
-	snprintf(l->path, sizeof l->path, "/%s", c->path);
 	l->initiator = initiator;
 	l->ops = c->ops;
 	l->ctx = c->ctx;
@@ -172,6 +234,7 @@ link_send(struct link *l, const void *cbor, size_t len)
 		l->progress = lws_now_usecs();
 	if (noise_send_frame(&l->s.send, cbor, len, link_emit, l) != 0)
 		return -1;
+	l->last_tx = lws_now_usecs();
 	link_want_write(l);
 	return 0;
 }
@@ -268,31 +331,63 @@ link_hs_write(struct link *l)
 }
 
 static int
-link_hs_done(struct link *l)
+link_split(struct link *l)
 {
 	if (noise_handshake_split(&l->hs, &l->s) < 0)
 		return -1;
 	memcpy(l->hash, l->s.h, sizeof l->hash);
-	l->up = 1;
-	lws_set_timeout(l->wsi, NO_PENDING_TIMEOUT, 0);
-	l->ops->up(l->ctx, l);
+	l->keyed = 1;
 	return 0;
 }
 
-/* One whole WebSocket message. -1 closes the link. */
+/* An empty non-final piece: no frame, but proof that we hold the session's keys. */
+static int
+link_send_empty(struct link *l)
+{
+	unsigned char msg[1 + NOISE_TAGLEN] = { 0 };
+	long n = noise_encrypt(&l->s.send, msg, 1, msg);
+
+	if (n < 0 || link_queue(l, msg, (size_t)n) < 0)
+		return -1;
+	l->last_tx = lws_now_usecs();
+	link_want_write(l);
+	return 0;
+}
+
+static void link_live(lws_sorted_usec_list_t *sul);
+
+static void
+link_up(struct link *l)
+{
+	l->up = 1;
+	l->last_rx = lws_now_usecs();
+	if (!l->last_tx)
+		l->last_tx = l->last_rx;
+	lws_set_timeout(l->wsi, NO_PENDING_TIMEOUT, 0);
+	lws_sul_schedule(lws_get_context(l->wsi), 0, &l->live, link_live, LINK_LIVE_TICK_US);
+	l->ops->up(l->ctx, l);
+}
+
+/* One whole WebSocket message. -1 closes the link. msg1 can be replayed by anyone who saw
+ * it, so the accepting end answers it with msg2 and nothing else, and takes the link as
+ * up only when the dialler's first transport message decrypts: the dialler sends one (an
+ * empty piece) at once after reading msg2. Until then the handshake deadline runs. */
 static int
 link_message(struct link *l, const unsigned char *msg, size_t len)
 {
-	if (!l->up) {
+	if (!l->keyed) {
 		unsigned char payload[NOISE_MAX_MSG];
 		long n = noise_handshake_read(&l->hs, msg, len, payload);
 		if (n < 0 || link_payload_parse(l, payload, n) < 0) {
 			snprintf(l->why, sizeof l->why, "handshake failed");
 			return -1;
 		}
-		if (!l->initiator && link_hs_write(l) < 0)
+		if (!l->initiator)
+			return link_hs_write(l) < 0 || link_split(l) < 0 ? -1 : 0;
+		if (link_split(l) < 0 || link_send_empty(l) < 0)
 			return -1;
-		return link_hs_done(l);
+		link_up(l);
+		return 0;
 	}
 	int r = noise_recv_piece(&l->s.recv, &l->re, msg, len);
 	if (r < 0) {
@@ -300,6 +395,9 @@ link_message(struct link *l, const unsigned char *msg, size_t len)
 		snprintf(l->why, sizeof l->why, "message does not decrypt");
 		return -1;
 	}
+	l->last_rx = lws_now_usecs();
+	if (!l->up)
+		link_up(l);
 	if (r == 0) {
 		/* Counted by capacity: that is the memory it holds. */
 		partial_total += l->re.acc.cap - l->partial;
@@ -389,6 +487,20 @@ link_writeable(struct link *l, struct lws *wsi)
 	return 0;
 }
 
+/* The other end sent a close frame (payload: status, reason). Its reason is only text
+ * for logs and unlinked frames, escaped, and only once the link is up: before that the
+ * other end is not known to hold the key, so nothing it says is taken. */
+static void
+link_peer_closed(struct link *l, const unsigned char *p, size_t n)
+{
+	if (!l->up)
+		snprintf(l->why, sizeof l->why, "closed before the handshake finished");
+	else if (n > 2)
+		log_escape((const char *)p + 2, n - 2, l->why, sizeof l->why);
+	else if (!l->why[0])
+		snprintf(l->why, sizeof l->why, "closed");
+}
+
 /* One frame from the server (dialling end). */
 static int
 link_ws_frame(void *ctx, int op, int fin, const unsigned char *p, size_t n)
@@ -421,11 +533,7 @@ link_ws_frame(void *ctx, int op, int fin, const unsigned char *p, size_t n)
 	case WS_OP_PONG:
 		return 0;
 	case WS_OP_CLOSE:
-		if (n > 2 && n - 2 < sizeof l->why) {
-			memcpy(l->why, p + 2, n - 2);
-			l->why[n - 2] = '\0';
-		} else if (!l->why[0])
-			snprintf(l->why, sizeof l->why, "closed");
+		link_peer_closed(l, p, n);
 		return -1;
 	default:
 		snprintf(l->why, sizeof l->why, "unexpected frame");
@@ -433,11 +541,14 @@ link_ws_frame(void *ctx, int op, int fin, const unsigned char *p, size_t n)
 	}
 }
 
+/* Liveness, both ends, once up: only transport messages that decrypt count as traffic
+ * (a WebSocket pong proves nothing about the key), so each end sends an empty piece when
+ * it has sent nothing for LINK_PING_SECS. */
 static void
 link_live(lws_sorted_usec_list_t *sul)
 {
 	struct link *l = lws_container_of(sul, struct link, live);
-	lws_usec_t age = lws_now_usecs() - l->last_rx;
+	lws_usec_t now = lws_now_usecs(), age = now - l->last_rx;
 
 	if (!l->wsi)
 		return;
@@ -447,9 +558,12 @@ link_live(lws_sorted_usec_list_t *sul)
 		lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 		return;
 	}
-	if (age >= LINK_PING_SECS * LWS_US_PER_SEC && l->wsc.open &&
-	    ws_frame_append(&l->out, WS_OP_PING, NULL, 0, l->mask) == 0)
-		link_want_write(l);
+	if (!l->closing && !l->out.len && now - l->last_tx >= LINK_PING_SECS * LWS_US_PER_SEC &&
+	    link_send_empty(l) < 0) {
+		snprintf(l->why, sizeof l->why, "cannot send");
+		lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+		return;
+	}
 	lws_sul_schedule(lws_get_context(l->wsi), 0, &l->live, link_live, LINK_LIVE_TICK_US);
 }
 
@@ -458,7 +572,6 @@ link_raw_rx(struct link *l, const unsigned char *in, size_t len)
 {
 	const char *err = NULL;
 
-	l->last_rx = lws_now_usecs();
 	if (wsc_feed(&l->wsc, in, len, link_ws_frame, l, &err) < 0) {
 		if (err)
 			snprintf(l->why, sizeof l->why, "%s", err);
@@ -486,6 +599,47 @@ link_gone(struct link *l)
 	link_free(l);
 }
 
+static void
+link_peer_address(struct lws *wsi, char *out, size_t len)
+{
+	lws_get_peer_simple(wsi, out, len);
+	if (strncmp(out, "::ffff:", 7) == 0 && strchr(out, '.'))
+		memmove(out, out + 7, strlen(out + 7) + 1);
+}
+
+/* The first message of an incoming connection, msg1, names no channel: the acceptor finds
+ * the one whose key opens it, and only then is there a link. */
+static int
+link_accept_first(struct lws *wsi, struct link_pss *pss, const unsigned char *in, size_t len)
+{
+	int last = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
+	char address[64];
+	struct link *l;
+
+	link_peer_address(wsi, address, sizeof address);
+	if (!lws_frame_is_binary(wsi) || len > sizeof pss->msg1 - pss->len) {
+		log_info("refused a link from %s: its first message is no handshake", address);
+		return -1;
+	}
+	memcpy(pss->msg1 + pss->len, in, len);
+	pss->len += len;
+	if (!last)
+		return 0;
+	if (!acceptor || !(l = acceptor(acceptor_ctx, pss->msg1, pss->len))) {
+		log_info("refused a link from %s: its handshake opens no channel open here",
+		    address);
+		return -1;
+	}
+	l->wsi = wsi;
+	lws_set_opaque_user_data(wsi, l);
+	snprintf(l->address, sizeof l->address, "%s", address);
+	if (link_message(l, pss->msg1, pss->len) < 0) {
+		log_info("closing a link from %s: %s", l->address, l->why);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 link_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
     size_t len)
@@ -494,38 +648,26 @@ link_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 	struct link_pss *pss = user;
 
 	switch (reason) {
-	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-		if (!pss || lws_hdr_copy(wsi, pss->path, sizeof pss->path,
-		    WSI_TOKEN_GET_URI) <= 1) {
-			log_info("refused a link with no usable path");
-			return 1;
-		}
-		if (!known || !known(acceptor_ctx, pss->path + 1)) {
-			log_info("refused a link to an unknown path");
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+		char path[sizeof LINK_PATH + 1];
+		if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0 ||
+		    strcmp(path, LINK_PATH) != 0 || !acceptor) {
+			log_info("refused a link upgrade that is not for " LINK_PATH);
 			return 1;
 		}
 		return 0;
+	}
 	case LWS_CALLBACK_ESTABLISHED:
-		if (!acceptor || !pss || !(l = acceptor(acceptor_ctx, pss->path + 1))) {
-			log_info("refused a link to an unknown path");
-			return -1;
-		}
-		l->wsi = wsi;
-		lws_set_opaque_user_data(wsi, l);
-		lws_get_peer_simple(wsi, l->address, sizeof l->address);
-		if (strncmp(l->address, "::ffff:", 7) == 0 && strchr(l->address, '.'))
-			memmove(l->address, l->address + 7, strlen(l->address + 7) + 1);
+		/* No link yet: its channel is known only from msg1 (link_accept_first). */
 		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LINK_HANDSHAKE_SECS);
 		return 0;
 	case LWS_CALLBACK_RAW_CONNECTED: {
 		char req[512];
 		int n;
-		if (!l || (n = wsc_request(&l->wsc, req, sizeof req, "nws-link", l->path)) < 0 ||
+		if (!l || (n = wsc_request(&l->wsc, req, sizeof req, "nws-link", LINK_PATH)) < 0 ||
 		    lws_write(wsi, (unsigned char *)req, (size_t)n, LWS_WRITE_RAW) < n)
 			return -1;
 		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LINK_HANDSHAKE_SECS);
-		l->last_rx = lws_now_usecs();
-		lws_sul_schedule(lws_get_context(wsi), 0, &l->live, link_live, LINK_LIVE_TICK_US);
 		return 0;
 	}
 	case LWS_CALLBACK_RAW_RX:
@@ -538,7 +680,7 @@ link_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 		return 0;
 	case LWS_CALLBACK_RECEIVE:
 		if (!l)
-			return -1;
+			return pss ? link_accept_first(wsi, pss, in, len) : -1;
 		if (link_receive(l, wsi, in, len) < 0) {
 			log_info("closing a link from %s: %s", l->address, l->why);
 			return -1;
@@ -550,10 +692,8 @@ link_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 			return -1;
 		return link_writeable(l, wsi);
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-		if (l && len > 2 && len - 2 < sizeof l->why) {
-			memcpy(l->why, (const char *)in + 2, len - 2);
-			l->why[len - 2] = '\0';
-		}
+		if (l)
+			link_peer_closed(l, in, len);
 		return 0;
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 		if (l) {
@@ -587,9 +727,16 @@ link_dial(struct link *l, struct lws_context *cx, struct lws_vhost *vh,
     const char *address, int port, const char *iface)
 {
 	struct lws_client_connect_info ci;
+	const char *why;
 	char addr[96];
 	struct lws *wsi;
 
+	/* Checked again here: nothing but an IP literal may reach the request's bytes. */
+	if (link_target_check(address, port, iface, &why) < 0) {
+		log_error("not dialling a peer: %s", why);
+		link_free(l);
+		return -1;
+	}
 	if (iface && *iface && strncmp(address, "fe80:", 5) == 0 && !strchr(address, '%'))
 		snprintf(addr, sizeof addr, "%s%%%s", address, iface);
 	else
@@ -600,7 +747,7 @@ link_dial(struct link *l, struct lws_context *cx, struct lws_vhost *vh,
 	ci.vhost = vh;
 	ci.address = addr;
 	ci.port = port;
-	ci.path = l->path;
+	ci.path = LINK_PATH;
 	ci.host = "nws-link";
 	ci.method = "RAW";     /* WebSocket is spoken by wsclient, see its header */
 	ci.local_protocol_name = LINK_SUBPROTOCOL;

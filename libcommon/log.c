@@ -64,3 +64,30 @@ log_once_per_burst(const char *key)
 	snprintf(last, sizeof last, "%s", key);
 	return 1;
 }
+
+const char *
+log_escape(const char *s, size_t len, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	if (!outlen)
+		return out;
+	for (size_t i = 0; s && i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c != 0x7f && c != '\\') {
+			if (o + 1 >= outlen)
+				break;
+			out[o++] = (char)c;
+			continue;
+		}
+		if (o + 4 >= outlen)
+			break;
+		out[o++] = '\\';
+		out[o++] = 'x';
+		out[o++] = hex[c >> 4];
+		out[o++] = hex[c & 15];
+	}
+	out[o] = '\0';
+	return out;
+}

@@ -4,6 +4,8 @@
 #ifndef NWS_LOG_H
 #define NWS_LOG_H
 
+#include <stddef.h>
+
 extern const char *log_prog;
 extern int log_level;   /* 0 default, 1 -v, 2 -vv */
 
@@ -16,6 +18,12 @@ void log_at(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 /* log_error, then exit(code). */
 void log_fatal(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
+
+/* Remote text (close reasons, host names, instance names) made safe to print: control
+ * bytes, DEL and backslash become \xHH, so a peer cannot forge lines or drive a terminal.
+ * Writes at most outlen bytes into out (cut, but always terminated) and returns out. */
+#define LOG_ESCAPE_MAX(n) (4 * (n) + 1)
+const char *log_escape(const char *s, size_t len, char *out, size_t outlen);
 
 /* Says the same thing at most once per burst: returns 1 (and the caller prints) unless
  * the same key was reported less than a second ago. */

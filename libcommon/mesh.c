@@ -11,7 +11,6 @@
 #include "link.h"
 #include "log.h"
 
-#define PATH_BYTES 16
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
 /* Local peers come from our own pipeline, not from members: a generous cap. */
@@ -41,7 +40,7 @@ enum target_state { T_IDLE, T_DIALING, T_UP, T_COVERED, T_SELF };
 /* A found advertisement we dial and redial while it is not lost. */
 struct target {
 	struct channel *ch;
-	char *address, *path, *iface;
+	char *address, *iface;
 	int port;
 	enum target_state state;
 	struct link *link;
@@ -69,7 +68,6 @@ struct channel {
 	char *name;
 	struct keys *keys;          /* NULL while the worker derives them */
 	struct derive_job *job;
-	char path[2 * PATH_BYTES + 1];
 	int closed;
 	struct idset locals;
 	/* Every peer id of the channel, local or remote, with its holder (a struct node, or
@@ -237,7 +235,6 @@ lref_new(struct channel *ch, struct target *t, int initiator)
 	if (!r)
 		return NULL;
 	c.psk = ch->keys->link;
-	c.path = t ? t->path : ch->path;   /* the listener's path, as in the URL */
 	c.node = m->node;
 	c.max_queue = m->max_queue;
 	c.max_frame = m->max_frame;
@@ -347,17 +344,15 @@ target_free(struct target *t)
 		if (r->t == t)
 			r->t = NULL;
 	free(t->address);
-	free(t->path);
 	free(t->iface);
 	free(t);
 }
 
 static struct target *
-target_find(struct channel *ch, const char *address, int port, const char *path)
+target_find(struct channel *ch, const char *address, int port)
 {
 	for (struct target *t = ch->targets; t; t = t->next)
-		if (t->port == port && strcmp(t->address, address) == 0 &&
-		    strcmp(t->path, path) == 0)
+		if (t->port == port && strcmp(t->address, address) == 0)
 			return t;
 	return NULL;
 }
@@ -702,7 +697,6 @@ mesh_down(void *ctx, struct link *l, const char *why)
 	struct lref *r = link_user(l);
 	struct channel *ch = r->ch;
 	struct target *t = r->t;
-	int dup = r->dup || strcmp(why, "duplicate") == 0;
 	struct node *n = link_is_up(l) ? node_find(ch, link_node(l)) : NULL;
 
 	lref_unlink(r);
@@ -711,17 +705,18 @@ mesh_down(void *ctx, struct link *l, const char *why)
 		n->active = NULL;
 		node_drop(n, why);
 	}
-	if (t) {
+	/* What happens to the target is decided from what the handshake proved (the node id
+	 * at the other end), never from the close reason, which anyone on the path can write:
+	 * a link to ourselves was seen as such by mesh_up, and a link to a node that another
+	 * link carries is covered by it. */
+	if (t)
 		t->link = NULL;
-		if (t->state == T_SELF || strcmp(why, "self") == 0)
-			t->state = T_SELF;
-		else if (dup && link_is_up(l) && node_find(ch, link_node(l))) {
-			memcpy(t->node, link_node(l), LINK_NODE_LEN);
-			t->state = T_COVERED;
-		} else {
-			t->state = T_IDLE;
-			target_schedule(t);
-		}
+	if (t && t->state != T_SELF && link_is_up(l) && node_find(ch, link_node(l))) {
+		memcpy(t->node, link_node(l), LINK_NODE_LEN);
+		t->state = T_COVERED;
+	} else if (t && t->state != T_SELF) {
+		t->state = T_IDLE;
+		target_schedule(t);
 	}
 	free(r);
 	if (ch->closed && !ch->links && !ch->nodes)
@@ -735,28 +730,17 @@ static const struct link_ops mesh_link_ops = {
 	.drained = mesh_link_drained,
 };
 
-static int
-mesh_known(void *ctx, const char *path)
-{
-	struct mesh *m = ctx;
-
-	if (m->stopping)
-		return 0;
-	for (struct channel *ch = m->channels; ch; ch = ch->next)
-		if (!ch->closed && ch->keys && strcmp(ch->path, path) == 0)
-			return 1;
-	return 0;
-}
-
+/* An incoming link's channel is the one whose key opens its msg1: one path serves every
+ * channel, so nothing before the handshake tells them apart. */
 static struct link *
-mesh_accept(void *ctx, const char *path)
+mesh_accept(void *ctx, const unsigned char *msg1, size_t len)
 {
 	struct mesh *m = ctx;
 
 	if (m->stopping)
 		return NULL;
 	for (struct channel *ch = m->channels; ch; ch = ch->next)
-		if (!ch->closed && ch->keys && strcmp(ch->path, path) == 0) {
+		if (!ch->closed && ch->keys && link_msg1_opens(ch->keys->link, msg1, len)) {
 			struct lref *r = lref_new(ch, NULL, 0);
 			return r ? r->link : NULL;
 		}
@@ -785,7 +769,7 @@ mesh_new(struct lws_context *cx, struct lws_vhost *vh, int port, size_t max_fram
 	}
 	randombytes_buf(m->node, sizeof m->node);
 	buf_init(&m->scratch, 0);
-	link_set_acceptor(mesh_known, mesh_accept, m);
+	link_set_acceptor(mesh_accept, m);
 	return m;
 }
 
@@ -846,7 +830,7 @@ channel_derived(void *ctx, struct derive_job *j, struct keys *k)
 	frame_init(&f);
 	f.action = ACTION_LISTENING;
 	f.port = m->port;
-	if (frame_set(&f.channel, ch->name) == 0 && frame_set(&f.path, ch->path) == 0)
+	if (frame_set(&f.channel, ch->name) == 0)
 		out_frame(m, &f);
 	frame_free(&f);
 	for (struct target *t = ch->targets; t; t = t->next)
@@ -873,12 +857,11 @@ mesh_open(struct mesh *m, const char *name)
 	ch->m = m;
 	idset_init(&ch->locals, LOCALS_MAX);
 	idset_init(&ch->holders, 0);
-	keys_random_hex(ch->path, PATH_BYTES);
 	ch->next = m->channels;
 	m->channels = ch;
 	if (m->deriving++ == 0)
 		lws_sul_schedule(m->cx, 0, &m->derive_sul, derive_due, DERIVE_POLL_US);
-	log_debug("opened channel %s at path /%s", name, ch->path);
+	log_debug("opened channel %s", name);
 	return 0;
 }
 
@@ -903,10 +886,16 @@ mesh_found(struct mesh *m, const struct frame *f, int lost)
 {
 	struct channel *ch = channel_find(m, f->channel, strlen(f->channel));
 	struct target *t;
+	const char *why;
 
-	if (!ch || !f->address || !f->path || f->port <= 0 || f->port > 65535)
+	if (!ch)
 		return;
-	t = target_find(ch, f->address, (int)f->port, f->path);
+	if (link_target_check(f->address, f->port, f->interface, &why) < 0) {
+		if (log_once_per_burst("mesh: bad found"))
+			log_error("ignoring a %s frame: %s", lost ? "lost" : "found", why);
+		return;
+	}
+	t = target_find(ch, f->address, (int)f->port);
 	if (lost) {
 		if (t)
 			target_free(t);
@@ -915,11 +904,9 @@ mesh_found(struct mesh *m, const struct frame *f, int lost)
 	if (t)
 		return;
 	if (!(t = calloc(1, sizeof *t)) || !(t->address = strdup(f->address)) ||
-	    !(t->path = strdup(f->path)) ||
 	    (f->interface && !(t->iface = strdup(f->interface)))) {
 		if (t) {
 			free(t->address);
-			free(t->path);
 			free(t);
 		}
 		log_error("out of memory");
@@ -1143,7 +1130,7 @@ mesh_free(struct mesh *m)
 		}
 		channel_free(ch);
 	}
-	link_set_acceptor(NULL, NULL, NULL);
+	link_set_acceptor(NULL, NULL);
 	lws_sul_cancel(&m->stall);
 	lws_sul_cancel(&m->derive_sul);
 	derive_free(m->dv);

@@ -88,16 +88,16 @@ find(struct advertise *a, const char *channel)
 	return NULL;
 }
 
-/* (Re)publishes ad at its port and path with a fresh tag: a new advertisement. */
+/* (Re)publishes ad at its port with a fresh tag: a new advertisement. */
 static int
 publish(struct advertise *a, struct advert *ad)
 {
 	char tag[KEYS_TAG_TEXT_LEN];
 
-	keys_tag_make(ad->k, ad->port, ad->path, tag);
+	keys_tag_make(ad->k, ad->port, tag);
 	if (ad->pub)
 		dnssd_unpublish(a->d, ad->pub);
-	ad->pub = dnssd_publish(a->d, a->instance, ad->port, ad->path, tag, ad);
+	ad->pub = dnssd_publish(a->d, a->instance, ad->port, tag, ad);
 	return ad->pub ? 0 : -1;
 }
 
@@ -110,7 +110,6 @@ advert_free(struct advertise *a, struct advert *ad)
 		dnssd_unpublish(a->d, ad->pub);
 	sodium_memzero(ad->channel, strlen(ad->channel));
 	free(ad->channel);
-	free(ad->path);
 	keys_free(ad->k);
 	free(ad);
 }
@@ -142,29 +141,13 @@ advertise_derive_init(struct advertise *a)
 }
 
 int
-advertise_add(struct advertise *a, const char *channel, uint16_t port, const char *path,
-    const char **why)
+advertise_add(struct advertise *a, const char *channel, uint16_t port, const char **why)
 {
-	char random_path[2 + 2 * 8];
 	struct advert *ad;
-	char *copy;
 
-	if (!path) {
-		random_path[0] = '/';
-		keys_random_hex(random_path + 1, 8);
-		path = random_path;
-	}
-	if (!*path || strlen(path) > ADVERTISE_PATH_MAX) {
-		*why = "path must be 1 to 200 bytes";
-		return -1;
-	}
 	if ((ad = find(a, channel))) {
-		if (ad->port == port && strcmp(ad->path, path) == 0)
+		if (ad->port == port)
 			return 0;
-		if (!(copy = strdup(path)))
-			goto oom;
-		free(ad->path);
-		ad->path = copy;
 		ad->port = port;
 		if (!ad->k)
 			return 0;   /* published at the new place once derived */
@@ -177,15 +160,14 @@ advertise_add(struct advertise *a, const char *channel, uint16_t port, const cha
 	if (!(ad = calloc(1, sizeof *ad)))
 		goto oom;
 	ad->port = port;
-	if (!(ad->channel = strdup(channel)) || !(ad->path = strdup(path)) ||
+	if (!(ad->channel = strdup(channel)) ||
 	    !(ad->job = derive_start(a->dv, channel, derived, a))) {
 		free(ad->channel);
-		free(ad->path);
 		free(ad);
 		goto oom;
 	}
 	a->ads[a->nads++] = ad;
-	log_debug("advertising channel %s at port %u path %s", channel, port, path);
+	log_debug("advertising channel %s at port %u", channel, port);
 	return 0;
 oom:
 	*why = "out of memory";
@@ -234,7 +216,7 @@ advertise_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size
 	} else if (f.port < 1 || f.port > 65535) {
 		why = "listening needs a port from 1 to 65535";
 	} else {
-		advertise_add(a, f.channel, (uint16_t)f.port, f.path, &why);
+		advertise_add(a, f.channel, (uint16_t)f.port, &why);
 	}
 	if (why) {
 		log_error("a %s frame was ignored: %s", frame_action_name(&f), why);

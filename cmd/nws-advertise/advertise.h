@@ -13,7 +13,6 @@
 #include "keys.h"
 
 #define ADVERTISE_MAX_CHANNELS 1024
-#define ADVERTISE_PATH_MAX 200   /* "path=" + this fits a 255-byte TXT string */
 
 struct advert {
 	char *channel;
@@ -21,7 +20,6 @@ struct advert {
 	struct derive_job *job;
 	struct dnssd_pub *pub;
 	uint16_t port;
-	char *path;
 };
 
 struct advertise {
@@ -36,10 +34,10 @@ struct advertise {
 
 extern const struct dnssd_callbacks advertise_callbacks;
 
-/* Publishes channel at port and path (NULL: a random one), replacing an advertisement
- * of the channel at another port or path, once the channel's keys are derived on the
- * worker (a->dv) while frames keep passing. 0 done, -1 with a reason for an error frame. */
-int advertise_add(struct advertise *a, const char *channel, uint16_t port, const char *path,
+/* Publishes channel at port, replacing an advertisement of the channel at another port,
+ * once the channel's keys are derived on the worker (a->dv) while frames keep passing.
+ * 0 done, -1 with a reason for an error frame. */
+int advertise_add(struct advertise *a, const char *channel, uint16_t port,
     const char **why);
 /* Watches the key worker on the loop. -1 when it cannot be started. */
 int advertise_derive_init(struct advertise *a);

@@ -10,21 +10,20 @@
 #include "opts.h"
 
 static const char usage[] =
-    "usage: nws-advertise [-v] [-d domain] [-i interface] [-p port [--path path]]\n"
+    "usage: nws-advertise [-v] [-d domain] [-i interface] [-p port]\n"
     "                     [--instance name] [--format json|cbor] [--channel-file file]\n"
     "                     [channel ...]\n"
     "Publishes each channel of a listening frame on stdin (or of the arguments, NWS_CHANNEL\n"
     "and --channel-file, at --port) as an _nws._tcp record that names no channel, withdraws\n"
     "it on close, and passes every other frame on.\n"
     "  -p, --port PORT    the port the channels given here listen on (needed with them)\n"
-    "  --path PATH        their WebSocket path (default: a random one per channel)\n"
     "  -i, --interface IF publish on this interface only\n"
     "  --instance NAME    the instance name to try first (default: 16 random hex)\n"
     "  -d, --domain D     publish in domain D instead of local\n"
     "  --format FMT       json (default) or cbor\n"
     "  -v, --verbose      more on stderr\n";
 
-enum { OPT_FORMAT = OPT_TOOL, OPT_PATH, OPT_INSTANCE };
+enum { OPT_FORMAT = OPT_TOOL, OPT_INSTANCE };
 
 int
 main(int argc, char **argv)
@@ -32,7 +31,6 @@ main(int argc, char **argv)
 	static const struct option longopts[] = {
 		OPTS_LONG,
 		{ "port", required_argument, 0, 'p' },
-		{ "path", required_argument, 0, OPT_PATH },
 		{ "interface", required_argument, 0, 'i' },
 		{ "format", required_argument, 0, OPT_FORMAT },
 		{ "instance", required_argument, 0, OPT_INSTANCE },
@@ -40,7 +38,7 @@ main(int argc, char **argv)
 	};
 	static struct advertise a;
 	struct opts o;
-	const char *iface = NULL, *path = NULL, *why;
+	const char *iface = NULL, *why;
 	long port = 0;
 	char *end;
 	int c, rc;
@@ -56,7 +54,6 @@ main(int argc, char **argv)
 			if (*end || port < 1 || port > 65535)
 				opts_usage(&o, "--port takes a number from 1 to 65535");
 			break;
-		case OPT_PATH: path = optarg; break;
 		case OPT_INSTANCE:
 			if (!*optarg || strlen(optarg) > 63)
 				opts_usage(&o, "--instance takes 1 to 63 bytes");
@@ -78,8 +75,6 @@ main(int argc, char **argv)
 	opts_channels(&o, argc, argv, optind);
 	if (o.nchannels && !port)
 		opts_usage(&o, "channels given here need --port (the port their peers dial)");
-	if (path && (!*path || strlen(path) > ADVERTISE_PATH_MAX))
-		opts_usage(&o, "--path takes 1 to 200 bytes");
 	a.keep = o.nchannels > 0;
 
 	if (!(a.d = dnssd_new(o.domain, iface, &advertise_callbacks, &a))) {
@@ -92,7 +87,7 @@ main(int argc, char **argv)
 	if (advertise_derive_init(&a) < 0)
 		log_fatal(1, "cannot start the key worker: %s", strerror(errno));
 	for (size_t i = 0; i < o.nchannels; i++)
-		if (advertise_add(&a, o.channels[i], (uint16_t)port, path, &why) < 0)
+		if (advertise_add(&a, o.channels[i], (uint16_t)port, &why) < 0)
 			log_fatal(1, "cannot advertise: %s", why);
 	opts_free(&o);
 	dnssd_start(a.d);

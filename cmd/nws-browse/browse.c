@@ -16,12 +16,13 @@ static void
 emit(struct browse *b, const struct dnssd_record *r, const char *channel, int found)
 {
 	if (b->text) {
-		/* + chat 10.0.0.2:40123 /3fa... host-a.local eth0 */
-		char line[1024];
+		/* + chat 10.0.0.2:40123 host-a.local eth0; names from the network escaped */
+		char line[1024], host[LOG_ESCAPE_MAX(256)], ifname[LOG_ESCAPE_MAX(16)];
 		int v6 = r->family == AF_INET6;
-		snprintf(line, sizeof line, "%c %s %s%s%s:%u %s %s %s\n", found ? '+' : '-',
+		snprintf(line, sizeof line, "%c %s %s%s%s:%u %s %s\n", found ? '+' : '-',
 		    channel ? channel : "?", v6 ? "[" : "", r->address, v6 ? "]" : "", r->port,
-		    r->path, r->host, r->interface);
+		    log_escape(r->host, strlen(r->host), host, sizeof host),
+		    log_escape(r->interface, strlen(r->interface), ifname, sizeof ifname));
 		dnssd_io_text(b->io, line);
 		return;
 	}
@@ -31,7 +32,7 @@ emit(struct browse *b, const struct dnssd_record *r, const char *channel, int fo
 	f.port = r->port;
 	if (frame_set(&f.channel, channel) < 0 || frame_set(&f.instance, r->instance) < 0 ||
 	    frame_set(&f.host, r->host) < 0 || frame_set(&f.address, r->address) < 0 ||
-	    frame_set(&f.path, r->path) < 0 || frame_set(&f.interface, r->interface) < 0 ||
+	    frame_set(&f.interface, r->interface) < 0 ||
 	    frame_set(&f.domain, r->domain) < 0)
 		log_error("out of memory: a %s event is lost", found ? "found" : "lost");
 	else
@@ -42,7 +43,7 @@ emit(struct browse *b, const struct dnssd_record *r, const char *channel, int fo
 static int
 matches(const struct browse_chan *c, const struct dnssd_record *r)
 {
-	return c->k && keys_tag_verify(c->k, r->port, r->path, r->tag);
+	return c->k && keys_tag_verify(c->k, r->port, r->tag);
 }
 
 static void
@@ -63,8 +64,12 @@ on_record(void *ctx, struct dnssd_record *r, int found)
 	} else if (!found && (r->mark & UNMATCHED_REPORTED)) {
 		emit(b, r, NULL, 0);
 	}
-	log_debug("%s %s at %s port %u: %d match(es)", found ? "found" : "lost", r->instance,
-	    r->address, r->port, n);
+	if (log_level >= 2) {
+		char inst[LOG_ESCAPE_MAX(64)];
+		log_debug("%s %s at %s port %u: %d match(es)", found ? "found" : "lost",
+		    log_escape(r->instance, strlen(r->instance), inst, sizeof inst), r->address,
+		    r->port, n);
+	}
 	if (found)
 		b->reported += (size_t)n;
 }

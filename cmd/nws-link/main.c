@@ -14,6 +14,7 @@
 #include "mesh.h"
 #include "opts.h"
 #include "link.h"
+#include "listen.h"
 
 #define STOP_DEADLINE_MS 3000
 
@@ -206,13 +207,14 @@ main(int argc, char **argv)
 		{ .name = "nws-link-http", .callback = http_callback },
 		link_protocol,
 		loop_protocol,
+		listen_protocol,
 		{ 0 },
 	};
 	struct lws_context_creation_info info;
 	struct opts o;
 	struct mesh_limits lim = { 0 };
-	char addr[128] = "";
-	int port = 0, c;
+	char addr[128] = "", err[160];
+	int port = 0, c, lfd;
 	long long sz;
 
 	log_init("nws-link");
@@ -248,9 +250,12 @@ main(int argc, char **argv)
 	lws_set_log_level(log_level >= 2 ? LLL_ERR | LLL_WARN | LLL_NOTICE :
 	    log_level ? LLL_ERR : 0, lws_log);
 
+	/* Bound here, not by lws: see listen.h. */
+	if ((lfd = listen_bind(addr, port, &port, err, sizeof err)) < 0)
+		log_fatal(1, "cannot listen on %s%sport %d: %s (choose another with --listen)",
+		    addr, addr[0] ? " " : "", port, err);
 	memset(&info, 0, sizeof info);
-	info.port = port;
-	info.iface = addr[0] ? addr : NULL;
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.protocols = protocols;
 	info.timeout_secs = LINK_HANDSHAKE_SECS;
 	/* lws reads a socket into this buffer: the default 4k costs a read(2) and a trip
@@ -262,10 +267,8 @@ main(int argc, char **argv)
 	if (!(cx = lws_create_context(&info)))
 		log_fatal(1, "cannot start libwebsockets (out of memory?)");
 	struct lws_vhost *vh = lws_create_vhost(cx, &info);
-	if (!vh)
-		log_fatal(1, "cannot listen on %s%sport %d: in use or not a local address? "
-		    "(choose another with --listen)", addr, addr[0] ? " " : "", port);
-	port = lws_get_vhost_listen_port(vh);
+	if (!vh || listen_adopt(vh, lfd) < 0)
+		log_fatal(1, "cannot start libwebsockets (out of memory?)");
 
 	if (!(mesh = mesh_new(cx, vh, port, o.max_frame, max_queue)))
 		log_fatal(1, "out of memory");

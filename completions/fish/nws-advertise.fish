@@ -1,6 +1,5 @@
 # fish completion for nws-advertise(1)
 complete -c nws-advertise -s p -l port -x -d 'Port of the channels given here'
-complete -c nws-advertise -l path -x -d 'Their WebSocket path'
 complete -c nws-advertise -l instance -x -d 'Instance name to try first'
 complete -c nws-advertise -s i -l interface -x -a '(string replace -r "^.*/" "" /sys/class/net/*)' -d 'Publish on this interface only'
 complete -c nws-advertise -s d -l domain -x -d 'Publish in this domain instead of local'

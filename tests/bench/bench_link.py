@@ -113,7 +113,7 @@ def main():
         a, b = Node(ha), Node(hb)
         la = a.read_frames(lambda f: f.get("action") == "listening")
         b.send({"action": "found", "channel": CH, "instance": "bench", "host": "a",
-                "address": ha.addr, "port": la["port"], "path": la["path"],
+                "address": ha.addr, "port": la["port"],
                 "interface": ha.iface})
         b.send({"action": "connect", "channel": CH, "target": "b1"})
         a.read_frames(lambda f: f.get("action") == "connect")

@@ -113,9 +113,8 @@ def tools():
         assert rc == 0 and "Sanitizer" not in err and "runtime error" not in err, err
 
 
-def advertise(tools, nws_bin, host, channel, port=4000, path="/x", *extra):
-    adv = tools(host, [nws_bin("nws-advertise"), "-p", str(port), "--path", path, *extra,
-                       channel])
+def advertise(tools, nws_bin, host, channel, port=4000, *extra):
+    adv = tools(host, [nws_bin("nws-advertise"), "-p", str(port), *extra, channel])
     adv.wait(lambda f: f.get("action") == "advertised", what="advertised")
     return adv
 
@@ -131,10 +130,10 @@ def channel_keys(name):
     return k, disc, link
 
 
-def tag_ok(disc, port, path, t):
+def tag_ok(disc, port, t):
     raw = base64.urlsafe_b64decode(t + "=" * (-len(t) % 4))
     nonce, tag = raw[:16], raw[16:]
-    want = hashlib.blake2b(nonce + port.to_bytes(2, "big") + path.encode(), key=disc,
+    want = hashlib.blake2b(nonce + port.to_bytes(2, "big"), key=disc,
                            digest_size=16).digest()
     return len(raw) == 32 and tag == want
 
@@ -148,13 +147,13 @@ def txt_tags(pcap):
 
 def test_browse_terminate_finds_the_advertised_peer(net, tools, nws_bin):
     a, b = net
-    advertise(tools, nws_bin, a, "chat", 4000, "/x")
+    advertise(tools, nws_bin, a, "chat", 4000)
     p = b.run([nws_bin("nws-browse"), "-t", "chat"], timeout=20, text=True)
     assert p.returncode == 0, p.stderr
     found = [f for f in frames(p.stdout) if f["action"] == "found"]
     v4 = [f for f in found if f["address"] == a.addr]
     assert v4, found
-    assert v4[0]["channel"] == "chat" and v4[0]["port"] == 4000 and v4[0]["path"] == "/x"
+    assert v4[0]["channel"] == "chat" and v4[0]["port"] == 4000 and "path" not in v4[0]
     assert v4[0]["interface"] == b.iface and v4[0]["host"] == f"{a.name}.local"
     assert re.fullmatch(r"[0-9a-f]{16}", v4[0]["instance"])
     # IPv6 too: link-local, so the address carries its interface.
@@ -175,10 +174,10 @@ def test_browse_terminate_finds_the_advertised_peer(net, tools, nws_bin):
 def test_format_text_and_channel_sources(net, tools, nws_bin, tmp_path):
     a, b = net
     ch = unique()
-    advertise(tools, nws_bin, a, ch, 4001, "/t")
+    advertise(tools, nws_bin, a, ch, 4001)
     p = b.run([nws_bin("nws-browse"), "-t", "--format", "text", ch], timeout=20, text=True)
     assert p.returncode == 0, p.stderr
-    assert f"+ {ch} {a.addr}:4001 /t {a.name}.local eth0" in p.stdout.splitlines()
+    assert f"+ {ch} {a.addr}:4001 {a.name}.local eth0" in p.stdout.splitlines()
 
     # NWS_CHANNEL and --channel-file keep the name out of argv.
     p = b.run([nws_bin("nws-browse"), "-t"], timeout=20, text=True,
@@ -193,7 +192,7 @@ def test_format_text_and_channel_sources(net, tools, nws_bin, tmp_path):
 def test_interface_option(net, tools, nws_bin):
     a, b = net
     ch = unique()
-    advertise(tools, nws_bin, a, ch, 4002, "/i", "-i", a.iface)
+    advertise(tools, nws_bin, a, ch, 4002, "-i", a.iface)
     p = b.run([nws_bin("nws-browse"), "-t", "-i", b.iface, ch], timeout=20, text=True)
     assert p.returncode == 0 and all(f["interface"] == b.iface for f in frames(p.stdout))
     p = b.run([nws_bin("nws-browse"), "-t", "-i", "lo", ch], timeout=20, text=True)
@@ -231,7 +230,7 @@ def test_close_withdraws_and_frames_pass_through_in_order(net, tools, nws_bin):
     browse = tools(b, [nws_bin("nws-browse"), ch])
     adv = tools(a, [nws_bin("nws-advertise")])
     adv.send(action="hello", n=1)
-    adv.send(action="listening", channel=ch, port=4100, path="/p")
+    adv.send(action="listening", channel=ch, port=4100)
     adv.send(action="broadcast", channel=ch, source="aa", data="x")
     got = adv.wait(lambda f: f.get("action") == "advertised", what="advertised")
     assert got["channel"] == ch and re.fullmatch(r"[0-9a-f]{16}", got["instance"])
@@ -240,7 +239,7 @@ def test_close_withdraws_and_frames_pass_through_in_order(net, tools, nws_bin):
     assert adv.frames[0] == {"action": "hello", "n": 1}
     assert adv.frames[1]["data"] == "x"
     found = browse.wait(is_found(ch, a.addr), what="found")
-    assert found["port"] == 4100 and found["path"] == "/p"
+    assert found["port"] == 4100 and "path" not in found
     adv.send(action="close", channel=ch)
     adv.wait(lambda f: f.get("action") == "close" and f.get("channel") == ch, what="close")
     browse.wait(is_lost(ch), what="lost after close")
@@ -250,7 +249,7 @@ def test_close_withdraws_and_frames_pass_through_in_order(net, tools, nws_bin):
 def test_bad_frames_are_reported_and_skipped(net, tools, nws_bin):
     a, _ = net
     adv = tools(a, [nws_bin("nws-advertise")])
-    adv.send(action="listening", channel="chat", path="/no-port")
+    adv.send(action="listening", channel="chat")
     err = adv.wait(lambda f: f.get("action") == "error", what="error frame")
     assert err["code"] == 1 and "port" in err["reason"] and "chat" not in err["reason"]
     adv.p.stdin.write(b'{"action": broken\n')
@@ -265,18 +264,18 @@ def test_channel_opened_later_is_matched(net, tools, nws_bin):
     a, b = net
     ch = unique()
     browse = tools(b, [nws_bin("nws-browse"), "-a"])
-    advertise(tools, nws_bin, a, ch, 4200, "/late")
+    advertise(tools, nws_bin, a, ch, 4200)
     browse.wait(lambda f: f.get("action") == "found" and "channel" not in f and
                 f.get("port") == 4200, what="unmatched found")
     browse.send(action="open", channel=ch)
     # open is passed on before the found it causes.
     browse.wait(lambda f: f.get("action") == "open" and f.get("channel") == ch, what="open")
     f = browse.wait(is_found(ch, a.addr), what="found after open")
-    assert f["port"] == 4200 and f["path"] == "/late"
+    assert f["port"] == 4200
     browse.send(action="close", channel=ch)
     browse.wait(lambda f: f.get("action") == "close", what="close")
     # A second advertisement of the closed channel is not matched any more.
-    advertise(tools, nws_bin, a, ch, 4201, "/late2")
+    advertise(tools, nws_bin, a, ch, 4201)
     browse.wait(lambda f: f.get("action") == "found" and f.get("port") == 4201, what="found")
     assert not [f for f in browse.frames if f.get("port") == 4201 and f.get("channel")]
 
@@ -294,15 +293,21 @@ def test_malformed_records_are_ignored(net, tools, nws_bin):
     _, disc, _ = channel_keys(ch)
     good = base64.urlsafe_b64encode(bytes(32)).rstrip(b"=").decode()
     bad_txts = {
-        4901: ["v=2", "path=/a", f"t={good}"],          # unknown version
-        4902: ["path=/a", f"t={good}"],                 # no version
-        4903: ["v=1", f"t={good}"],                     # no path
-        4904: ["v=1", "path=/a"],                       # no tag
-        4905: ["v=1", "path=/a", "t=!!"],               # tag not base64url
-        4906: ["v=1", "path=/a", "t=" + "A" * 200],     # tag far too long
-        4907: ["v=1", "path=/a", f"t={good}"],          # well-formed, tag of no channel
+        4901: ["v=2", f"t={good}"],                     # unknown version
+        4902: [f"t={good}"],                            # no version
+        4903: ["v=1", f"t={good}", "t=" + "B" * 43],    # two tags
+        4904: ["v=1"],                                  # no tag
+        4905: ["v=1", "t=!!"],                         # tag not base64url
+        4906: ["v=1", "t=" + "A" * 200],               # tag far too long
+        4908: ["v=1", "v=2", f"t={good}"],              # two versions
+        4909: ["v=1", f"t={good[:42]}"],                # tag one character short
+        4910: ["v=1", f"t={good[:42]} "],               # ... and a space
+        4911: ["v=1", f"t= {good[:42]}"],
+        4912: ["v=1", f"t={good[:21]}+{good[22:]}"],    # standard base64 alphabet
+        4907: ["v=1", f"t={good}"],                     # well-formed, tag of no channel
     }
     browse = tools(b, [nws_bin("nws-browse"), "-a", "-vv", ch])
+    nbad = len(bad_txts) - 1
     for port, txt in bad_txts.items():
         body = "".join(f"<txt-record>{t}</txt-record>" for t in txt)
         a.add_service_file(f"bad{port}", SERVICE_XML.format(name=f"bad{port}", port=port,
@@ -313,9 +318,10 @@ def test_malformed_records_are_ignored(net, tools, nws_bin):
                         what="the well-formed record")
         assert "channel" not in f
         wait_for(lambda: len(set(re.findall(r"ignoring (bad49\d\d) in local: not an nws v=1 "
-                                            r"record", browse.stderr()))) == 6, 15,
+                                            r"record", browse.stderr()))) == nbad, 15,
                  "a debug line per malformed record")
-        assert not [f for f in browse.frames if f.get("port", 0) in range(4901, 4907)]
+        assert not [f for f in browse.frames if f.get("port", 0) in range(4901, 4913)
+                    and f["port"] != 4907]
         assert browse.p.poll() is None
     finally:
         for port in bad_txts:
@@ -334,8 +340,7 @@ def test_cbor_pipeline_frames(net, nws_bin):
     deadline = threading.Timer(30, lambda: [p.kill() for p in (adv, browse)])
     deadline.start()
     try:
-        adv.stdin.write(cbor2.dumps({"action": "listening", "channel": ch, "port": 4950,
-                                     "path": "/c"}) +
+        adv.stdin.write(cbor2.dumps({"action": "listening", "channel": ch, "port": 4950}) +
                         cbor2.dumps({"action": "broadcast", "data": b"\x00\xff"}))
         adv.stdin.flush()
         assert cbor2.load(adv.stdout) == {"action": "broadcast", "data": b"\x00\xff"}
@@ -348,7 +353,7 @@ def test_cbor_pipeline_frames(net, nws_bin):
             f = cbor2.load(browse.stdout)
             if f["action"] == "found" and f["address"] == a.addr:
                 break
-        assert f["channel"] == ch and f["port"] == 4950 and f["path"] == "/c"
+        assert f["channel"] == ch and f["port"] == 4950 and "path" not in f
         # End of input ends both (pipeline mode): advertise withdraws first.
         adv.stdin.close()
         browse.stdin.close()
@@ -373,13 +378,13 @@ def test_two_advertisements_of_one_channel_carry_different_tags(net, tools, nws_
     ch = unique()
     cap = b.capture()
     browse = tools(b, [nws_bin("nws-browse"), ch])
-    advertise(tools, nws_bin, a, ch, 4300, "/same")
-    advertise(tools, nws_bin, b, ch, 4300, "/same")
+    advertise(tools, nws_bin, a, ch, 4300)
+    advertise(tools, nws_bin, b, ch, 4300)
     browse.wait(is_found(ch, a.addr), what="A's record")
     browse.wait(is_found(ch, b.addr), what="B's record")
     pcap = cap.stop()
     _, disc, _ = channel_keys(ch)
-    tags = {t for t in txt_tags(pcap) if tag_ok(disc, 4300, "/same", t)}
+    tags = {t for t in txt_tags(pcap) if tag_ok(disc, 4300, t)}
     assert len(tags) == 2, txt_tags(pcap)
     nonces = {t[:21] for t in tags}
     assert len(nonces) == 2
@@ -389,8 +394,8 @@ def test_instance_name_collision_is_resolved_silently(net, tools, nws_bin):
     a, b = net
     c1, c2 = unique(), unique()
     name = secrets.token_hex(8)
-    adv1 = advertise(tools, nws_bin, a, c1, 4400, "/c", "--instance", name)
-    adv2 = advertise(tools, nws_bin, b, c2, 4401, "/c", "--instance", name)
+    adv1 = advertise(tools, nws_bin, a, c1, 4400, "--instance", name)
+    adv2 = advertise(tools, nws_bin, b, c2, 4401, "--instance", name)
     i1 = [f["instance"] for f in adv1.frames if f["action"] == "advertised"]
     i2 = [f["instance"] for f in adv2.frames if f["action"] == "advertised"]
     assert i1[0] == name and i2[-1] != name
@@ -408,7 +413,7 @@ def test_channel_name_and_keys_never_on_the_wire(net, tools, nws_bin):
     assert re.fullmatch(r"[A-Za-z0-9_-]+", name)
     caps = [a.capture(), b.capture()]
     env = {"NWS_CHANNEL": name}
-    adv = tools(a, [nws_bin("nws-advertise"), "-p", "4500", "--path", "/s"], env=env)
+    adv = tools(a, [nws_bin("nws-advertise"), "-p", "4500"], env=env)
     adv.wait(lambda f: f.get("action") == "advertised", what="advertised")
     p = b.run([nws_bin("nws-browse"), "-t"], timeout=20, env=env, text=True)
     assert p.returncode == 0 and [f for f in frames(p.stdout) if f["action"] == "found"]
@@ -425,7 +430,10 @@ def test_channel_name_and_keys_never_on_the_wire(net, tools, nws_bin):
         for s in secrets_:
             assert s not in pcap
     # The record does carry a tag that only holders of the name can verify.
-    assert any(tag_ok(disc, 4500, "/s", t) for t in txt_tags(pcaps[1]))
+    assert any(tag_ok(disc, 4500, t) for t in txt_tags(pcaps[1]))
+    # One link path serves every channel: the record names none.
+    for pcap in pcaps:
+        assert b"path=" not in pcap
     assert name not in adv.stderr() and name not in p.stderr
 
 
@@ -435,7 +443,7 @@ def test_avahi_restart_republishes(hosts, tools, nws_bin):
     a, b = hosts(2)
     ch = unique()
     browse = tools(b, [nws_bin("nws-browse"), ch])
-    adv = advertise(tools, nws_bin, a, ch, 4600, "/r")
+    adv = advertise(tools, nws_bin, a, ch, 4600)
     browse.wait(is_found(ch, a.addr), what="found")
     a.stop_avahi()
     browse.wait(is_lost(ch), what="lost while A's avahi is down")
@@ -485,7 +493,7 @@ def test_avahi_stopped(hosts, tools, nws_bin):
 def test_sigterm_withdraws(net, tools, nws_bin):
     a, b = net
     ch = unique()
-    adv = advertise(tools, nws_bin, a, ch, 4800, "/w")
+    adv = advertise(tools, nws_bin, a, ch, 4800)
     p = b.run([nws_bin("nws-browse"), "-t", ch], timeout=20)
     assert p.returncode == 0
     assert adv.stop(signal.SIGINT) == 0

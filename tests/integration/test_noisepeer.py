@@ -1,11 +1,13 @@
 """tests/lib/noisepeer.py, the Python nws-link peer the hostile tests use: its Noise layer
-against the cacophony vector."""
+against the cacophony vector, and a whole link with a real nws-link on loopback."""
 import json
 import os
 
 import pytest
 
-from noisepeer import (FINAL, MAX_PIECE, CipherState, Handshake, pieces)
+from linknode import LinkNode, sanitizer_reports
+from noisepeer import (FINAL, MAX_PIECE, CipherState, Handshake, NoisePeer, channel_keys,
+                       pieces)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CH = "noisepeer-test-channel"
@@ -48,3 +50,52 @@ def test_pieces_cut_at_the_limit():
     assert pieces(b"") == [(FINAL, b"")]
     ps = pieces(b"x" * (MAX_PIECE + 1))
     assert [f for f, _ in ps] == [0, FINAL] and [len(p) for _, p in ps] == [MAX_PIECE, 1]
+
+
+@pytest.fixture
+def link_bin(nws_bin):
+    yield nws_bin("nws-link")
+    assert not sanitizer_reports()
+
+
+def test_a_whole_link_with_nws_link(link_bin):
+    """Handshake, kept/connect/broadcast both ways, a frame in several pieces."""
+    keys = channel_keys(CH)
+    a = LinkNode(link_bin, [CH])
+    port = a.listening(CH)["port"]
+    a.send(action="connect", channel=CH, target="a1")
+    # A node id below any other: the Python peer decides, so it sends "kept".
+    p = NoisePeer.connect("127.0.0.1", port, node=b"\0" * 16)
+    p.handshake(keys.link)
+    p.send_frame({"action": "kept", "channel": CH})
+    a.wait_action("linked", node="00" * 16)
+    assert p.recv_frame(5) == {"action": "connect", "channel": CH, "target": "a1"}
+    p.send_frame({"action": "connect", "channel": CH, "target": "p1"})
+    a.wait_action("connect", target="p1")
+    big = "z" * (3 * MAX_PIECE)
+    p.send_frame({"action": "broadcast", "channel": CH, "source": "p1", "data": big}, 1000)
+    assert a.wait_action("broadcast", source="p1")[0]["data"] == big
+    a.send(action="broadcast", channel=CH, source="a1", data="hi")
+    f = p.recv_frame(5)
+    assert f["action"] == "broadcast" and f["data"] == "hi"
+    p.close(1000, "bye")
+    a.wait_action("unlinked")
+    a.stop()
+
+
+def test_the_peer_as_responder(link_bin):
+    """nws-link dials a NoisePeer listener and completes the handshake with it."""
+    keys = channel_keys(CH)
+    srv = NoisePeer.listen("127.0.0.1", 0)
+    a = LinkNode(link_bin, [CH])
+    a.listening(CH)
+    a.send(action="found", channel=CH, address="127.0.0.1", port=srv.port,
+           instance="x", host="h", interface="lo")
+    r = srv.accept(10, node=b"\0" * 16)
+    assert r.request.split(b" ")[1] == b"/nws-link/1"
+    r.respond(keys.link)
+    # The initiator's first transport message comes at once and carries no frame.
+    r.send_frame({"action": "kept", "channel": CH})
+    a.wait_action("linked", node="00" * 16)
+    srv.close()
+    a.stop()

@@ -88,13 +88,13 @@ class LinkNode:
     def listening(self, channel):
         return self.wait_action("listening", channel=channel)[0]
 
-    def found(self, channel, address=None, port=None, path=None):
+    def found(self, channel, address=None, port=None):
         """A found frame that points at this node's listener for channel."""
         ls = self.listening(channel)
         return {"action": "found", "channel": channel, "instance": os.urandom(8).hex(),
                 "host": "test", "address": address or (self.host.addr if self.host
                                                         else "127.0.0.1"),
-                "port": port or ls["port"], "path": path or ls["path"],
+                "port": port or ls["port"],
                 "interface": self.host.iface if self.host else "lo"}
 
     def close_stdin(self):

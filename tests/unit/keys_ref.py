@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """Known answers for tests/unit/test_keys.c, computed independently with PyNaCl.
 
-Usage: keys_ref.py NONCE_HEX PORT PATH_HEX NAME_HEX...
-Prints one line per name: K K_disc K_link (hex) and the tag text t for the given nonce,
-port and path (DESIGN.md section 4)."""
+Usage: keys_ref.py NONCE_HEX PORT NAME_HEX...
+Prints one line per name: K K_disc K_link (hex) and the tag text t for the given nonce
+and port (DESIGN.md section 4)."""
 import base64
 import sys
 
@@ -21,15 +21,14 @@ def blake2b(data, size, key):
 def main():
     nonce = bytes.fromhex(sys.argv[1])
     port = int(sys.argv[2])
-    path = bytes.fromhex(sys.argv[3])
-    for name_hex in sys.argv[4:]:
+    for name_hex in sys.argv[3:]:
         name = bytes.fromhex(name_hex)
         k = nacl.pwhash.argon2id.kdf(32, name, SALT,
                                      opslimit=nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE,
                                      memlimit=nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE)
         disc = blake2b(b"nws/1 discovery", 32, k)
         link = blake2b(b"nws/1 link", 32, k)
-        tag = blake2b(nonce + port.to_bytes(2, "big") + path, 16, disc)
+        tag = blake2b(nonce + port.to_bytes(2, "big"), 16, disc)
         t = base64.urlsafe_b64encode(nonce + tag).rstrip(b"=").decode()
         print(k.hex(), disc.hex(), link.hex(), t)
 

@@ -16,7 +16,6 @@
 #define REF "/usr/bin/python3 tests/unit/keys_ref.py"
 #define B64URL "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 #define KA_PORT 4242
-#define KA_PATH "/0123456789abcdef0123456789abcdef"
 
 static const unsigned char ka_nonce[KEYS_NONCE_LEN] = {
 	0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
@@ -59,8 +58,7 @@ test_known_answers(void **state)
 	off = (size_t)snprintf(cmd, sizeof cmd, "%s ", REF);
 	hex(cmd + off, ka_nonce, sizeof ka_nonce);
 	off = strlen(cmd);
-	off += (size_t)snprintf(cmd + off, sizeof cmd - off, " %d ", KA_PORT);
-	hex(cmd + off, KA_PATH, strlen(KA_PATH));
+	off += (size_t)snprintf(cmd + off, sizeof cmd - off, " %d", KA_PORT);
 	for (size_t i = 0; i < nnames; i++) {
 		off = strlen(cmd);
 		cmd[off++] = ' ';
@@ -85,9 +83,9 @@ test_known_answers(void **state)
 		assert_string_equal(h, rd);
 		hex(h, k->link, KEYS_LEN);
 		assert_string_equal(h, rl);
-		keys_tag_make_nonce(k, KA_PORT, KA_PATH, ka_nonce, t);
+		keys_tag_make_nonce(k, KA_PORT, ka_nonce, t);
 		assert_string_equal(t, rt);
-		assert_true(keys_tag_verify(k, KA_PORT, KA_PATH, rt));
+		assert_true(keys_tag_verify(k, KA_PORT, rt));
 		keys_free(k);
 	}
 	assert_int_equal(pclose(p), 0);
@@ -135,18 +133,18 @@ test_name_valid(void **state)
 static void
 test_tag_verify(void **state)
 {
-	const char *name = "webchat", *path = "/p4th";
+	const char *name = "webchat";
 	char t[KEYS_TAG_TEXT_LEN], t2[KEYS_TAG_TEXT_LEN], s[64];
 	struct keys *k = keys_derive(name);
 
 	(void)state;
 	assert_non_null(k);
-	keys_tag_make(k, 8080, path, t);
+	keys_tag_make(k, 8080, t);
 	assert_int_equal(strlen(t), KEYS_TAG_TEXT_LEN - 1);
-	assert_true(keys_tag_verify(k, 8080, path, t));
-	keys_tag_make(k, 8080, path, t2);
+	assert_true(keys_tag_verify(k, 8080, t));
+	keys_tag_make(k, 8080, t2);
 	assert_string_not_equal(t, t2);      /* fresh nonce: advertisements are unlinkable */
-	assert_true(keys_tag_verify(k, 8080, path, t2));
+	assert_true(keys_tag_verify(k, 8080, t2));
 
 	/* Any one byte of the name changed: another channel key. */
 	for (size_t i = 0; i < strlen(name); i++) {
@@ -154,24 +152,12 @@ test_tag_verify(void **state)
 		strcpy(s, name);
 		s[i] = s[i] == 'z' ? 'y' : 'z';
 		assert_non_null(o = keys_derive(s));
-		assert_false(keys_tag_verify(o, 8080, path, t));
+		assert_false(keys_tag_verify(o, 8080, t));
 		keys_free(o);
 	}
 	/* Any one bit of the port. */
 	for (int b = 0; b < 16; b++)
-		assert_false(keys_tag_verify(k, 8080 ^ (1u << b), path, t));
-	/* Any one byte of the path, and a path one byte shorter or longer. */
-	for (size_t i = 0; i < strlen(path); i++) {
-		strcpy(s, path);
-		s[i] ^= 0x01;
-		assert_false(keys_tag_verify(k, 8080, s, t));
-	}
-	strcpy(s, path);
-	s[strlen(s) - 1] = '\0';
-	assert_false(keys_tag_verify(k, 8080, s, t));
-	snprintf(s, sizeof s, "%s/", path);
-	assert_false(keys_tag_verify(k, 8080, s, t));
-	assert_false(keys_tag_verify(k, 8080, "", t));
+		assert_false(keys_tag_verify(k, 8080 ^ (1u << b), t));
 	/* Any character of t replaced by every other base64url character, which also covers
 	 * non-canonical final characters that decode to the same bytes. */
 	for (size_t i = 0; i < KEYS_TAG_TEXT_LEN - 1; i++) {
@@ -180,7 +166,7 @@ test_tag_verify(void **state)
 				continue;
 			strcpy(s, t);
 			s[i] = *c;
-			assert_false(keys_tag_verify(k, 8080, path, s));
+			assert_false(keys_tag_verify(k, 8080, s));
 		}
 	}
 	keys_free(k);
@@ -194,22 +180,24 @@ test_tag_garbage(void **state)
 
 	(void)state;
 	assert_non_null(k);
-	keys_tag_make(k, 1, "/", t);
-	assert_true(keys_tag_verify(k, 1, "/", t));
-	assert_false(keys_tag_verify(k, 1, "/", NULL));
-	assert_false(keys_tag_verify(k, 1, "/", ""));
-	assert_false(keys_tag_verify(NULL, 1, "/", t));
+	keys_tag_make(k, 1, t);
+	assert_true(keys_tag_verify(k, 1, t));
+	assert_true(keys_tag_form_ok(t));
+	assert_false(keys_tag_verify(k, 1, NULL));
+	assert_false(keys_tag_verify(k, 1, ""));
+	assert_false(keys_tag_verify(NULL, 1, t));
 	/* Truncated, extended, padded, standard-alphabet, spaces, newline. */
 	snprintf(s, sizeof s, "%.42s", t);
-	assert_false(keys_tag_verify(k, 1, "/", s));
+	assert_false(keys_tag_verify(k, 1, s));
+	assert_false(keys_tag_form_ok(s));
 	snprintf(s, sizeof s, "%sA", t);
-	assert_false(keys_tag_verify(k, 1, "/", s));
+	assert_false(keys_tag_verify(k, 1, s));
 	snprintf(s, sizeof s, "%s=", t);
-	assert_false(keys_tag_verify(k, 1, "/", s));
+	assert_false(keys_tag_verify(k, 1, s));
 	snprintf(s, sizeof s, "%s\n", t);
-	assert_false(keys_tag_verify(k, 1, "/", s));
+	assert_false(keys_tag_verify(k, 1, s));
 	snprintf(s, sizeof s, " %.42s", t);
-	assert_false(keys_tag_verify(k, 1, "/", s));
+	assert_false(keys_tag_verify(k, 1, s));
 	/* Any character of t replaced by any byte outside base64url (libsodium alone would
 	 * take some bytes >= 0x80 for '-' or '_'). */
 	for (size_t i = 0; i < KEYS_TAG_TEXT_LEN - 1; i++) {
@@ -218,7 +206,8 @@ test_tag_garbage(void **state)
 				continue;
 			strcpy(s, t);
 			s[i] = (char)c;
-			assert_false(keys_tag_verify(k, 1, "/", s));
+			assert_false(keys_tag_verify(k, 1, s));
+			assert_false(keys_tag_form_ok(s));
 		}
 	}
 	/* Random bytes of every length up to 100: never verifies, never crashes (ASan). */
@@ -226,7 +215,7 @@ test_tag_garbage(void **state)
 		for (int r = 0; r < 20; r++) {
 			randombytes_buf(s, len);
 			s[len] = '\0';
-			assert_false(keys_tag_verify(k, 1, "/", s));
+			assert_false(keys_tag_verify(k, 1, s));
 		}
 	}
 	keys_free(k);

@@ -1,0 +1,155 @@
+#include "listen.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define LISTEN_BACKLOG 128
+/* Connections taken per wake-up, so a flood of them cannot hold the loop. */
+#define LISTEN_ACCEPT_BURST 64
+
+/* Fills sa from addr; 0, or -1 when addr is no IP literal. */
+static int
+listen_addr(const char *addr, int port, struct sockaddr_storage *sa, socklen_t *salen)
+{
+	struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+	char ip[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
+	size_t n = strlen(addr);
+	char *pct;
+
+	memset(sa, 0, sizeof *sa);
+	if (n >= 2 && addr[0] == '[' && addr[n - 1] == ']') {
+		addr++;
+		n -= 2;
+	}
+	if (n >= sizeof ip)
+		return -1;
+	memcpy(ip, addr, n);
+	ip[n] = '\0';
+	if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		*salen = sizeof *s4;
+		return 0;
+	}
+	if ((pct = strchr(ip, '%'))) {
+		*pct++ = '\0';
+		if (!(s6->sin6_scope_id = if_nametoindex(pct)))
+			return -1;
+	}
+	if (inet_pton(AF_INET6, ip, &s6->sin6_addr) != 1)
+		return -1;
+	s6->sin6_family = AF_INET6;
+	s6->sin6_port = htons((uint16_t)port);
+	*salen = sizeof *s6;
+	return 0;
+}
+
+int
+listen_bind(const char *addr, int port, int *bound, char *err, size_t errlen)
+{
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	int fd, one = 1, v6only;
+
+	if (addr && *addr) {
+		if (listen_addr(addr, port, &sa, &salen) < 0) {
+			snprintf(err, errlen, "%s is not an IP address of this machine", addr);
+			return -1;
+		}
+		v6only = 1;
+	} else {
+		/* Every address: one IPv6 socket that takes IPv4 too. */
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&sa;
+		memset(&sa, 0, sizeof sa);
+		s6->sin6_family = AF_INET6;
+		s6->sin6_addr = in6addr_any;
+		s6->sin6_port = htons((uint16_t)port);
+		salen = sizeof *s6;
+		v6only = 0;
+	}
+	fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 && !(addr && *addr) && errno == EAFNOSUPPORT) {
+		/* No IPv6 on this machine: every IPv4 address, then. */
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&sa;
+		memset(&sa, 0, sizeof sa);
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		salen = sizeof *s4;
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	}
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot make a socket: %s", strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (sa.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+	if (bind(fd, (struct sockaddr *)&sa, salen) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
+		snprintf(err, errlen, "%s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	salen = sizeof sa;
+	if (getsockname(fd, (struct sockaddr *)&sa, &salen) < 0) {
+		snprintf(err, errlen, "%s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	*bound = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port :
+	    ((struct sockaddr_in *)&sa)->sin_port);
+	return fd;
+}
+
+static void
+listen_accept(struct lws *wsi)
+{
+	int lfd = lws_get_socket_fd(wsi);
+	struct lws_vhost *vh = lws_get_vhost(wsi);
+
+	for (int i = 0; i < LISTEN_ACCEPT_BURST; i++) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return;   /* EAGAIN, or a connection that died before we took it */
+		/* lws closes fd itself when it cannot adopt it. */
+		lws_adopt_socket_vhost(vh, fd);
+	}
+	/* More may be waiting: poll says so again at once. */
+}
+
+static int
+listen_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+    size_t len)
+{
+	(void)user;
+	(void)in;
+	(void)len;
+	if (reason == LWS_CALLBACK_RAW_RX_FILE)
+		listen_accept(wsi);
+	return 0;
+}
+
+const struct lws_protocols listen_protocol = {
+	.name = "nws-listen",
+	.callback = listen_callback,
+};
+
+int
+listen_adopt(struct lws_vhost *vh, int fd)
+{
+	lws_adopt_desc_t info;
+
+	memset(&info, 0, sizeof info);
+	info.vh = vh;
+	info.type = LWS_ADOPT_RAW_FILE_DESC;
+	info.fd.filefd = fd;
+	info.vh_prot_name = listen_protocol.name;
+	return lws_adopt_descriptor_vhost_via_info(&info) ? 0 : -1;
+}
