@@ -40,7 +40,7 @@ int keys_tag_form_ok(const char *t);
  * that is not well-formed. */
 int keys_tag_verify(const struct keys *k, uint16_t port, const char *t);
 
-/* n random bytes as 2n lowercase hex characters plus NUL (peer ids, instances, paths). */
+/* n random bytes as 2n lowercase hex characters plus NUL (peer ids, instances). */
 void keys_random_hex(char *out, size_t nbytes);
 
 #endif

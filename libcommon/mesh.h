@@ -39,7 +39,7 @@ void mesh_output_drained(struct mesh *m);
 /* Called with 1 when the input should stop being read, 0 when it may go on. */
 typedef void (*mesh_flow_fn)(void *ctx, int pause);
 void mesh_set_flow(struct mesh *m, mesh_flow_fn fn, void *ctx);
-/* Opens a channel: picks its path, derives its keys on a worker thread and then writes
+/* Opens a channel: derives its keys on a worker thread and then writes
  * `listening`. 0, or -1 on an invalid name or out of memory. */
 int mesh_open(struct mesh *m, const char *name);
 /* One frame from the input: consumed, or passed on to the output unchanged. */
