@@ -1000,7 +1000,7 @@ mesh_local(struct mesh *m, const struct frame *f, const unsigned char *p, size_t
 			return 1;
 		if ((h = idset_get(&ch->holders, f->target)) && h->util != LOCAL) {
 			log_error("a local peer id is already held by a remote node; it was not "
-			    "announced");
+			    "announced (connect with another id)");
 			return 1;
 		}
 		if (!h && (idset_add(&ch->locals, f->target, NULL) < 0 ||
@@ -1019,8 +1019,8 @@ mesh_local(struct mesh *m, const struct frame *f, const unsigned char *p, size_t
 	default:
 		if (!f->source || !idset_get(&ch->locals, f->source)) {
 			if (log_once_per_burst("mesh: unknown local source"))
-				log_error("a %s from a peer that did not connect (or with no source) "
-				    "was not sent on links", frame_action_name(f));
+				log_error("a %s was not sent on links: its source is no connected "
+				    "local peer (send a connect for it first)", frame_action_name(f));
 			return 1;
 		}
 		if (f->action != ACTION_MESSAGE)

@@ -353,3 +353,24 @@ def test_partial_frames_on_many_links_keep_memory_bounded(hosts, link_bin, monke
     q = member(n, h, 100)
     q.send_frame({"action": "connect", "channel": CH, "target": "q1"})
     n.wait_action("connect", target="q1")
+
+
+def test_local_frame_from_an_unconnected_source_stays_home(hosts, link_bin):
+    """The other side of the source rule: nws-link does not send what its links would
+    close on, so a local mistake never cuts the channel."""
+    (h,) = hosts(1, avahi=False)
+    n = LinkNode(link_bin, [CH], host=h)
+    n.send(action="connect", channel=CH, target="n1")
+    p = member(n, h)
+    n.wait_action("linked")
+    n.send(action="broadcast", channel=CH, source="nobody", data="stray")
+    n.send(action="broadcast", channel=CH, data="no source")
+    n.send(action="broadcast", channel=CH, source="n1", data="fine")
+    got = []
+    while not [f for f in got if f.get("data") == "fine"]:
+        f = p.recv_frame(timeout=5)
+        assert f is not None, "the link closed"
+        got.append(f)
+    assert not [f for f in got if f.get("data") in ("stray", "no source")], got
+    assert any("not sent on links" in e for e in n.errors())
+    assert not n.of("unlinked")
