@@ -30,7 +30,7 @@ enum frame_action {
 	ACTION_LINKED,
 	ACTION_UNLINKED,
 	ACTION_ERROR,
-	ACTION_END,      /* a peer has no more to send; routed like a broadcast */
+	ACTION_END,           /* a sender's end of input; routed like a broadcast */
 };
 
 enum frame_data {

@@ -76,6 +76,13 @@ struct pipeline {
 
 	struct list channels, locals, remotes;
 
+	/* The likeliest cause of this generation's death so far: a stage that saw only end
+	 * of file can be reaped before the stage that was killed, so a clean exit waits
+	 * BROKEN_GRACE_MS for a better explanation. cause_rank -1: no death yet. */
+	struct kid cause;
+	int cause_rank, cause_status;
+	int64_t cause_ms;
+
 	pipeline_done_fn done;
 	void *done_ctx;
 	lws_sorted_usec_list_t sul_tick, sul_restart;
@@ -413,6 +420,7 @@ go_down(struct pipeline *p)
 
 	p->state = DOWN;
 	p->broken_ms = 0;
+	p->cause_rank = -1;
 	p->head = p->tail = NULL;
 	if (h)
 		loop_pipe_close(h);
@@ -491,22 +499,25 @@ tick_cb(lws_sorted_usec_list_t *sul)
 {
 	struct pipeline *p = lws_container_of(sul, struct pipeline, sul_tick);
 	int64_t now = now_ms();
-	int died = 0, best = -1, best_status = 0;
-	struct kid cause = { 0 };
+	int died = 0, alive = 0;
 
 	for (size_t i = p->nkids; i-- > 0;) {
 		struct kid *k = &p->kids[i];
 		int status = 0;
 		pid_t r = waitpid(k->pid, &status, WNOHANG);
 		if (r == k->pid || (r < 0 && errno == ECHILD)) {
-			if (k->gen == p->gen && p->state == RUNNING && death_rank(k, status) > best) {
-				best = death_rank(k, status);
-				best_status = status;
-				cause = *k;
+			if (k->gen == p->gen && p->state == RUNNING &&
+			    death_rank(k, status) > p->cause_rank) {
+				if (p->cause_rank < 0)
+					p->cause_ms = now;
+				p->cause_rank = death_rank(k, status);
+				p->cause_status = status;
+				p->cause = *k;
 			}
 			p->kids[i] = p->kids[--p->nkids];
 			continue;
 		}
+		alive += k->gen == p->gen;
 		if (k->deadline && now >= k->deadline) {
 			if (!k->termed) {
 				kid_term(k, TERM_WAIT_MS);
@@ -516,8 +527,9 @@ tick_cb(lws_sorted_usec_list_t *sul)
 			}
 		}
 	}
-	if (best >= 0) {
-		report_death(&cause, best_status);
+	if (p->state == RUNNING && p->cause_rank >= 0 && (p->cause_rank >= NSTAGES || !alive ||
+	    now - p->cause_ms >= BROKEN_GRACE_MS)) {
+		report_death(&p->cause, p->cause_status);
 		died = 1;
 	}
 	if (p->state == RUNNING && !died && p->broken_ms && now - p->broken_ms >= BROKEN_GRACE_MS) {
@@ -618,6 +630,8 @@ pipeline_start(struct lws_context *cx, struct lws_vhost *vh,
 		return NULL;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	setenv(LOG_STAGE_ENV, "1", 1);   /* inherited by every stage (log.h) */
+	unsetenv("NWS_CHANNEL");         /* stages open only the channels sent to them */
 	p->vh = vh;
 	p->cx = cx;
 	p->max_frame = cfg->max_frame ? cfg->max_frame : STREAM_MAX_FRAME_DEFAULT;
@@ -626,6 +640,7 @@ pipeline_start(struct lws_context *cx, struct lws_vhost *vh,
 	p->on_drain = on_drain;
 	p->ctx = ctx;
 	p->backoff_ms = BACKOFF_MIN_MS;
+	p->cause_rank = -1;
 	for (int i = 0; i < NSTAGES; i++)
 		if (!(p->argv[i] = stage_argv(i, cfg)))
 			goto fail;

@@ -50,7 +50,8 @@ on_down(void *ctx, const char *why)
 {
 	struct advertise *a = ctx;
 
-	log_error(DNSSD_DOWN_REASON ": %s", why);
+	if (!log_stage)
+		log_error(DNSSD_DOWN_REASON ": %s", why);
 	send_error(a, 69, DNSSD_DOWN_REASON);
 }
 

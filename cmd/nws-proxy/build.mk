@@ -5,7 +5,8 @@ PROXY_ASSETS := /=text/html=$(PROXY_DIR)/console.html \
                 /console.css=text/css=$(PROXY_DIR)/console.css \
                 /console.js=text/javascript=$(PROXY_DIR)/console.js \
                 /nws.js=text/javascript=$(PROXY_DIR)/nws.js \
-                /favicon.svg=image/svg+xml=$(PROXY_DIR)/favicon.svg
+                /favicon.svg=image/svg+xml=$(PROXY_DIR)/favicon.svg \
+                /error.css=text/css=$(PROXY_DIR)/error.css
 PROXY_FILES  := $(foreach a,$(PROXY_ASSETS),$(lastword $(subst =, ,$(a))))
 
 EXTRA_OBJ_nws-proxy := $(O)/gen/nws-proxy-assets.o

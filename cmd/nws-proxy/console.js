@@ -1,7 +1,8 @@
 /* The nws test console: join channels through this proxy, watch peers come and go, send
  * broadcasts and direct messages, and see every event with its time and sender. It speaks
- * the proxy's WebSocket protocol directly (with ?events=link for link status), so the log
- * shows exactly what a program would receive. */
+ * the proxy's WebSocket protocol directly (with ?events=link for link status, and
+ * ?bytes=base64 so broadcasts of bytes name their sender), so the log shows exactly what
+ * a program would receive. */
 (function () {
   "use strict";
   var NAME = /^[A-Za-z0-9+=*._-]{1,255}$/;
@@ -62,7 +63,7 @@
 
   Channel.prototype.connect = function () {
     var self = this;
-    var ws = this.ws = new WebSocket(base + "/" + encodeURIComponent(this.name) + "?events=link");
+    var ws = this.ws = new WebSocket(base + "/" + encodeURIComponent(this.name) + "?events=link&bytes=base64");
     ws.binaryType = "arraybuffer";
     ws.onopen = function () {
       self.setState("open");

@@ -33,6 +33,7 @@ struct client {
 	char id[PROXY_ID_LEN + 1];
 	unsigned cbor : 1;              /* subprotocol nws.cbor: CBOR frames both ways */
 	unsigned link_events : 1;       /* asked (?events=link) for link status and errors */
+	unsigned bytes_base64 : 1;      /* asked (?bytes=base64) for broadcasts of bytes as JSON */
 	unsigned dead : 1;              /* closing: sends are dropped */
 	unsigned reaping : 1;
 	unsigned rx_binary : 1;

@@ -1,8 +1,9 @@
 /* server: the proxy's HTTP and WebSocket front end on the libwebsockets loop. It binds
  * 127.0.0.1 and ::1 itself (so "port in use" is one clear error, and nothing listens
  * beyond loopback), hands accepted sockets to lws, serves the embedded assets, rejects
- * foreign Host headers (403) and bad channel names (400) before any upgrade, and keeps a
- * bounded output queue per client. */
+ * foreign Host headers (403) and bad channel names (400) before any upgrade, answers
+ * HTTP and picks the subprotocol as the seed's proxy does, and keeps a bounded output
+ * queue per client. */
 #include "proxy.h"
 
 #include <arpa/inet.h>
@@ -60,9 +61,17 @@ static struct client *dirty;   /* clients with messages queued in this pass of t
 static int http_cb(struct lws *, enum lws_callback_reasons, void *, void *, size_t);
 static int listen_cb(struct lws *, enum lws_callback_reasons, void *, void *, size_t);
 
+/* lws accepts only subprotocols named in its list and echoes the name it matched, but the
+ * seed accepts whatever a client offers and echoes the first. So one entry stands for
+ * "any other": it takes the client's first name just before lws looks the list up, which
+ * happens in the same call as the upgrade's confirmation (subprotocol_pick). */
+static char any_protocol[64] = "nws.any";
+
+#define PROTOCOLS_INTERNAL 3   /* protocols[] from here on are not for clients */
 static struct lws_protocols protocols[] = {
 	/* The default protocol: plain HTTP, and WebSocket clients that ask for none (JSON). */
 	{ "http", http_cb, sizeof(struct conn), 65536, 0, NULL, 0 },
+	{ any_protocol, http_cb, sizeof(struct conn), 65536, 0, NULL, 0 },   /* JSON */
 	{ "nws.cbor", http_cb, sizeof(struct conn), 65536, 0, NULL, 0 },
 	{ "nws-listen", listen_cb, 0, 0, 0, NULL, 0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },   /* loop_protocol, set at start */
@@ -261,24 +270,44 @@ host_ok(struct lws *wsi)
 	return 0;
 }
 
-/* The channel name of a request, "/name" with an optional query, into out. */
+/* The channel name of a request, "/name" with an optional query, into out (lws has
+ * decoded %XX escapes; a literal '+' came to it as %2B, see client_adopt). */
 static int
 request_channel(struct lws *wsi, char *out, size_t outlen)
 {
 	char uri[KEYS_NAME_MAX + 3];
 	if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || uri[0] != '/')
 		return -1;
-	if (!keys_name_valid(uri + 1) || strlen(uri + 1) >= outlen)
-		return -1;
-	strcpy(out, uri + 1);
-	return 0;
+	int ok = keys_name_valid(uri + 1) && strlen(uri + 1) < outlen;
+	if (ok)
+		strcpy(out, uri + 1);
+	sodium_memzero(uri, sizeof uri);
+	return ok ? 0 : -1;
 }
 
+/* Answers a request with a one-line text/plain body (no HTML page that would link a
+ * stylesheet we do not have), then ends the transaction. HEAD gets the headers only. */
 static int
-http_error(struct lws *wsi, unsigned code, const char *why)
+http_text(struct lws *wsi, unsigned code, const char *text, const char *allow)
 {
-	if (lws_return_http_status(wsi, code, why))
+	unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
+	    *end = buf + sizeof buf - 1;
+	char body[512];
+	int n = snprintf(body, sizeof body, "%s\n", text);
+
+	if (lws_add_http_common_headers(wsi, code, "text/plain; charset=utf-8", (lws_filepos_t)n,
+	        &p, end) ||
+	    lws_add_http_header_by_name(wsi, (unsigned char *)"x-content-type-options:",
+	        (unsigned char *)"nosniff", 7, &p, end) ||
+	    (allow && lws_add_http_header_by_name(wsi, (unsigned char *)"allow:",
+	        (const unsigned char *)allow, (int)strlen(allow), &p, end)) ||
+	    lws_finalize_write_http_header(wsi, start, &p, end))
 		return -1;
+	if (!lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI)) {
+		memcpy(start, body, (size_t)n);
+		if (lws_write(wsi, start, (size_t)n, LWS_WRITE_HTTP_FINAL) < n)
+			return -1;
+	}
 	return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -297,6 +326,37 @@ upgrade_refuse(struct lws *wsi, unsigned code, const char *status, const char *w
 	return 1;
 }
 
+#define TCHARS "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+/* Accepts the first subprotocol offered, as the seed does: nws.cbor means CBOR frames,
+ * any other name JSON, and that name is what lws echoes (see any_protocol). Refuses only
+ * what lws could not match at all, which it would drop without an answer: a list longer
+ * than its 127-byte buffer, a first name it reads as a number, a name too long, or one of
+ * our internal protocols. */
+static int
+subprotocol_pick(struct lws *wsi)
+{
+	char list[128];
+	int n = lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL);
+	if (n <= 0)
+		return 0;
+	if (n >= (int)sizeof list || lws_hdr_copy(wsi, list, sizeof list, WSI_TOKEN_PROTOCOL) < 0)
+		return -1;
+	char *name = list + strspn(list, " \t");
+	size_t len = strspn(name, TCHARS);
+	if (!len || len >= sizeof any_protocol || (name[len] && !strchr(", \t", name[len])))
+		return -1;
+	name[len] = '\0';
+	if (strspn(name, "0123456789.") == len)
+		return -1;
+	for (int i = PROTOCOLS_INTERNAL; protocols[i].name; i++)
+		if (!strcmp(name, protocols[i].name))
+			return -1;
+	if (strcmp(name, protocols[2].name))
+		memcpy(any_protocol, name, len + 1);
+	return 0;
+}
+
 static const struct asset *
 asset_find(const char *path)
 {
@@ -311,17 +371,26 @@ http_serve(struct lws *wsi, struct conn *cn, const char *path)
 {
 	unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
 	    *end = buf + sizeof buf - 1;
-	char mime[64];
+	char mime[64], name[KEYS_NAME_MAX + 1];
 
 	if (!host_ok(wsi))
-		return http_error(wsi, HTTP_STATUS_FORBIDDEN, "this Host is not allowed");
+		return http_text(wsi, HTTP_STATUS_FORBIDDEN, "this Host is not allowed (use "
+		    "localhost, 127.0.0.1, [::1] or this machine's name with the port)", NULL);
+	/* The seed's proxy answers only GET; HEAD too gets 405. */
 	if (!lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI))
-		return http_error(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "only GET is served");
+		return http_text(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "only GET is served", "GET");
 	if (!strcmp(path, "/index.html"))
 		path = "/";
 	const struct asset *a = asset_find(path);
+	if (!a && request_channel(wsi, name, sizeof name) == 0) {
+		sodium_memzero(name, sizeof name);
+		return http_text(wsi, HTTP_STATUS_BAD_REQUEST, "nws-proxy: this is a WebSocket "
+		    "endpoint: open it with new WebSocket(url) or new NetworkWebSocket(name) from "
+		    "/nws.js; the console is at /", NULL);
+	}
 	if (!a)
-		return http_error(wsi, HTTP_STATUS_NOT_FOUND, "no such page");
+		return http_text(wsi, HTTP_STATUS_NOT_FOUND, "no such page (the console is at /)",
+		    NULL);
 	snprintf(mime, sizeof mime, "%s%s", a->mime,
 	    strncmp(a->mime, "text/", 5) ? "" : "; charset=utf-8");
 	if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, mime, a->len, &p, end) ||
@@ -385,13 +454,15 @@ client_established(struct lws *wsi, struct client *c)
 	memset(c, 0, sizeof *c);
 	c->wsi = wsi;
 	/* lws keeps its own copy of the protocol list: compare names. */
-	c->cbor = !strcmp(lws_get_protocol(wsi)->name, protocols[1].name);
+	c->cbor = !strcmp(lws_get_protocol(wsi)->name, protocols[2].name);
 	buf_init(&c->rx, cfg->max_message);
 	buf_init(&c->tx, cfg->max_queue > SIZE_MAX / TX_HARD_BOUNDS ? SIZE_MAX
 	    : cfg->max_queue * TX_HARD_BOUNDS);
 	nclients++;
 	const char *ev = lws_get_urlarg_by_name(wsi, "events=", arg, sizeof arg);
 	c->link_events = ev && !strcmp(ev, "link");
+	const char *by = lws_get_urlarg_by_name(wsi, "bytes=", arg, sizeof arg);
+	c->bytes_base64 = by && !strcmp(by, "base64");
 	if (stopping) {
 		client_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "nws-proxy is shutting down");
 		return;
@@ -516,6 +587,14 @@ http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 			return upgrade_refuse(wsi, 400, "Bad Request", "a channel name is 1 to 255 "
 			    "characters of A-Z a-z 0-9 + = * . _ -");
 		sodium_memzero(name, sizeof name);
+		/* lws would drop these without an answer. */
+		if (!lws_hdr_total_length(wsi, WSI_TOKEN_KEY))
+			return upgrade_refuse(wsi, 400, "Bad Request", "a WebSocket upgrade needs "
+			    "Sec-WebSocket-Key and Sec-WebSocket-Version: 13");
+		if (subprotocol_pick(wsi) < 0)
+			return upgrade_refuse(wsi, 400, "Bad Request", "nws-proxy accepts the first "
+			    "subprotocol offered if it is a name of up to 63 characters (not a "
+			    "number) and the list is at most 127 bytes");
 		return 0;
 	}
 	case LWS_CALLBACK_HTTP:
@@ -539,6 +618,42 @@ http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 
 /* Listeners */
 
+/* lws decodes a literal '+' of a request's path into a space, as in a form's query; the
+ * seed's proxy keeps it a '+', and its polyfill does not escape names, so /a+b must be
+ * channel "a+b" (and /a%20b stay invalid). The listening sockets accept only once the
+ * request has arrived (TCP_DEFER_ACCEPT), so its first bytes are read here and handed to
+ * lws with each '+' of the request line's path written as %2B. A connection whose bytes
+ * are not there yet is handed over as it is. */
+static void
+client_adopt(int s)
+{
+	char in[2048], out[sizeof in * 3];
+	ssize_t n = recv(s, in, sizeof in, 0);
+	if (n <= 0) {
+		lws_adopt_socket_vhost(vhost, s);
+		return;
+	}
+	size_t m = 0, i = 0, len = (size_t)n;
+	while (i < len && in[i] != ' ' && in[i] != '\r')
+		out[m++] = in[i++];
+	if (i < len && in[i] == ' ')
+		out[m++] = in[i++];
+	for (; i < len && in[i] != ' ' && in[i] != '?' && in[i] != '\r'; i++) {
+		if (in[i] == '+') {
+			memcpy(out + m, "%2B", 3);
+			m += 3;
+		} else {
+			out[m++] = in[i];
+		}
+	}
+	memcpy(out + m, in + i, len - i);
+	m += len - i;
+	/* On failure lws closes the socket itself. */
+	lws_adopt_socket_vhost_readbuf(vhost, s, out, m);
+	sodium_memzero(in, sizeof in);
+	sodium_memzero(out, m);
+}
+
 static int
 listen_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
     size_t len)
@@ -559,8 +674,7 @@ listen_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *i
 			 * writes a client's queue in one send: Nagle could only hold a message
 			 * back behind an earlier one's delayed ACK. */
 			setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-			/* On failure lws closes the socket itself. */
-			lws_adopt_socket_vhost(vhost, s);
+			client_adopt(s);
 		}
 		return 0;
 	case LWS_CALLBACK_RAW_CLOSE_FILE:
@@ -598,6 +712,9 @@ listen_on(int family, int *port)
 	if (fd < 0)
 		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	/* Accept once the request is there, for client_adopt (seconds before giving up). */
+	int defer = 5;
+	setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer);
 	if (family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
 	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 128) < 0) {
@@ -647,7 +764,7 @@ server_start(const struct proxy_config *c)
 	}
 
 	lws_set_log_level(log_level >= 2 ? LLL_ERR | LLL_WARN : 0, NULL);
-	protocols[3] = loop_protocol;
+	protocols[PROTOCOLS_INTERNAL + 1] = loop_protocol;
 	memset(&info, 0, sizeof info);
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.protocols = protocols;
@@ -670,8 +787,9 @@ server_start(const struct proxy_config *c)
 			log_fatal(1, "cannot watch the listening socket");
 		listen_fds[i] = -1;   /* lws owns it now */
 	}
-	log_info("serving http://localhost:%d/ (WebSocket ws://localhost:%d/CHANNEL)",
-	    live.port, live.port);
+	/* Said at every verbosity, as the seed's proxy does: where pages and programs connect. */
+	log_at(0, "serving ws://localhost:%d/ on 127.0.0.1%s (console: http://localhost:%d/)",
+	    live.port, listen_wsi[1] ? " and [::1]" : " only", live.port);
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);

@@ -1,6 +1,7 @@
 # fish completion for nws-proxy(1)
 complete -c nws-proxy -f
 complete -c nws-proxy -s p -l port -x -a 9009 -d 'Port on 127.0.0.1 and ::1'
+complete -c nws-proxy -o port -x -a 9009 -d 'Port, as the original proxy took it'
 complete -c nws-proxy -l max-message -x -a '64k 1M 16M' -d 'Largest message a client may send'
 complete -c nws-proxy -l max-queue -x -a '1M 8M 64M' -d 'Output queued per client before it is closed'
 complete -c nws-proxy -l listen -x -d 'Where nws-link accepts links ([ADDR:]PORT)'

@@ -364,7 +364,8 @@ def test_console_and_polyfill_are_served(proxy):
     assert "access-control-allow-origin: *" in head
     assert http_get(p.port, "/console.js")[0] == 200
     assert http_get(p.port, "/console.css")[0] == 200
-    assert http_get(p.port, "/nope")[0] == 404
+    assert http_get(p.port, "/no/such")[0] == 404
+    assert http_get(p.port, "/nope")[0] == 400   # a channel: a WebSocket endpoint
     assert http_get(p.port, "/", host="attacker.example")[0] == 403
 
 
