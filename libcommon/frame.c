@@ -64,6 +64,7 @@ static const struct key keys[] = {
 
 int frame_json_keys;
 #define NKEYS (sizeof keys / sizeof keys[0])
+_Static_assert(NKEYS <= 32, "cb_decode marks the keys it saw in 32 bits");
 
 static char **
 str_field(struct frame *f, const struct key *k)
@@ -603,15 +604,13 @@ cb_short(const struct cbor_level *lv, size_t depth, size_t pos, size_t more, siz
 	return 0;
 }
 
-/* frame_cbor_item_len, also counting the heads in the item (*items). */
+/* frame_cbor_item_len; strict: -3 at the first indefinite length (a frame has none). */
 static int
-cb_scan(const void *buf, size_t len, size_t max, size_t *itemlen, size_t *need,
-    uint64_t *items)
+cb_scan(const void *buf, size_t len, size_t max, size_t *itemlen, size_t *need, int strict)
 {
 	struct cbor_level lv[FRAME_CBOR_MAX_DEPTH + 1];
 	const unsigned char *p = buf;
 	size_t pos = 0, depth = 0;
-	*items = 0;
 	if (max == 0)
 		max = SIZE_MAX;
 	for (;;) {
@@ -621,6 +620,8 @@ cb_scan(const void *buf, size_t len, size_t max, size_t *itemlen, size_t *need,
 		int rc = cb_head(p + pos, len - pos, &major, &ai, &arg, &hl);
 		if (rc < 0)
 			return -1;
+		if (strict && rc == 1 && ai == 31)
+			return major == 7 ? -1 : -3;
 		if (rc == 0 || pos + hl > max)
 			return cb_short(lv, depth, pos, hl, max, need);
 		struct cbor_level *in = &lv[depth];
@@ -628,7 +629,6 @@ cb_scan(const void *buf, size_t len, size_t max, size_t *itemlen, size_t *need,
 		    (major != in->indef || ai == 31))
 			return -1;   /* chunks of an indefinite string: definite, same type */
 		pos += hl;
-		++*items;
 		if (p[pos - hl] == 0xff) {
 			if (depth == 0 || !in->indef || (in->indef == 5 && in->odd))
 				return -1;
@@ -682,8 +682,7 @@ cb_scan(const void *buf, size_t len, size_t max, size_t *itemlen, size_t *need,
 int
 frame_cbor_item_len(const void *buf, size_t len, size_t max, size_t *itemlen, size_t *need)
 {
-	uint64_t items;
-	return cb_scan(buf, len, max, itemlen, need, &items);
+	return cb_scan(buf, len, max, itemlen, need, 0);
 }
 
 static int
@@ -784,64 +783,30 @@ cb_encode(const struct frame *f, struct buf *out)
 	return 0;
 }
 
-/* The bytes of a text or byte string item, joining the chunks of an indefinite one
- * into a new allocation (*own). */
+/* A text value's bytes at p (a whole item): checked to be a definite text string, UTF-8,
+ * without NUL. */
 static int
-cb_bytes(cbor_item_t *it, const unsigned char **p, size_t *n, unsigned char **own)
+cb_text(const unsigned char *p, size_t n, const char *key, const unsigned char **s,
+    size_t *sn, char *err, size_t errlen)
 {
-	int str = cbor_isa_string(it);
-	*own = NULL;
-	if (str ? cbor_string_is_definite(it) : cbor_bytestring_is_definite(it)) {
-		*p = str ? cbor_string_handle(it) : cbor_bytestring_handle(it);
-		*n = str ? cbor_string_length(it) : cbor_bytestring_length(it);
-		if (!*p)
-			*p = (const unsigned char *)"";
-		return 0;
-	}
-	size_t count = str ? cbor_string_chunk_count(it) : cbor_bytestring_chunk_count(it);
-	cbor_item_t **ch = str ? cbor_string_chunks_handle(it) : cbor_bytestring_chunks_handle(it);
-	size_t total = 0;
-	for (size_t i = 0; i < count; i++)
-		total += str ? cbor_string_length(ch[i]) : cbor_bytestring_length(ch[i]);
-	unsigned char *b = malloc(total + 1);
-	if (!b)
-		return -1;
-	size_t at = 0;
-	for (size_t i = 0; i < count; i++) {
-		size_t cn = str ? cbor_string_length(ch[i]) : cbor_bytestring_length(ch[i]);
-		if (cn)
-			memcpy(b + at, str ? cbor_string_handle(ch[i]) : cbor_bytestring_handle(ch[i]), cn);
-		at += cn;
-	}
-	*p = b;
-	*n = total;
-	*own = b;
-	return 0;
-}
-
-/* A text string's bytes, checked to be UTF-8 without NUL. */
-static int
-cb_text(cbor_item_t *it, const char *key, const unsigned char **p, size_t *n,
-    unsigned char **own, char *err, size_t errlen)
-{
-	if (!cbor_isa_string(it)) {
+	int major, ai;
+	uint64_t arg;
+	size_t hl;
+	if (cb_head(p, n, &major, &ai, &arg, &hl) != 1 || major != 3) {
 		snprintf(err, errlen, "\"%s\" must be a text string", key);
 		return -1;
 	}
-	if (cb_bytes(it, p, n, own) < 0) {
-		snprintf(err, errlen, "out of memory");
+	*s = p + hl;
+	*sn = (size_t)arg;
+	if (memchr(*s, 0, *sn)) {
+		snprintf(err, errlen, "\"%s\" contains a NUL character", key);
 		return -1;
 	}
-	if (memchr(*p, 0, *n)) {
-		snprintf(err, errlen, "\"%s\" contains a NUL character", key);
-	} else if (!jsontext_utf8(*p, *n)) {
+	if (!jsontext_utf8(*s, *sn)) {
 		snprintf(err, errlen, "\"%s\" is not valid UTF-8", key);
-	} else {
-		return 0;
+		return -1;
 	}
-	free(*own);
-	*own = NULL;
-	return -1;
+	return 0;
 }
 
 /* Embedded JSON holding a string is the text itself: stored as DATA_TEXT, so that JSON
@@ -861,104 +826,66 @@ embedded_json(struct frame *f, const unsigned char *p, size_t n)
 }
 
 static int
-cb_data(struct frame *f, cbor_item_t *v, char *err, size_t errlen)
+cb_data(struct frame *f, const unsigned char *p, size_t n, char *err, size_t errlen)
 {
-	const unsigned char *p;
-	size_t n;
-	unsigned char *own = NULL;
-	int rc = -1;
-	if (cbor_isa_string(v)) {
-		if (cb_text(v, "data", &p, &n, &own, err, errlen) < 0)
+	int major, ai, rc;
+	uint64_t arg;
+	size_t hl;
+	const unsigned char *s;
+	size_t sn;
+	cb_head(p, n, &major, &ai, &arg, &hl);
+	if (major == 3) {
+		if (cb_text(p, n, "data", &s, &sn, err, errlen) < 0)
 			return -1;
-		rc = frame_set_data(f, DATA_TEXT, p, n);
-	} else if (cbor_isa_bytestring(v)) {
-		if (cb_bytes(v, &p, &n, &own) == 0)
-			rc = frame_set_data(f, DATA_BYTES, p, n);
-	} else if (cbor_isa_tag(v) && cbor_tag_value(v) == TAG_EMBEDDED_JSON) {
-		cbor_item_t *t = cbor_tag_item(v);
-		if (!cbor_isa_bytestring(t)) {
-			cbor_decref(&t);
+		rc = frame_set_data(f, DATA_TEXT, s, sn);
+	} else if (major == 2) {
+		rc = frame_set_data(f, DATA_BYTES, p + hl, (size_t)arg);
+	} else if (major == 6 && arg == TAG_EMBEDDED_JSON) {
+		p += hl;
+		n -= hl;
+		if (cb_head(p, n, &major, &ai, &arg, &hl) != 1 || major != 2) {
 			snprintf(err, errlen, "tag 262 \"data\" must hold a byte string");
 			return -1;
 		}
-		if (cb_bytes(t, &p, &n, &own) == 0) {
-			char why[96];
-			if (jsontext_check(p, n, 1, why, sizeof why) < 0) {
-				snprintf(err, errlen, "tag 262 \"data\" is not JSON: %s", why);
-				free(own);
-				cbor_decref(&t);
-				return -1;
-			}
-			rc = embedded_json(f, p, n);
+		char why[96];
+		if (jsontext_check(p + hl, (size_t)arg, 1, why, sizeof why) < 0) {
+			snprintf(err, errlen, "tag 262 \"data\" is not JSON: %s", why);
+			return -1;
 		}
-		cbor_decref(&t);
+		rc = embedded_json(f, p + hl, (size_t)arg);
 	} else {
 		snprintf(err, errlen, "\"data\" must be a text or byte string or tag 262");
 		return -1;
 	}
-	free(own);
 	if (rc < 0)
 		snprintf(err, errlen, "out of memory");
 	return rc;
 }
 
-/* libcbor builds a tree of every item it loads: it only ever sees the value of a key we
- * use, and only when that is a handful of items (a string in chunks, a tag), so memory stays
- * proportional to the frame whatever an unknown key holds. */
-#define CB_MAX_ITEMS 1024
-
-static cbor_item_t *
-cb_load(const unsigned char *p, size_t n, uint64_t items, const char *key, char *err,
-    size_t errlen)
-{
-	struct cbor_load_result res;
-	if (items > CB_MAX_ITEMS) {
-		snprintf(err, errlen, "\"%s\" is not a string, integer or tag 262", key);
-		return NULL;
-	}
-	cbor_item_t *it = cbor_load(p, n, &res);
-	if (it && res.error.code == CBOR_ERR_NONE)
-		return it;
-	if (it)
-		cbor_decref(&it);
-	/* libcbor checks each chunk of a text string is UTF-8 by itself (RFC 8949 §3.2.3);
-	 * any other malformation was caught by the scan before. */
-	snprintf(err, errlen, "%s", res.error.code == CBOR_ERR_MEMERROR ? "out of memory" :
-	    "malformed CBOR text (a chunk that is not UTF-8)");
-	return NULL;
-}
-
-/* The field k from the value v (a whole item). */
+/* The field k from its value at p, a whole definite item. */
 static int
-cb_field(struct frame *f, const struct key *k, cbor_item_t *v, int *have_action, char *err,
+cb_field(struct frame *f, const struct key *k, const unsigned char *p, size_t n, char *err,
     size_t errlen)
 {
-	const unsigned char *p;
-	size_t n;
-	unsigned char *own;
-	int rc;
+	const unsigned char *s;
+	size_t sn;
+	int major, ai, rc;
+	uint64_t arg;
+	size_t hl;
 	switch (k->kind) {
 	case K_ACTION:
 	case K_STR:
-		if (cb_text(v, k->name, &p, &n, &own, err, errlen) < 0)
+		if (cb_text(p, n, k->name, &s, &sn, err, errlen) < 0)
 			return -1;
-		if (k->kind == K_STR) {
-			rc = set_n(str_field(f, k), p, n);
-		} else if ((*have_action)++) {
-			free(own);
-			snprintf(err, errlen, "\"action\" appears twice");
-			return -1;
-		} else {
-			rc = set_action(f, (const char *)p, n);
-		}
-		free(own);
+		rc = k->kind == K_STR ? set_n(str_field(f, k), s, sn) :
+		    set_action(f, (const char *)s, sn);
 		if (rc < 0)
 			snprintf(err, errlen, "out of memory");
 		return rc;
 	case K_INT: {
 		int64_t x = -1;
-		if (cbor_isa_uint(v) && cbor_get_int(v) <= INT64_MAX)
-			x = (int64_t)cbor_get_int(v);
+		if (cb_head(p, n, &major, &ai, &arg, &hl) == 1 && major == 0 && arg <= INT64_MAX)
+			x = (int64_t)arg;
 		if (!int_ok(k, x)) {
 			snprintf(err, errlen, "\"%s\" must be an integer in range", k->name);
 			return -1;
@@ -967,55 +894,43 @@ cb_field(struct frame *f, const struct key *k, cbor_item_t *v, int *have_action,
 		return 0;
 	}
 	case K_DATA:
-		return cb_data(f, v, err, errlen);
+		return cb_data(f, p, n, err, errlen);
 	case K_KEY:
-		if (!cbor_isa_bytestring(v) || !cbor_bytestring_is_definite(v) ||
-		    cbor_bytestring_length(v) != sizeof f->key) {
+		if (cb_head(p, n, &major, &ai, &arg, &hl) != 1 || major != 2 ||
+		    arg != sizeof f->key || hl + arg != n) {
 			snprintf(err, errlen, "\"key\" must be a byte string of %d bytes",
 			    FRAME_KEY_LEN);
 			return -1;
 		}
-		memcpy(f->key, cbor_bytestring_handle(v), sizeof f->key);
+		memcpy(f->key, p + hl, sizeof f->key);
 		f->has_key = 1;
 		return 0;
 	}
 	return -1;
 }
 
-/* Which of our keys the key item at p[0..n) is, if any. */
-static const struct key *
-cb_key(const unsigned char *p, size_t n, uint64_t items)
-{
-	int major, ai;
-	uint64_t arg;
-	size_t hl, kn;
-	const unsigned char *kp;
-	unsigned char *own;
-	if (cb_head(p, n, &major, &ai, &arg, &hl) != 1 || major != 3)
-		return NULL;   /* not text: not one of ours, ignored like any unknown key */
-	if (ai != 31)
-		return key_find((const char *)p + hl, (size_t)arg);
-	char err[8];
-	cbor_item_t *it = cb_load(p, n, items, "key", err, sizeof err);
-	const struct key *k = NULL;
-	if (it && cb_bytes(it, &kp, &kn, &own) == 0) {
-		k = key_find((const char *)kp, kn);
-		free(own);
-	}
-	if (it)
-		cbor_decref(&it);
-	return k;
-}
+/* Every key nws writes fits with room to spare; more is no frame of ours, and the bound
+ * keeps the duplicate check among unknown keys cheap. */
+#define CB_MAX_KEYS 64
 
+/* Strict (DESIGN.md §6): one definite map with distinct text keys, no indefinite length
+ * anywhere, so every reader of the bytes sees the same fields as this decoder. */
 static int
 cb_decode(struct frame *f, const unsigned char *buf, size_t len, char *err, size_t errlen)
 {
 	size_t itemlen, pos, kl, vl;
-	uint64_t items, pairs, arg;
-	int major, ai, have_action = 0;
-	int sc = cb_scan(buf, len, len, &itemlen, NULL, &items);
+	uint64_t pairs;
+	int major, ai;
+	uint32_t seen = 0;
+	struct { const unsigned char *p; size_t n; } other[CB_MAX_KEYS];
+	size_t nother = 0;
+	int sc = cb_scan(buf, len, len, &itemlen, NULL, 1);
 	if (sc == 0 || sc == -2) {
 		snprintf(err, errlen, "truncated CBOR item");
+		return -1;
+	}
+	if (sc == -3) {
+		snprintf(err, errlen, "indefinite-length CBOR item (only definite lengths)");
 		return -1;
 	}
 	if (sc < 0) {
@@ -1027,30 +942,49 @@ cb_decode(struct frame *f, const unsigned char *buf, size_t len, char *err, size
 		snprintf(err, errlen, "bytes after the CBOR map");
 		return -1;
 	}
-	if (cb_head(buf, len, &major, &ai, &arg, &pos) != 1 || major != 5) {
+	if (cb_head(buf, len, &major, &ai, &pairs, &pos) != 1 || major != 5) {
 		snprintf(err, errlen, "a frame must be a CBOR map");
 		return -1;
 	}
-	/* The scan above proved the map whole: each key and value below is complete. */
-	pairs = ai == 31 ? UINT64_MAX : arg;
-	for (uint64_t i = 0; i < pairs && buf[pos] != 0xff; i++) {
-		uint64_t kitems, vitems;
-		cb_scan(buf + pos, len - pos, 0, &kl, NULL, &kitems);
-		const struct key *k = cb_key(buf + pos, kl, kitems);
+	if (pairs > CB_MAX_KEYS) {
+		snprintf(err, errlen, "more than %d keys", CB_MAX_KEYS);
+		return -1;
+	}
+	/* The scan above proved the map whole and definite: each key and value is complete. */
+	for (uint64_t i = 0; i < pairs; i++) {
+		uint64_t kn;
+		size_t hl;
+		cb_scan(buf + pos, len - pos, 0, &kl, NULL, 1);
+		cb_head(buf + pos, kl, &major, &ai, &kn, &hl);
+		if (major != 3) {
+			snprintf(err, errlen, "a frame's keys must be text strings");
+			return -1;
+		}
+		const unsigned char *kp = buf + pos + hl;
+		const struct key *k = key_find((const char *)kp, (size_t)kn);
 		pos += kl;
-		cb_scan(buf + pos, len - pos, 0, &vl, NULL, &vitems);
+		cb_scan(buf + pos, len - pos, 0, &vl, NULL, 1);
 		if (k) {
-			cbor_item_t *v = cb_load(buf + pos, vl, vitems, k->name, err, errlen);
-			if (!v)
+			uint32_t bit = (uint32_t)1 << (k - keys);
+			if (seen & bit) {
+				snprintf(err, errlen, "\"%s\" appears twice", k->name);
 				return -1;
-			int rc = cb_field(f, k, v, &have_action, err, errlen);
-			cbor_decref(&v);
-			if (rc < 0)
+			}
+			seen |= bit;
+			if (cb_field(f, k, buf + pos, vl, err, errlen) < 0)
 				return -1;
+		} else {
+			for (size_t j = 0; j < nother; j++)
+				if (other[j].n == kn && memcmp(other[j].p, kp, (size_t)kn) == 0) {
+					snprintf(err, errlen, "a key appears twice");
+					return -1;
+				}
+			other[nother].p = kp;
+			other[nother++].n = (size_t)kn;
 		}
 		pos += vl;
 	}
-	if (!have_action) {
+	if (!(seen & 1)) {   /* keys[0] */
 		snprintf(err, errlen, "\"action\" is missing");
 		return -1;
 	}
@@ -1148,15 +1082,16 @@ cb_peek(const unsigned char *p, size_t n)
 	int major, ai;
 	uint64_t arg;
 	size_t hl, pos, il;
-	if (cb_head(p, n, &major, &ai, &arg, &hl) != 1 || major != 5)
+	/* Only what frame_decode could accept: a definite map with definite text keys. */
+	if (cb_head(p, n, &major, &ai, &arg, &hl) != 1 || major != 5 || ai == 31)
 		return ACTION_UNKNOWN;
-	uint64_t pairs = ai == 31 ? UINT64_MAX : arg;
+	uint64_t pairs = arg;
 	pos = hl;
-	for (uint64_t i = 0; i < pairs && pos < n && p[pos] != 0xff; i++) {
-		/* Key: only a definite text string can be "action"; anything else is skipped. */
-		if (cb_head(p + pos, n - pos, &major, &ai, &arg, &hl) != 1)
+	for (uint64_t i = 0; i < pairs && pos < n; i++) {
+		if (cb_head(p + pos, n - pos, &major, &ai, &arg, &hl) != 1 || major != 3 ||
+		    ai == 31)
 			return ACTION_UNKNOWN;
-		int is_action = major == 3 && ai != 31 && arg == 6 && n - pos - hl >= 6 &&
+		int is_action = arg == 6 && n - pos - hl >= 6 &&
 		    memcmp(p + pos + hl, "action", 6) == 0;
 		if (frame_cbor_item_len(p + pos, n - pos, 0, &il, NULL) != 1)
 			return ACTION_UNKNOWN;

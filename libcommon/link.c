@@ -20,6 +20,13 @@
  * goes out in one write(2) through lws_write's raw mode instead of one per message.
  * Bytes written per writeable callback, cut at a frame boundary: */
 #define LINK_WRITE_BUDGET (256u << 10)
+/* Partly received frames of every link together (DESIGN.md §6): a member that starts big
+ * frames on many links and finishes none cannot grow memory past this; the link whose
+ * piece passes it is closed. A finished frame's buffer is freed when it grew past
+ * LINK_ACC_KEEP, so idle links hold no big buffers either. */
+#define LINK_PARTIAL_BUDGET ((size_t)64 << 20)
+#define LINK_ACC_KEEP ((size_t)2 * NOISE_MAX_MSG)
+static size_t partial_total;
 /* Liveness is checked this often, at both ends: */
 #define LINK_LIVE_TICK_US (2 * LWS_US_PER_SEC)
 
@@ -45,6 +52,7 @@ struct link {
 	struct noise_handshake hs;
 	struct noise_session s;
 	struct noise_reassembly re;
+	size_t partial;      /* what re holds of an unfinished frame, counted in partial_total */
 	struct buf out;      /* WebSocket frames ready to write */
 	struct buf msg;      /* one WebSocket message arriving in fragments */
 	/* The dialling end speaks WebSocket itself over a raw socket (wsclient.h). */
@@ -169,9 +177,20 @@ link_new(const struct link_conf *c, int initiator)
 	return l;
 }
 
+/* re holds no unfinished frame any more. */
+static void
+link_partial_done(struct link *l)
+{
+	partial_total -= l->partial;
+	l->partial = 0;
+	if (l->re.acc.cap > LINK_ACC_KEEP)
+		buf_wipe(&l->re.acc);
+}
+
 static void
 link_free(struct link *l)
 {
+	partial_total -= l->partial;
 	noise_handshake_clear(&l->hs);
 	noise_session_clear(&l->s);
 	noise_reassembly_clear(&l->re);
@@ -372,16 +391,28 @@ link_message(struct link *l, const unsigned char *msg, size_t len)
 	}
 	int r = noise_recv_piece(&l->s.recv, &l->re, msg, len);
 	if (r < 0) {
+		link_partial_done(l);
 		snprintf(l->why, sizeof l->why, "message does not decrypt");
 		return -1;
 	}
 	l->last_rx = lws_now_usecs();
 	if (!l->up)
 		link_up(l);
-	if (r == 1) {
-		l->ops->frame(l->ctx, l, buf_data(&l->re.acc), l->re.acc.len);
-		buf_reset(&l->re.acc);
+	if (r == 0) {
+		/* Counted by capacity: that is the memory it holds. */
+		partial_total += l->re.acc.cap - l->partial;
+		l->partial = l->re.acc.cap;
+		if (partial_total > LINK_PARTIAL_BUDGET) {
+			link_partial_done(l);
+			buf_wipe(&l->re.acc);
+			snprintf(l->why, sizeof l->why, "unfinished frames past the budget");
+			return -1;
+		}
+		return 0;
 	}
+	l->ops->frame(l->ctx, l, buf_data(&l->re.acc), l->re.acc.len);
+	buf_reset(&l->re.acc);
+	link_partial_done(l);
 	return 0;
 }
 

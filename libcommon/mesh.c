@@ -6,20 +6,20 @@
 #include <sodium.h>
 
 #include "derive.h"
+#include "idset.h"
 #include "keys.h"
 #include "link.h"
 #include "log.h"
 
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
-#define PEER_ID_MAX 255
-#define PEERS_MAX 65536
-
-/* A set of peer ids: few per channel, so an array. */
-struct peers {
-	char **id;
-	size_t n, cap;
-};
+/* Local peers come from our own pipeline, not from members: a generous cap. */
+#define LOCALS_MAX 65536
+/* A node may announce all its peers at once when its link comes up and as many again
+ * soon after: a burst of CONNECT_BURST_MUL times the peer cap, refilled at the cap over
+ * CONNECT_RATE_DIV per second (connect_allowed). */
+#define CONNECT_BURST_MUL 2
+#define CONNECT_RATE_DIV 2
 
 struct channel;
 
@@ -31,7 +31,7 @@ struct node {
 	char hex[2 * LINK_NODE_LEN + 1];
 	char address[64];
 	struct link *active;
-	struct peers peers;
+	struct idset peers;      /* the ids it announced: those it may speak for */
 	struct node *next;
 };
 
@@ -58,6 +58,8 @@ struct lref {
 	int dup;                 /* closed by us as a double link */
 	int waiting;             /* up, but not yet "kept" by the other end: nothing is sent */
 	int full;                /* past half its queue: the input is paused for it */
+	uint64_t tokens;         /* connects it may still send now, in millionths */
+	lws_usec_t refilled;     /* when tokens were last topped up */
 	struct lref *next;
 };
 
@@ -67,7 +69,10 @@ struct channel {
 	struct keys *keys;          /* NULL while the worker derives them */
 	struct derive_job *job;
 	int closed;
-	struct peers locals;
+	struct idset locals;
+	/* Every peer id of the channel, local or remote, with its holder (a struct node, or
+	 * LOCAL), so an id has one holder and a message one way to go. */
+	struct idset holders;
 	struct node *nodes;
 	struct target *targets;
 	struct lref *links;
@@ -79,6 +84,7 @@ struct mesh {
 	struct lws_vhost *vh;
 	int port;
 	size_t max_frame, max_queue;
+	struct mesh_limits lim;
 	unsigned char node[LINK_NODE_LEN];
 	struct loop_pipe *out;
 	struct channel *channels;
@@ -93,154 +99,9 @@ struct mesh {
 	lws_sorted_usec_list_t derive_sul;
 };
 
-/* ---- peer sets ---- */
-
-static int
-peers_find(const struct peers *s, const char *id, size_t n)
-{
-	for (size_t i = 0; i < s->n; i++)
-		if (strlen(s->id[i]) == n && memcmp(s->id[i], id, n) == 0)
-			return (int)i;
-	return -1;
-}
-
-/* 1 added, 0 already there, -1 full or out of memory. */
-static int
-peers_add(struct peers *s, const char *id, size_t n)
-{
-	if (peers_find(s, id, n) >= 0)
-		return 0;
-	if (s->n >= PEERS_MAX || n > PEER_ID_MAX)
-		return -1;
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? 2 * s->cap : 8;
-		char **p = realloc(s->id, cap * sizeof *p);
-		if (!p)
-			return -1;
-		s->id = p;
-		s->cap = cap;
-	}
-	if (!(s->id[s->n] = strndup(id, n)))
-		return -1;
-	s->n++;
-	return 1;
-}
-
-/* 1 removed, 0 was not there. */
-static int
-peers_del(struct peers *s, const char *id, size_t n)
-{
-	int i = peers_find(s, id, n);
-	if (i < 0)
-		return 0;
-	free(s->id[i]);
-	s->id[i] = s->id[--s->n];
-	return 1;
-}
-
-static void
-peers_free(struct peers *s)
-{
-	for (size_t i = 0; i < s->n; i++)
-		free(s->id[i]);
-	free(s->id);
-	memset(s, 0, sizeof *s);
-}
-
-/* ---- CBOR fields without decoding ---- */
-
-struct span {
-	const char *p;
-	size_t n;
-};
-
-struct fields {
-	struct span action, channel, target;
-};
-
-static int
-cbor_head(const unsigned char *p, size_t n, int *major, uint64_t *arg, size_t *hl)
-{
-	if (n < 1)
-		return -1;
-	int ai = p[0] & 31;
-	*major = p[0] >> 5;
-	if (ai < 24) {
-		*arg = (uint64_t)ai;
-		*hl = 1;
-		return 0;
-	}
-	if (ai > 27)
-		return -1;
-	size_t k = (size_t)1 << (ai - 24);
-	if (n < 1 + k)
-		return -1;
-	*arg = 0;
-	for (size_t i = 0; i < k; i++)
-		*arg = *arg << 8 | p[1 + i];
-	*hl = 1 + k;
-	return 0;
-}
-
-static int
-text_at(const unsigned char *p, size_t n, struct span *s)
-{
-	int major;
-	uint64_t arg;
-	size_t hl;
-
-	if (cbor_head(p, n, &major, &arg, &hl) < 0 || major != 3 || arg > n - hl)
-		return -1;
-	s->p = (const char *)p + hl;
-	s->n = (size_t)arg;
-	return 0;
-}
-
-/* Finds the text fields mesh routes on in one CBOR map. -1 when it is not one. */
-static int
-fields_scan(const unsigned char *p, size_t n, struct fields *f)
-{
-	int major;
-	uint64_t pairs;
-	size_t hl, il, pos;
-
-	memset(f, 0, sizeof *f);
-	if (n < 1 || (p[0] >> 5) != 5)
-		return -1;
-	if (p[0] == 0xbf) {
-		pairs = UINT64_MAX;
-		pos = 1;
-	} else if (cbor_head(p, n, &major, &pairs, &hl) < 0)
-		return -1;
-	else
-		pos = hl;
-	for (uint64_t i = 0; i < pairs && pos < n && p[pos] != 0xff; i++) {
-		struct span key = { 0 }, *want = NULL;
-		if (text_at(p + pos, n - pos, &key) == 0) {
-			if (key.n == 6 && memcmp(key.p, "action", 6) == 0)
-				want = &f->action;
-			else if (key.n == 7 && memcmp(key.p, "channel", 7) == 0)
-				want = &f->channel;
-			else if (key.n == 6 && memcmp(key.p, "target", 6) == 0)
-				want = &f->target;
-		}
-		if (frame_cbor_item_len(p + pos, n - pos, 0, &il, NULL) != 1)
-			return -1;
-		pos += il;
-		if (want && text_at(p + pos, n - pos, want) < 0)
-			return -1;
-		if (frame_cbor_item_len(p + pos, n - pos, 0, &il, NULL) != 1)
-			return -1;
-		pos += il;
-	}
-	return 0;
-}
-
-static int
-span_is(struct span s, const char *str)
-{
-	return s.p && strlen(str) == s.n && memcmp(s.p, str, s.n) == 0;
-}
+/* The holder of a local peer's id in channel.holders. */
+static char local_holder;
+#define LOCAL ((void *)&local_holder)
 
 /* ---- output ---- */
 
@@ -343,8 +204,11 @@ node_drop(struct node *n, const char *why)
 	struct channel *ch = n->ch;
 	struct mesh *m = ch->m;
 
-	for (size_t i = 0; i < n->peers.n; i++)
-		out_peer(m, ACTION_DISCONNECT, ch, n->peers.id[i]);
+	struct idset_item *it;
+	for (size_t pos = 0; (it = idset_next(&n->peers, &pos)); ) {
+		out_peer(m, ACTION_DISCONNECT, ch, it->id);
+		idset_del(&ch->holders, it->id);
+	}
 	out_status(m, ACTION_UNLINKED, ch, n->hex, n->address, why);
 	log_info("unlinked from node %s at %s: %s", n->hex, n->address, why);
 	for (struct node **pp = &ch->nodes; *pp; pp = &(*pp)->next)
@@ -357,7 +221,7 @@ node_drop(struct node *n, const char *why)
 			t->state = T_IDLE;
 			target_schedule(t);
 		}
-	peers_free(&n->peers);
+	idset_clear(&n->peers);
 	free(n);
 }
 
@@ -383,6 +247,8 @@ lref_new(struct channel *ch, struct target *t, int initiator)
 	link_set_user(r->link, r);
 	r->ch = ch;
 	r->t = t;
+	r->tokens = (uint64_t)CONNECT_BURST_MUL * m->lim.peers * 1000000;
+	r->refilled = lws_now_usecs();
 	r->next = ch->links;
 	ch->links = r;
 	return r;
@@ -408,7 +274,8 @@ channel_free(struct channel *ch)
 			*pp = ch->next;
 			break;
 		}
-	peers_free(&ch->locals);
+	idset_clear(&ch->locals);
+	idset_clear(&ch->holders);
 	if (ch->job) {
 		derive_cancel(m->dv, ch->job);
 		m->deriving--;
@@ -426,7 +293,11 @@ target_dial(struct target *t)
 
 	if (t->state != T_IDLE || t->ch->closed || !t->ch->keys || t->ch->m->stopping)
 		return;
-	if (!(r = lref_new(t->ch, t, 1))) {
+	/* Found records cost a member nothing: never more dials than links allowed. */
+	size_t nlinks = 0;
+	for (r = t->ch->links; r; r = r->next)
+		nlinks++;
+	if (nlinks >= t->ch->m->lim.links || !(r = lref_new(t->ch, t, 1))) {
 		target_schedule(t);
 		return;
 	}
@@ -536,13 +407,14 @@ mesh_set_flow(struct mesh *m, mesh_flow_fn fn, void *ctx)
 static void
 link_announce(struct mesh *m, struct channel *ch, struct link *l)
 {
-	for (size_t i = 0; i < ch->locals.n; i++) {
+	struct idset_item *it;
+
+	for (size_t pos = 0; (it = idset_next(&ch->locals, &pos)); ) {
 		struct frame f;
 		frame_init(&f);
 		f.action = ACTION_CONNECT;
 		buf_reset(&m->scratch);
-		if (frame_set(&f.channel, ch->name) == 0 &&
-		    frame_set(&f.target, ch->locals.id[i]) == 0 &&
+		if (frame_set(&f.channel, ch->name) == 0 && frame_set(&f.target, it->id) == 0 &&
 		    frame_encode(&f, FORMAT_CBOR, &m->scratch) == 0)
 			link_send(l, buf_data(&m->scratch), m->scratch.len);
 		frame_free(&f);
@@ -594,6 +466,7 @@ node_link(struct mesh *m, struct lref *r)
 	sodium_bin2hex(n->hex, sizeof n->hex, n->id, LINK_NODE_LEN);
 	snprintf(n->address, sizeof n->address, "%s", link_address(l));
 	n->active = l;
+	idset_init(&n->peers, m->lim.peers);
 	n->next = ch->nodes;
 	ch->nodes = n;
 	log_info("linked to node %s at %s", n->hex, n->address);
@@ -601,6 +474,27 @@ node_link(struct mesh *m, struct lref *r)
 	if (r->t)
 		r->t->state = T_UP;
 	link_announce(m, ch, l);
+}
+
+/* Why one more link that came up, l, is past the bounds of its channel, or NULL. Only
+ * links whose handshake succeeded count: the handshake deadline bounds the others. */
+static const char *
+links_over(struct channel *ch, struct link *l)
+{
+	const struct mesh_limits *lim = &ch->m->lim;
+	size_t all = 0, here = 0;
+
+	for (struct lref *r = ch->links; r; r = r->next) {
+		if (r->link == l || !link_is_up(r->link) || link_closing(r->link))
+			continue;
+		all++;
+		here += strcmp(link_address(r->link), link_address(l)) == 0;
+	}
+	if (all >= lim->links)
+		return "the channel has as many links as --max-links allows";
+	if (here >= lim->links_per_address)
+		return "that address has as many links as --max-links-per-address allows";
+	return NULL;
 }
 
 static void
@@ -620,6 +514,13 @@ mesh_up(void *ctx, struct link *l)
 			r->t->state = T_SELF;
 		/* Flushed, so the dialling end finishes its handshake and sees it too. */
 		link_close(l, 1008, "self", 1);
+		return;
+	}
+	const char *over = links_over(ch, l);
+	if (over) {
+		if (log_once_per_burst("mesh: too many links"))
+			log_info("closing a link from %s: %s", link_address(l), over);
+		link_close(l, 1008, "too many links", 0);
 		return;
 	}
 	if (r->t) {
@@ -661,51 +562,132 @@ mesh_kept(struct mesh *m, struct lref *r)
 	node_link(m, r);
 }
 
+/* A token bucket per link: 1 when one more connect may go on now. */
+static int
+connect_allowed(struct mesh *m, struct lref *r)
+{
+	const uint64_t unit = 1000000;
+	uint64_t burst = (uint64_t)CONNECT_BURST_MUL * m->lim.peers * unit;
+	lws_usec_t now = lws_now_usecs();
+	uint64_t rate = (m->lim.peers + CONNECT_RATE_DIV - 1) / CONNECT_RATE_DIV;
+	uint64_t add = (uint64_t)(now - r->refilled) * rate;
+
+	r->refilled = now;
+	r->tokens = add > burst - r->tokens ? burst : r->tokens + add;
+	if (r->tokens < unit)
+		return 0;
+	r->tokens -= unit;
+	return 1;
+}
+
+/* A remote connect: n now speaks for f->target, unless another holds that id. */
+static void
+node_connect(struct mesh *m, struct lref *r, struct node *n, const struct frame *f,
+    const unsigned char *cbor, size_t len)
+{
+	struct channel *ch = r->ch;
+	struct idset_item *h;
+
+	if (!connect_allowed(m, r)) {
+		log_info("closing the link to node %s at %s: more connects than the rate limit",
+		    n->hex, n->address);
+		link_close(r->link, 1008, "too many connects", 0);
+		return;
+	}
+	if (!f->target)
+		return;
+	if ((h = idset_get(&ch->holders, f->target))) {
+		/* Refused, not forwarded: the id keeps its holder, and a frame n sends from it
+		 * later closes n's link as one from an unannounced source. */
+		if (h->util != n && log_once_per_burst("mesh: id held"))
+			log_info("refused a connect from node %s for a peer id %s holds", n->hex,
+			    h->util == LOCAL ? "a local peer" : "another node");
+		return;
+	}
+	if (idset_add(&n->peers, f->target, NULL) < 0) {
+		log_info("closing the link to node %s at %s: more peers than --max-peers "
+		    "(or an id longer than %d bytes)", n->hex, n->address, IDSET_ID_MAX);
+		link_close(r->link, 1008, "too many peers", 0);
+		return;
+	}
+	if (idset_add(&ch->holders, f->target, n) < 0) {
+		idset_del(&n->peers, f->target);
+		log_error("out of memory; a remote peer was not announced");
+		return;
+	}
+	out_raw(m, cbor, len);
+}
+
+/* Decoded once, strictly (frame_decode), and routed on what was decoded; the bytes that
+ * go on are the ones decoded, so every later reader sees the same fields. */
 static void
 mesh_link_frame(void *ctx, struct link *l, const unsigned char *cbor, size_t len)
 {
 	struct mesh *m = ctx;
 	struct lref *r = link_user(l);
 	struct channel *ch = r->ch;
-	struct fields f;
+	struct frame f;
 	struct node *n;
+	char err[128];
 
 	if (ch->closed || m->stopping)
 		return;
-	if (fields_scan(cbor, len, &f) < 0 || !span_is(f.channel, ch->name)) {
-		log_info("closing a link from %s: it sent a malformed frame", link_address(l));
+	int bad = frame_decode(&f, FORMAT_CBOR, cbor, len, err, sizeof err) < 0;
+	if (bad || !f.channel || strcmp(f.channel, ch->name) != 0) {
+		log_info("closing a link from %s: it sent a malformed frame (%s)", link_address(l),
+		    bad ? err : "not of the link's channel");
 		link_close(l, 1008, "malformed frame", 0);
+		frame_free(&f);
 		return;
 	}
 	if (r->waiting) {
-		if (span_is(f.action, "kept")) {
+		if (f.action == ACTION_UNKNOWN && strcmp(f.action_name, "kept") == 0)
 			mesh_kept(m, r);
-			return;
+		else {
+			log_info("closing a link from %s: it sent a frame before keeping the link",
+			    link_address(l));
+			link_close(l, 1008, "protocol error", 0);
 		}
-		log_info("closing a link from %s: it sent a frame before keeping the link",
-		    link_address(l));
-		link_close(l, 1008, "protocol error", 0);
+		frame_free(&f);
 		return;
 	}
-	if (!(n = node_find(ch, link_node(l))) || n->active != l)
+	if (!(n = node_find(ch, link_node(l))) || n->active != l) {
+		frame_free(&f);
 		return;
-	if (span_is(f.action, "connect") && f.target.p) {
-		int added = peers_add(&n->peers, f.target.p, f.target.n);
-		if (added < 0) {
-			link_close(l, 1008, "too many peers", 0);
-			return;
+	}
+	switch (f.action) {
+	case ACTION_CONNECT:
+		node_connect(m, r, n, &f, cbor, len);
+		break;
+	case ACTION_DISCONNECT:
+		if (f.target && idset_del(&n->peers, f.target)) {
+			idset_del(&ch->holders, f.target);
+			out_raw(m, cbor, len);
 		}
-		if (added)
-			out_raw(m, cbor, len);
-	} else if (span_is(f.action, "disconnect") && f.target.p) {
-		if (peers_del(&n->peers, f.target.p, f.target.n))
-			out_raw(m, cbor, len);
-	} else if (span_is(f.action, "broadcast") || span_is(f.action, "message") ||
-	    span_is(f.action, "end")) {
+		break;
+	case ACTION_BROADCAST:
+	case ACTION_MESSAGE:
+	case ACTION_END:
+		if (!f.source || !idset_get(&n->peers, f.source)) {
+			log_info("closing the link to node %s at %s: it sent a %s from a peer it did "
+			    "not announce", n->hex, n->address, frame_action_name(&f));
+			link_close(l, 1008, "unannounced source", 0);
+			break;
+		}
+		if (f.action == ACTION_MESSAGE) {
+			struct idset_item *h = f.target ? idset_get(&ch->holders, f.target) : NULL;
+			if (!h || h->util != LOCAL) {
+				log_debug("a message from a link is for no local peer; dropped");
+				break;
+			}
+		}
 		out_raw(m, cbor, len);
-	} else if (log_level >= 2) {
-		log_debug("ignoring a frame from a link that is no local peer event");
+		break;
+	default:
+		log_debug("ignoring a frame from a link that is no peer event");
+		break;
 	}
+	frame_free(&f);
 }
 
 static void
@@ -780,6 +762,7 @@ mesh_new(struct lws_context *cx, struct lws_vhost *vh, int port, size_t max_fram
 	m->port = port;
 	m->max_frame = max_frame;
 	m->max_queue = max_queue;
+	mesh_set_limits(m, NULL);
 	if (!(m->dv = derive_new())) {
 		free(m);
 		return NULL;
@@ -788,6 +771,22 @@ mesh_new(struct lws_context *cx, struct lws_vhost *vh, int port, size_t max_fram
 	buf_init(&m->scratch, 0);
 	link_set_acceptor(mesh_accept, m);
 	return m;
+}
+
+void
+mesh_set_limits(struct mesh *m, const struct mesh_limits *lim)
+{
+	static const struct mesh_limits defaults = {
+		MESH_LINKS_DEFAULT, MESH_LINKS_PER_ADDRESS_DEFAULT, MESH_PEERS_DEFAULT,
+	};
+
+	m->lim = defaults;
+	if (lim && lim->links)
+		m->lim.links = lim->links;
+	if (lim && lim->links_per_address)
+		m->lim.links_per_address = lim->links_per_address;
+	if (lim && lim->peers)
+		m->lim.peers = lim->peers;
 }
 
 void
@@ -858,6 +857,8 @@ mesh_open(struct mesh *m, const char *name, const unsigned char *key)
 		return -1;
 	}
 	ch->m = m;
+	idset_init(&ch->locals, LOCALS_MAX);
+	idset_init(&ch->holders, 0);
 	ch->next = m->channels;
 	m->channels = ch;
 	log_debug("opened channel %s", name);
@@ -988,30 +989,57 @@ link_send_or_drop(struct mesh *m, struct link *l, const unsigned char *p, size_t
 	}
 }
 
-/* connect/disconnect/broadcast/message/end of a local peer, as CBOR. */
+/* connect/disconnect/broadcast/message/end of a local peer, decoded, and the same frame
+ * as CBOR: sent on the links it is for. 0 when its channel is not open here (the frame
+ * is passed on). A frame a link would refuse (a source that is no local peer) is not
+ * sent, so a local mistake never closes a link. */
 static int
-mesh_local(struct mesh *m, enum frame_action a, const unsigned char *p, size_t n)
+mesh_local(struct mesh *m, const struct frame *f, const unsigned char *p, size_t n)
 {
-	struct fields f;
-	struct channel *ch;
+	struct channel *ch = f->channel ? channel_find(m, f->channel, strlen(f->channel)) : NULL;
+	struct idset_item *h;
 
-	if (fields_scan(p, n, &f) < 0 || !f.channel.p ||
-	    !(ch = channel_find(m, f.channel.p, f.channel.n)))
+	if (!ch)
 		return 0;
-	if (a == ACTION_CONNECT && f.target.p) {
-		if (peers_add(&ch->locals, f.target.p, f.target.n) < 0)
-			log_error("too many local peers; a connect was not announced");
-	} else if (a == ACTION_DISCONNECT && f.target.p) {
-		peers_del(&ch->locals, f.target.p, f.target.n);
-	} else if (a == ACTION_MESSAGE) {
-		if (!f.target.p)
+	switch (f->action) {
+	case ACTION_CONNECT:
+		if (!f->target)
 			return 1;
-		for (struct node *nd = ch->nodes; nd; nd = nd->next)
-			if (nd->active && peers_find(&nd->peers, f.target.p, f.target.n) >= 0) {
+		if ((h = idset_get(&ch->holders, f->target)) && h->util != LOCAL) {
+			log_error("a local peer id is already held by a remote node; it was not "
+			    "announced (connect with another id)");
+			return 1;
+		}
+		if (!h && (idset_add(&ch->locals, f->target, NULL) < 0 ||
+		    idset_add(&ch->holders, f->target, LOCAL) < 0)) {
+			idset_del(&ch->locals, f->target);
+			log_error("too many local peers (or an id longer than %d bytes); a connect "
+			    "was not announced", IDSET_ID_MAX);
+			return 1;
+		}
+		break;
+	case ACTION_DISCONNECT:
+		if (!f->target || !idset_del(&ch->locals, f->target))
+			return 1;
+		idset_del(&ch->holders, f->target);
+		break;
+	default:
+		if (!f->source || !idset_get(&ch->locals, f->source)) {
+			if (log_once_per_burst("mesh: unknown local source"))
+				log_error("a %s was not sent on links: its source is no connected "
+				    "local peer (send a connect for it first)", frame_action_name(f));
+			return 1;
+		}
+		if (f->action != ACTION_MESSAGE)
+			break;
+		h = f->target ? idset_get(&ch->holders, f->target) : NULL;
+		if (h && h->util != LOCAL) {
+			struct node *nd = h->util;
+			if (nd->active)
 				link_send_or_drop(m, nd->active, p, n);
-				return 1;
-			}
-		log_debug("no link carries the target of a message; dropped");
+		} else {
+			log_debug("no link carries the target of a message; dropped");
+		}
 		return 1;
 	}
 	for (struct node *nd = ch->nodes; nd; nd = nd->next)
@@ -1045,20 +1073,26 @@ mesh_input(struct mesh *m, enum frame_format fmt, const unsigned char *raw, size
 			loop_pipe_send_raw(m->out, fmt, raw, len);
 		return;
 	}
-	if (fmt == FORMAT_CBOR) {
-		if (!mesh_local(m, a, raw, len) && m->out)
-			loop_pipe_send_raw(m->out, fmt, raw, len);
-		return;
-	}
-	/* JSON: links carry CBOR, so encode it once here. */
+	/* Decoded once, as a link decodes it, so what goes on a link is what a link accepts;
+	 * links carry CBOR, so JSON is encoded once here. */
 	if (frame_decode(&f, fmt, raw, len, err, sizeof err) < 0) {
 		if (log_once_per_burst("mesh: bad local"))
 			log_error("skipping a frame that does not decode: %s", err);
 		return;
 	}
-	buf_reset(&m->scratch);
-	if (frame_encode(&f, FORMAT_CBOR, &m->scratch) == 0 &&
-	    !mesh_local(m, a, buf_data(&m->scratch), m->scratch.len) && m->out)
+	const unsigned char *p = raw;
+	size_t n = len;
+	if (fmt != FORMAT_CBOR) {
+		buf_reset(&m->scratch);
+		if (frame_encode(&f, FORMAT_CBOR, &m->scratch) < 0) {
+			log_error("out of memory, or a frame that cannot be carried; skipped");
+			frame_free(&f);
+			return;
+		}
+		p = buf_data(&m->scratch);
+		n = m->scratch.len;
+	}
+	if (!mesh_local(m, &f, p, n) && m->out)
 		loop_pipe_send_raw(m->out, fmt, raw, len);
 	frame_free(&f);
 }
@@ -1098,7 +1132,7 @@ mesh_free(struct mesh *m)
 		while (ch->nodes) {
 			struct node *n = ch->nodes;
 			ch->nodes = n->next;
-			peers_free(&n->peers);
+			idset_clear(&n->peers);
 			free(n);
 		}
 		channel_free(ch);

@@ -2,7 +2,8 @@
  * §6): local peers' frames from the input to the links of their channel, the links'
  * frames to the output, found peers to dials with backoff, one link per remote node
  * (double links and links to ourselves are dropped), and link state to linked/unlinked
- * frames. Backpressure: a link queue past half of max_queue pauses the input (through
+ * frames. Frames from a link are decoded once, strictly, and routed on what was decoded;
+ * a node speaks only for the peer ids it announced, and an id has one holder. Backpressure: a link queue past half of max_queue pauses the input (through
  * the flow hook) until every link is down to a quarter; a link that sends nothing for
  * MESH_STALL_SECS meanwhile, or whose queue passes max_queue, is closed as too slow.
  * Past max_queue on the output every link is paused until it drains. */
@@ -19,6 +20,17 @@ struct mesh;
 
 struct mesh *mesh_new(struct lws_context *cx, struct lws_vhost *vh, int port,
     size_t max_frame, size_t max_queue);
+/* Bounds against members (DESIGN.md §6). A link past links or links_per_address (links
+ * up in one channel, all or from one address) is closed as soon as it is up; a node that
+ * announces more than peers ids, or more connects than the rate limit allows, loses its
+ * link. 0 (or lim NULL) keeps a default. */
+#define MESH_LINKS_DEFAULT 256
+#define MESH_LINKS_PER_ADDRESS_DEFAULT 16
+#define MESH_PEERS_DEFAULT 1024
+struct mesh_limits {
+	size_t links, links_per_address, peers;
+};
+void mesh_set_limits(struct mesh *m, const struct mesh_limits *lim);
 /* Where remote frames, listening and linked/unlinked go. */
 void mesh_set_output(struct mesh *m, struct loop_pipe *out);
 /* The output's queue is down to half of max_queue again: paused links read on. */

@@ -18,17 +18,21 @@
 
 #define STOP_DEADLINE_MS 3000
 
-enum { OPT_LISTEN = OPT_TOOL, OPT_MAX_QUEUE };
+enum { OPT_LISTEN = OPT_TOOL, OPT_MAX_QUEUE, OPT_MAX_LINKS, OPT_MAX_LINKS_ADDR, OPT_MAX_PEERS };
 
 static const char usage[] =
     "usage: nws-link [-hVv] [--json | --cbor] [--listen [ADDR:]PORT] [--max-queue SIZE]\n"
-    "                [--max-frame SIZE] [--channel-file FILE] [CHANNEL...]\n"
+    "                [--max-frame SIZE] [--max-links N] [--max-links-per-address N]\n"
+    "                [--max-peers N] [--channel-file FILE] [CHANNEL...]\n"
     "Links this machine's peers of each open channel (arguments, NWS_CHANNEL,\n"
     "--channel-file, or open frames on stdin) to the peers that found frames name, over\n"
     "Noise-encrypted WebSockets; local peer frames in on stdin, remote ones out on stdout.\n"
     "  --listen [ADDR:]PORT  where links are accepted (default all addresses, a free port)\n"
     "  --max-queue SIZE      bytes queued per link before it is closed as too slow (8M)\n"
     "  --max-frame SIZE      the largest frame (default 16M)\n"
+    "  --max-links N         links per channel (256)\n"
+    "  --max-links-per-address N  links per channel from one address (16)\n"
+    "  --max-peers N         peers one remote node may announce per channel (1024)\n"
     "  --json, --cbor        the output format (default json; input is detected)\n"
     "  --channel-file FILE   read channel names from FILE (also: NWS_CHANNEL)\n"
     "  -d, --domain DOMAIN   accepted like the other tools'; links do not use it\n"
@@ -165,6 +169,22 @@ parse_listen(struct opts *o, const char *s, char *addr, size_t addrlen, int *por
 	}
 }
 
+/* A count for a --max-* option: 1 to 1,000,000. */
+static size_t
+count_arg(const struct opts *o, const char *arg, const char *what)
+{
+	char *end, msg[96];
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(arg, &end, 10);
+	if (errno || end == arg || *end || arg[0] == '-' || v < 1 || v > 1000000) {
+		snprintf(msg, sizeof msg, "%s takes a number from 1 to 1000000", what);
+		opts_usage(o, msg);
+	}
+	return (size_t)v;
+}
+
 static long long
 now_ms(void)
 {
@@ -181,6 +201,9 @@ main(int argc, char **argv)
 		OPTS_LONG,
 		{ "listen", required_argument, 0, OPT_LISTEN },
 		{ "max-queue", required_argument, 0, OPT_MAX_QUEUE },
+		{ "max-links", required_argument, 0, OPT_MAX_LINKS },
+		{ "max-links-per-address", required_argument, 0, OPT_MAX_LINKS_ADDR },
+		{ "max-peers", required_argument, 0, OPT_MAX_PEERS },
 		{ 0, 0, 0, 0 },
 	};
 	struct lws_protocols protocols[] = {
@@ -192,6 +215,7 @@ main(int argc, char **argv)
 	};
 	struct lws_context_creation_info info;
 	struct opts o;
+	struct mesh_limits lim = { 0 };
 	char addr[128] = "", err[160];
 	int port = 0, c, lfd;
 	long long sz;
@@ -209,6 +233,15 @@ main(int argc, char **argv)
 			if ((sz = opts_size(optarg)) < 65536)
 				opts_usage(&o, "--max-queue takes a size of at least 64k");
 			max_queue = (size_t)sz;
+			break;
+		case OPT_MAX_LINKS:
+			lim.links = count_arg(&o, optarg, "--max-links");
+			break;
+		case OPT_MAX_LINKS_ADDR:
+			lim.links_per_address = count_arg(&o, optarg, "--max-links-per-address");
+			break;
+		case OPT_MAX_PEERS:
+			lim.peers = count_arg(&o, optarg, "--max-peers");
 			break;
 		default:
 			opts_usage(&o, NULL);
@@ -242,6 +275,7 @@ main(int argc, char **argv)
 
 	if (!(mesh = mesh_new(cx, vh, port, o.max_frame, max_queue)))
 		log_fatal(1, "out of memory");
+	mesh_set_limits(mesh, &lim);
 	out_pipe = loop_pipe_adopt(vh, -1, STDOUT_FILENO, o.out_fmt, o.max_frame,
 	    max_queue + o.max_frame, NULL, on_output_closed, NULL);
 	in_pipe = loop_pipe_adopt(vh, STDIN_FILENO, -1, o.out_fmt, o.max_frame, 0,
