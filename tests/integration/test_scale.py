@@ -21,7 +21,8 @@ CH = "scale-test-channel"
 class Proc:
     """A process in a test host whose stdout is JSON lines, collected by a thread."""
 
-    def __init__(self, host, argv, **kw):
+    def __init__(self, host, argv, shell=False, **kw):
+        self.shell = shell
         self.err_path = os.path.join(host.dir, f"stderr-{os.urandom(4).hex()}")
         self._err = open(self.err_path, "wb")
         self.p = host.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -69,7 +70,7 @@ class Proc:
 
     def stop(self):
         # A shell pipeline's own children are ours too: stopped by PID, first.
-        if self.p.poll() is None:
+        if self.shell and self.p.poll() is None:
             kids = subprocess.run(["pgrep", "-P", str(self.p.pid)], capture_output=True,
                                   text=True).stdout.split()
             for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -110,7 +111,7 @@ def test_static_peers_without_discovery(request, hosts, nws_bin):
         peers = os.path.join(h.dir, "peers.jsonl")
         sh = (f"cat {shlex.quote(peers)} - | exec {shlex.quote(link)} "
               f"-v --listen {h.addr}:{port} {CH}")
-        nodes.append(Proc(h, ["sh", "-c", sh]))
+        nodes.append(Proc(h, ["sh", "-c", sh], shell=True))
     a, b = nodes
     a.send(action="connect", channel=CH, target="a1")
     b.send(action="connect", channel=CH, target="b1")
@@ -123,3 +124,49 @@ def test_static_peers_without_discovery(request, hosts, nws_bin):
     assert got[0]["data"] == "across the internet"
     for n in nodes:
         n.stop()
+
+
+class Pipe(Proc):
+    """nws-pipe --json CHANNEL in a host: its whole pipeline, discovery included."""
+
+    def __init__(self, host, pipe_bin, channel, args=()):
+        super().__init__(host, [pipe_bin, "--json", *args, channel])
+        self.send(action="status")
+        self.id = self.wait("status")[0]["source"]
+
+
+def test_two_subnets_joined_by_a_reflector(hosts, nws_bin):
+    """Two bridges, one host each, joined by a router whose avahi-daemon reflects mDNS:
+    each side finds the other through the reflector, links across the router, and a
+    broadcast crosses. Without the reflector nothing is found (the test can fail)."""
+    pipe = nws_bin("nws-pipe")
+    (a,) = hosts(1)
+    (b,) = hosts(1)
+    net = hosts.network
+    assert a.addr.rsplit(".", 1)[0] != b.addr.rsplit(".", 1)[0]
+    net.add_router([a], [b])
+    pa, pb = Pipe(a, pipe, CH), Pipe(b, pipe, CH)
+    try:
+        pa.wait("connect", timeout=30, target=pb.id)
+        pb.wait("connect", timeout=30, target=pa.id)
+        pa.send(action="broadcast", data="over the router")
+        assert pb.wait("broadcast", source=pa.id)[0]["data"] == "over the router"
+    finally:
+        pa.stop()
+        pb.stop()
+
+
+def test_two_subnets_without_reflector_stay_apart(hosts, nws_bin):
+    """The control: the same two subnets and router with the reflector off find nothing,
+    so the test above proves the reflector does the work."""
+    browse = nws_bin("nws-browse")
+    adv = nws_bin("nws-advertise")
+    (a,) = hosts(1)
+    (b,) = hosts(1)
+    r = hosts.network.add_router([a], [b], reflector=False)
+    pub = Proc(a, [adv, "--port", "7411", CH])
+    pub.wait("advertised")
+    # The router (on a's subnet) sees it, so it is on the wire; b does not.
+    assert r.run([browse, "-t", CH], timeout=20).returncode == 0
+    assert b.run([browse, "-t", CH], timeout=20).returncode == 1
+    pub.stop()

@@ -4,6 +4,8 @@ dbus-daemon and avahi-daemon (DESIGN.md §8).
     net = Network()            # owns everything it creates; net.close() tears it down
     a, b = net.add(2)          # two hosts on one bridge
     b.run(["nws-browse", "-t", "chat"], timeout=10)
+    c, = net.add(1)            # a second bridge: subnet 10.77.1.0/24
+    r = net.add_router([a, b], [c])   # routes between them, avahi reflector on
 
 Layout for a network of n hosts (k counts networks in this process, i counts hosts):
 - namespace nws<pid>b<k> holds a Linux bridge "br0" (multicast snooping off so mDNS is
@@ -318,6 +320,7 @@ class Network:
         made = []
         for j in range(n):
             h = Host(self, j, f"10.77.{k % 256}.{j + 1}", self.top)
+            h.bridge_ns, h.subnet = bridge_ns, k % 256
             self.hosts.append(h)
             self._netns_add(h.ns)
             # DAD off: the link-local IPv6 address is usable at once, also after link_up.
@@ -339,6 +342,41 @@ class Network:
             for h in made:
                 wait_for(h.avahi_ready, 20, f"avahi-daemon of {h.name}", interval=0.05)
         return made
+
+    def add_router(self, *groups, reflector=True):
+        """A host with one interface per group of hosts (lists returned by add(), each on
+        its own bridge and subnet): eth<i> on group i's bridge at 10.77.<k>.254, IPv4
+        forwarding on, and every host of the groups routed to the others through it. Its
+        avahi-daemon listens on all those interfaces and, with reflector, repeats mDNS
+        between them (enable-reflector=yes), as a home or office router would."""
+        r = Host(self, len(self.hosts), None, self.top)
+        self.hosts.append(r)
+        self._netns_add(r.ns)
+        _sh(r.cmd(["sysctl", "-q", "-w", "net.ipv6.conf.default.accept_dad=0",
+                   "net.ipv6.conf.all.accept_dad=0", "net.ipv4.ip_forward=1"]), check=False)
+        _sh(["ip", "-n", r.ns, "link", "set", "lo", "up"])
+        ifaces = []
+        for i, group in enumerate(groups):
+            first = group[0]
+            iface, port = f"eth{i}", f"r{r.name}"[-15:]
+            _sh(["ip", "-n", first.bridge_ns, "link", "add", port, "type", "veth",
+                 "peer", "name", iface, "netns", r.ns])
+            _sh(["ip", "-n", first.bridge_ns, "link", "set", port, "master", "br0", "up"])
+            _sh(["ip", "-n", r.ns, "link", "set", iface, "multicast", "on", "up"])
+            gw = f"10.77.{first.subnet}.254"
+            _sh(["ip", "-n", r.ns, "addr", "add", f"{gw}/24", "dev", iface])
+            for h in group:
+                _sh(["ip", "-n", h.ns, "route", "add", "default", "via", gw])
+            ifaces.append(iface)
+        r.iface, r.ifaces, r.addr = ifaces[0], ifaces, f"10.77.{groups[0][0].subnet}.254"
+        r._setup()
+        conf = AVAHI_CONF.format(hostname=r.name, iface=",".join(ifaces))
+        if reflector:
+            conf = conf.replace("enable-reflector=no", "enable-reflector=yes")
+        with open(os.path.join(r.dir, "avahi-daemon.conf"), "w") as f:
+            f.write(conf)
+        r.start_avahi()
+        return r
 
     def _netns_add(self, name):
         _sh(["ip", "netns", "add", name])
