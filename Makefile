@@ -13,7 +13,7 @@ O       ?= build
 PYTHON  ?= /usr/bin/python3
 VERSION := 0.1.0
 
-PKGS    := libwebsockets libsodium avahi-client libcbor jansson
+PKGS    := libwebsockets libsodium avahi-client libcbor jansson ldns
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -MMD -MP \
@@ -30,7 +30,7 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 DEBS := build-essential pkg-config libwebsockets-dev libsodium-dev libavahi-client-dev \
         libcbor-dev libjansson-dev libcmocka-dev python3 python3-pytest python3-websockets \
         python3-cbor2 python3-nacl avahi-daemon dbus iproute2 tcpdump procps \
-        chromium
+        chromium libldns-dev bind9 bind9-utils
 
 LIB_SRC  := $(wildcard libcommon/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(O)/%.o)
