@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import shlex
+import shutil
 import signal
 import subprocess
 import threading
@@ -170,3 +171,104 @@ def test_two_subnets_without_reflector_stay_apart(hosts, nws_bin):
     assert r.run([browse, "-t", CH], timeout=20).returncode == 0
     assert b.run([browse, "-t", CH], timeout=20).returncode == 1
     pub.stop()
+
+
+# --- wide area: unicast DNS-SD with a BIND 9 server ---------------------------------------
+
+ZONE = "nws.test"
+
+
+class Bind:
+    """BIND 9's named in a test host, listening on the host's 10.x address only, primary
+    for ZONE, which a TSIG key (written by tsig-keygen) may update."""
+
+    def __init__(self, host):
+        for prog in ("named", "tsig-keygen"):
+            if not shutil.which(prog):
+                pytest.skip(f"wide-area tests need {prog} (make deps installs bind9)")
+        self.host = host
+        self.dir = os.path.join(host.dir, "named")
+        os.makedirs(self.dir, exist_ok=True)
+        self.keyfile = os.path.join(self.dir, "nws.key")
+        key = subprocess.run(["tsig-keygen", "-a", "hmac-sha256", "nws-key"],
+                             capture_output=True, text=True, check=True).stdout
+        with open(self.keyfile, "w") as f:
+            f.write(key)
+        with open(os.path.join(self.dir, f"{ZONE}.zone"), "w") as f:
+            f.write(f"$TTL 10\n"
+                    f"@ IN SOA ns.{ZONE}. admin.{ZONE}. 1 60 60 600 10\n"
+                    f"@ IN NS ns.{ZONE}.\n"
+                    f"ns IN A {host.addr}\n")
+        conf = os.path.join(self.dir, "named.conf")
+        with open(conf, "w") as f:
+            f.write(key + f"""
+options {{
+    directory "{self.dir}";
+    listen-on port 53 {{ {host.addr}; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    dnssec-validation no;
+    notify no;
+    pid-file none;
+    session-keyfile none;
+}};
+controls {{ }};
+zone "{ZONE}" {{
+    type primary;
+    file "{ZONE}.zone";
+    allow-update {{ key "nws-key"; }};
+}};
+""")
+        self.log = os.path.join(self.dir, "named.log")
+        with open(self.log, "wb") as log:
+            self.proc = host.popen(["named", "-g", "-n", "1", "-c", conf],
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+
+        def running():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"named exited: {open(self.log).read()[-2000:]}")
+            return b"running" in open(self.log, "rb").read()
+        wait_for(running, 20, "named to start")
+
+    def names(self):
+        """The instance names under _nws._tcp.ZONE now, asked of named directly."""
+        p = self.host.run(["dig", "+short", "@" + self.host.addr, "PTR",
+                           f"_nws._tcp.{ZONE}"], timeout=10, text=True)
+        return [line for line in p.stdout.split() if line]
+
+
+@pytest.fixture
+def wide(hosts):
+    """A DNS host and a publisher on one subnet, a browser on another, and a router
+    between them without a reflector: no mDNS crosses, only unicast DNS."""
+    dns, a = hosts(2)
+    (b,) = hosts(1)
+    hosts.network.add_router([dns, a], [b], reflector=False)
+    bind = Bind(dns)
+    for h in (a, b):
+        h.use_dns(dns.addr)
+    return bind, a, b
+
+
+def test_wide_area_publish_browse_and_withdraw(wide, nws_bin):
+    """nws-advertise -d puts a signed DNS UPDATE to the primary it finds through the SOA
+    (the host's resolver points at named); nws-browse -d on the other subnet finds it
+    through avahi's unicast DNS-SD, and stops listing it once it is withdrawn."""
+    bind, a, b = wide
+    adv = Proc(a, [nws_bin("nws-advertise"), "-d", ZONE, "--tsig-key", bind.keyfile,
+                   "--port", "7411", CH])
+    inst = adv.wait("advertised")[0]["instance"]
+    assert bind.names() == [f"{inst}._nws._tcp.{ZONE}."]
+    txt = b.run(["dig", "+short", "@" + bind.host.addr, "TXT", f"{inst}._nws._tcp.{ZONE}"],
+                text=True)
+    assert '"v=1"' in txt.stdout and '"t=' in txt.stdout
+    br = Proc(b, [nws_bin("nws-browse"), "-d", ZONE, CH])
+    f = br.wait("found", timeout=30)[0]
+    assert f["address"] == a.addr and f["port"] == 7411 and f["channel"] == CH
+    assert f["instance"] == inst
+    adv.stop()
+    assert bind.names() == []
+    # avahi answers from its cache until the TTL (10 s) ends; then one poll (5 s).
+    br.wait("lost", timeout=10 + 5 + 10)
+    assert len(br.of("found")) == 1
+    br.stop()

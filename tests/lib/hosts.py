@@ -172,9 +172,14 @@ class Host:
         self.procs = []
         self.dbus = None
         self.avahi = None
+        self.resolv = None   # use_dns(): this host's own /etc/resolv.conf
 
     # Running things inside the host.
     def cmd(self, argv):
+        if self.resolv:
+            # A private mount namespace per command: the machine's file is never touched.
+            return ["ip", "netns", "exec", self.ns, "unshare", "-m", "sh", "-c",
+                    'mount --bind "$0" /etc/resolv.conf && exec "$@"', self.resolv, *argv]
         return ["ip", "netns", "exec", self.ns, *argv]
 
     def _kw(self, kw):
@@ -247,6 +252,24 @@ class Host:
                             "org.freedesktop.Avahi.Server.GetState"],
                            env={**os.environ, **self.env}, capture_output=True, text=True)
         return p.returncode == 0 and f"int32 {AVAHI_RUNNING}" in p.stdout
+
+    def use_dns(self, server, wide_area=True):
+        """Points the host's resolver at server (an address): every command run in the host
+        and its avahi-daemon see their own /etc/resolv.conf, bind-mounted over the
+        machine's. With wide_area, avahi also browses unicast DNS-SD domains there
+        (enable-wide-area=yes). A running avahi-daemon is restarted to take both."""
+        self.resolv = os.path.join(self.dir, "resolv.conf")
+        with open(self.resolv, "w") as f:
+            f.write(f"nameserver {server}\n")
+        path = os.path.join(self.dir, "avahi-daemon.conf")
+        with open(path) as f:
+            conf = f.read()
+        with open(path, "w") as f:
+            f.write(conf.replace("enable-wide-area=no",
+                                 f"enable-wide-area={'yes' if wide_area else 'no'}"))
+        if self.avahi and self.avahi.poll() is None:
+            self.stop_avahi()
+            self.start_avahi()
 
     def add_service_file(self, name, xml):
         """Publishes a static avahi service (an avahi.service(5) XML text) from this host:
