@@ -25,6 +25,8 @@ static const char usage[] =
 "  --via-proxy [URL]   attach through a running nws-proxy (default ws://localhost:9009)\n"
 "  --listen ADDR       where the spawned nws-link listens\n"
 "  -d, --domain D      DNS-SD domain to browse and publish in (default local)\n"
+"  --tsig-key FILE     with -d: the TSIG key (tsig-keygen) to publish by DNS UPDATE\n"
+"  --dns-server ADDR   with -d: send updates to ADDR, not to the zone's primary\n"
 "  --max-frame SIZE    the largest frame (default 16M); longer lines go in pieces\n"
 "  --channel-file F    read the channel name from F (also: NWS_CHANNEL)\n"
 "  -v, --verbose       say more on stderr (twice: more still)\n"
@@ -37,6 +39,8 @@ enum {
 	OPT_TO,
 	OPT_VIA_PROXY,
 	OPT_LISTEN,
+	OPT_TSIG_KEY,
+	OPT_DNS_SERVER,
 };
 
 static volatile sig_atomic_t signalled;
@@ -67,6 +71,8 @@ static void
 parse(struct np *np, struct opts *o, int argc, char **argv)
 {
 	static const char *listen_args[3] = { "--listen", NULL, NULL };
+	static const char *advertise_args[5];   /* --tsig-key, --dns-server: for -d */
+	size_t nadv = 0;
 	static const struct option longopts[] = {
 		OPTS_LONG,
 		{ "raw", no_argument, 0, OPT_RAW },
@@ -76,6 +82,8 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 		{ "once", no_argument, 0, '1' },
 		{ "via-proxy", optional_argument, 0, OPT_VIA_PROXY },
 		{ "listen", required_argument, 0, OPT_LISTEN },
+		{ "tsig-key", required_argument, 0, OPT_TSIG_KEY },
+		{ "dns-server", required_argument, 0, OPT_DNS_SERVER },
 		{ 0, 0, 0, 0 },
 	};
 	int c;
@@ -118,6 +126,14 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 			listen_args[1] = optarg;
 			np->pcfg.link_args = listen_args;
 			break;
+		case OPT_TSIG_KEY:
+		case OPT_DNS_SERVER:
+			if (nadv == 4)
+				opts_usage(o, "--tsig-key and --dns-server go once each");
+			advertise_args[nadv++] = c == OPT_TSIG_KEY ? "--tsig-key" : "--dns-server";
+			advertise_args[nadv++] = optarg;
+			np->pcfg.advertise_args = advertise_args;
+			break;
 		default:
 			if (!opts_common(o, c, optarg))
 				opts_usage(o, NULL);
@@ -132,8 +148,12 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 	np->pcfg.verbose = log_level;
 	if (np->timeout_ms >= 0 && !np->wait_n && !np->to)
 		np->wait_n = 1;
-	if (np->proxy_url && (o->domain || np->pcfg.link_args))
-		opts_usage(o, "-d and --listen are the proxy's business with --via-proxy");
+	if (nadv && !o->domain)
+		opts_usage(o, "--tsig-key and --dns-server publish in a unicast DNS domain: "
+		    "name it with -d DOMAIN");
+	if (np->proxy_url && (o->domain || np->pcfg.link_args || nadv))
+		opts_usage(o, "-d, --listen, --tsig-key and --dns-server are the proxy's "
+		    "business with --via-proxy");
 }
 
 static void

@@ -2,6 +2,7 @@
 avahi reflector, and wide-area DNS-SD through a BIND 9 server with DNS UPDATE.
 
 Every wait polls with a deadline; none asserts speed."""
+import hashlib
 import json
 import os
 import queue
@@ -272,3 +273,64 @@ def test_wide_area_publish_browse_and_withdraw(wide, nws_bin):
     br.wait("lost", timeout=10 + 5 + 10)
     assert len(br.of("found")) == 1
     br.stop()
+
+
+def channel_keys(name):
+    """K, K_disc, K_link of DESIGN.md §4, computed independently with PyNaCl."""
+    from nacl import pwhash
+    salt = hashlib.blake2b(b"nws/1 channel", digest_size=32).digest()[:16]
+    k = pwhash.argon2id.kdf(32, name.encode(), salt,
+                            opslimit=pwhash.argon2id.OPSLIMIT_INTERACTIVE,
+                            memlimit=pwhash.argon2id.MEMLIMIT_INTERACTIVE)
+    return (k, hashlib.blake2b(b"nws/1 discovery", key=k, digest_size=32).digest(),
+            hashlib.blake2b(b"nws/1 link", key=k, digest_size=32).digest())
+
+
+def test_wide_area_pipes_link_and_the_channel_stays_off_the_wire(wide, nws_bin):
+    """nws-pipe -d --tsig-key on two subnets without mDNS between them: each publishes by
+    DNS UPDATE, finds the other by unicast DNS-SD, they link and a broadcast crosses. The
+    capture on the browsing side holds the DNS-SD traffic but never the channel name or
+    a key derived from it."""
+    bind, a, b = wide
+    pipe = nws_bin("nws-pipe")
+    args = ["-d", ZONE, "--tsig-key", bind.keyfile]
+    cap = b.capture()
+    pa = pb = None
+    try:
+        pa, pb = Pipe(a, pipe, CH, args), Pipe(b, pipe, CH, args)
+        pa.wait("connect", timeout=40, target=pb.id)
+        pb.wait("connect", timeout=40, target=pa.id)
+        pa.send(action="broadcast", data="by unicast dns-sd")
+        assert pb.wait("broadcast", source=pa.id)[0]["data"] == "by unicast dns-sd"
+        assert len(bind.names()) == 2
+    finally:
+        for p in (pa, pb):
+            if p:
+                p.stop()
+    pcap = cap.stop()
+    assert b"_nws" in pcap and b"\x03v=1" in pcap   # the DNS-SD answers were captured
+    assert CH.encode() not in pcap
+    for key in channel_keys(CH):
+        assert key not in pcap
+    # Both withdrew their records at exit.
+    wait_for(lambda: bind.names() == [], 10, "the records to be deleted")
+
+
+def test_wide_area_pipe_without_key_still_browses_and_links(wide, nws_bin):
+    """A pipeline with -d but no --tsig-key says once that it cannot publish, and still
+    finds a peer that does publish and links to it."""
+    bind, a, b = wide
+    pipe = nws_bin("nws-pipe")
+    pa = pb = None
+    try:
+        pa = Pipe(a, pipe, CH, ["-d", ZONE, "--tsig-key", bind.keyfile])
+        pb = Pipe(b, pipe, CH, ["-d", ZONE])
+        pa.wait("connect", timeout=40, target=pb.id)
+        pb.wait("connect", timeout=40, target=pa.id)
+        assert len(bind.names()) == 1
+        said = [line for line in pb.stderr().splitlines() if "cannot publish" in line]
+        assert len(said) == 1 and "--tsig-key" in said[0], pb.stderr()
+    finally:
+        for p in (pa, pb):
+            if p:
+                p.stop()
