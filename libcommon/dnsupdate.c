@@ -165,6 +165,55 @@ local_address(struct dnsupdate *u, char *err, size_t n)
 	return rc;
 }
 
+/* The SOA of the zone holding name: in the answer (name is the apex) or the authority
+ * section (a name below it). zone and mname are set, or -1. */
+static int
+soa_find(ldns_resolver *r, const char *name, ldns_rdf **zone, ldns_rdf **mname)
+{
+	ldns_rdf *q = ldns_dname_new_frm_str(name);
+	ldns_pkt *ans = NULL;
+	int rc = -1;
+
+	if (q && ldns_resolver_send(&ans, r, q, LDNS_RR_TYPE_SOA, LDNS_RR_CLASS_IN, LDNS_RD) ==
+	    LDNS_STATUS_OK && ans) {
+		ldns_rr_list *secs[2] = { ldns_pkt_answer(ans), ldns_pkt_authority(ans) };
+		for (int s = 0; s < 2 && rc < 0; s++)
+			for (size_t i = 0; i < ldns_rr_list_rr_count(secs[s]) && rc < 0; i++) {
+				ldns_rr *rr = ldns_rr_list_rr(secs[s], i);
+				if (ldns_rr_get_type(rr) != LDNS_RR_TYPE_SOA || !ldns_rr_rdf(rr, 0))
+					continue;
+				*zone = ldns_rdf_clone(ldns_rr_owner(rr));
+				*mname = ldns_rdf_clone(ldns_rr_rdf(rr, 0));
+				rc = 0;
+			}
+	}
+	ldns_rdf_deep_free(q);
+	ldns_pkt_free(ans);
+	return rc;
+}
+
+/* Makes the addresses of name (A, then AAAA) name servers of to; their count. */
+static size_t
+primary_addresses(ldns_resolver *look, const ldns_rdf *name, ldns_resolver *to)
+{
+	static const ldns_rr_type types[2] = { LDNS_RR_TYPE_A, LDNS_RR_TYPE_AAAA };
+
+	for (int t = 0; t < 2; t++) {
+		ldns_pkt *ans = NULL;
+		if (ldns_resolver_send(&ans, look, name, types[t], LDNS_RR_CLASS_IN, LDNS_RD) !=
+		    LDNS_STATUS_OK || !ans) {
+			ldns_pkt_free(ans);
+			continue;
+		}
+		ldns_rr_list *l = ldns_pkt_answer(ans);
+		for (size_t i = 0; i < ldns_rr_list_rr_count(l); i++)
+			if (ldns_rr_get_type(ldns_rr_list_rr(l, i)) == types[t])
+				ldns_resolver_push_nameserver(to, ldns_rr_rdf(ldns_rr_list_rr(l, i), 0));
+		ldns_pkt_free(ans);
+	}
+	return ldns_resolver_nameserver_count(to);
+}
+
 /* Finds the zone and where to send updates, once: the server given, or the primary named
  * by the SOA's MNAME, looked up through the system resolver as nsupdate does. */
 static int
@@ -172,14 +221,15 @@ primary_find(struct dnsupdate *u, char *err, size_t n)
 {
 	ldns_resolver *look = NULL;
 	ldns_rdf *mname = NULL, *a = NULL;
-	ldns_rr_list *addrs = NULL;
 	char fqdn[300];
 	struct timeval tv = { DNSUPDATE_TIMEOUT_MS / 1000, DNSUPDATE_TIMEOUT_MS % 1000 * 1000 };
 
 	if (u->res)
 		return 0;
-	if (!(u->res = ldns_resolver_new()))
-		goto oom;
+	if (!(u->res = ldns_resolver_new())) {
+		say(err, n, "out of memory");
+		return -1;
+	}
 	ldns_resolver_set_timeout(u->res, tv);
 	ldns_resolver_set_retry(u->res, 2);
 	if (u->server) {
@@ -197,25 +247,18 @@ primary_find(struct dnsupdate *u, char *err, size_t n)
 		ldns_resolver_set_timeout(look, tv);
 		ldns_resolver_set_retry(look, 2);
 	}
-	/* ldns takes the SOA from the authority section, as of an answer for a name in it. */
 	snprintf(fqdn, sizeof fqdn, "%s.%s.", DNSSD_TYPE, u->domain);
-	if (ldns_update_soa_zone_mname(fqdn, look, LDNS_RR_CLASS_IN, &u->zone, &mname) !=
-	    LDNS_STATUS_OK || !u->zone) {
+	if (soa_find(look, fqdn, &u->zone, &mname) < 0) {
 		say(err, n, "no SOA record for %s from %s (is the domain served there?)",
 		    u->domain, u->server ? u->server : "the resolvers of /etc/resolv.conf");
 		goto fail;
 	}
-	if (!u->server) {
-		addrs = ldns_get_rr_list_addr_by_name(look, mname, LDNS_RR_CLASS_IN, LDNS_RD);
-		for (size_t i = 0; addrs && i < ldns_rr_list_rr_count(addrs); i++)
-			ldns_resolver_push_nameserver_rr(u->res, ldns_rr_list_rr(addrs, i));
-		if (!ldns_resolver_nameserver_count(u->res)) {
-			char *m = ldns_rdf2str(mname);
-			say(err, n, "the primary %s of %s has no address (or give --dns-server)",
-			    m ? m : "?", u->domain);
-			free(m);
-			goto fail;
-		}
+	if (!u->server && !primary_addresses(look, mname, u->res)) {
+		char *m = ldns_rdf2str(mname);
+		say(err, n, "the primary %s of %s has no address (or give --dns-server)",
+		    m ? m : "?", u->domain);
+		free(m);
+		goto fail;
 	}
 	ldns_resolver_set_tsig_keyname(u->res, u->keyname);
 	ldns_resolver_set_tsig_keydata(u->res, u->secret);
@@ -226,10 +269,7 @@ primary_find(struct dnsupdate *u, char *err, size_t n)
 		ldns_resolver_deep_free(look);
 	ldns_rdf_deep_free(mname);
 	ldns_rdf_deep_free(a);
-	ldns_rr_list_deep_free(addrs);
 	return 0;
-oom:
-	say(err, n, "out of memory");
 fail:
 	if (look && look != u->res)
 		ldns_resolver_deep_free(look);
@@ -239,7 +279,6 @@ fail:
 	u->zone = NULL;
 	ldns_rdf_deep_free(mname);
 	ldns_rdf_deep_free(a);
-	ldns_rr_list_deep_free(addrs);
 	return -1;
 }
 
