@@ -3,6 +3,7 @@
 #   make            build every tool in cmd/ into $(O)/bin
 #   make run        deps, build, then run nws-proxy on ws://localhost:9009
 #   make check      deps, build, every test suite; ends with "N passed, N failed"
+#                   (NWS_SLOW=1 make check adds the slow ones: 24 hosts)
 #   make check-asan the same with AddressSanitizer and UndefinedBehaviorSanitizer
 #   make bench      the benchmarks (needs root for the test hosts)
 #   make install    PREFIX=/usr/local DESTDIR=

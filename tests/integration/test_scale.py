@@ -338,3 +338,28 @@ def test_wide_area_pipe_without_key_still_browses_and_links(wide, nws_bin):
         for p in (pa, pb):
             if p:
                 p.stop()
+
+
+# --- many hosts ---------------------------------------------------------------------------
+
+@pytest.mark.skipif(os.environ.get("NWS_SLOW") != "1",
+                    reason="slow (24 test hosts at once): run with NWS_SLOW=1")
+def test_24_hosts_full_mesh_and_one_broadcast_reaches_all(hosts, nws_bin):
+    """24 hosts open one channel at once: each sees the 23 others, and one broadcast
+    reaches all 23. (Marked slow; the time it takes is bench_mesh's to print.)"""
+    import meshrun
+    hs = hosts(24)
+    pipes = meshrun.start(hs, nws_bin("nws-pipe"), CH)
+    try:
+        meshrun.wait_mesh(pipes, 240)
+        pipes[0].send(action="broadcast", data="to all 23")
+        wait_for(lambda: all(any(f.get("data") == "to all 23" for f in p.of("broadcast"))
+                             for p in pipes[1:]), 60, "the broadcast at all 23 hosts")
+        assert not any(f.get("data") == "to all 23" for f in pipes[0].of("broadcast"))
+        for p in pipes:
+            assert len(p.peers()) == 23
+    finally:
+        meshrun.stop(pipes)
+    for p in pipes:
+        err = "\n".join(line for _, line in p.log)
+        assert "Sanitizer" not in err and "runtime error" not in err, err[-3000:]
