@@ -4,7 +4,8 @@ started at once; prints the time from the last start until every host has seen e
 other (N-1 connects each), and where that time went (median over the hosts): key
 derivation and publishing (advertised), discovery (last peer resolved), linking (last
 link up), with the dials made and the links refused because the channel was not open
-yet. Needs root (test hosts). All hosts share this machine's cores."""
+yet; then the time until one more host, started on the formed mesh, and the others have
+all met. Needs root (test hosts). All hosts share this machine's cores."""
 import os
 import secrets
 import statistics
@@ -27,13 +28,18 @@ def med(xs):
 
 def one(n):
     net = hosts.Network()
+    pipes = []
     try:
-        hs = net.add(n)
-        pipes = meshrun.start(hs, os.path.join(BIN, "nws-pipe"), "bench-" + secrets.token_hex(8))
-        t0 = max(p.t_start for p in pipes)
+        hs = net.add(n + 1)
+        pipe, ch = os.path.join(BIN, "nws-pipe"), "bench-" + secrets.token_hex(8)
         try:
+            pipes = meshrun.start(hs[:n], pipe, ch)
+            t0 = max(p.t_start for p in pipes)
             t = meshrun.wait_mesh(pipes, TIMEOUT) - t0
             ph = meshrun.phases(pipes)
+            # One more host joins the formed mesh.
+            pipes += meshrun.start(hs[n:], pipe, ch)
+            tj = meshrun.wait_mesh(pipes, TIMEOUT) - pipes[-1].t_start
         finally:
             meshrun.stop(pipes)
         print(f"{n:3d} hosts: full mesh {t:6.2f} s after the last start | median per host: "
@@ -41,7 +47,8 @@ def one(n):
               f"last peer resolved {med(p['last_found'] for p in ph):5.2f} s, "
               f"last link {med(p['last_link'] for p in ph):5.2f} s, "
               f"dials {med(p['dials'] for p in ph):.0f}, "
-              f"refused early {sum(p['refused_early'] for p in ph)} in all", flush=True)
+              f"refused early {sum(p['refused_early'] for p in ph)} in all | "
+              f"host {n + 1} joins in {tj:5.2f} s", flush=True)
         return 0
     except (TimeoutError, RuntimeError) as e:
         print(f"{n:3d} hosts: {e}", flush=True)
