@@ -21,7 +21,7 @@
 #define DNSSD_MAX_RECORDS 4096        /* browse items kept at once; more are ignored */
 /* A unicast (wide-area) domain is browsed anew this often: a peer that went is reported
  * lost within its records' TTL and one or two of these. */
-#define DNSSD_WIDE_POLL_MS 5000
+#define DNSSD_WIDE_POLL_MS 2000
 
 struct dnssd;
 struct dnssd_pub;

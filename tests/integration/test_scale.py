@@ -272,8 +272,8 @@ def test_wide_area_publish_browse_and_withdraw(wide, nws_bin):
     assert f["instance"] == inst
     adv.stop()
     assert bind.names() == []
-    # avahi answers from its cache until the TTL (10 s) ends; then one poll (5 s).
-    br.wait("lost", timeout=10 + 5 + 10)
+    # avahi answers from its cache until the TTL (10 s) ends; then one or two polls (2 s).
+    br.wait("lost", timeout=10 + 2 * 2 + 10)
     assert len(br.of("found")) == 1
     br.stop()
 
