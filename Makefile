@@ -7,10 +7,12 @@
 #   make check-asan the same with AddressSanitizer and UndefinedBehaviorSanitizer
 #   make bench      the benchmarks (needs root for the test hosts)
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make deb        a Debian package (debian/) in $(O)/deb, checked with lintian
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
 O       ?= build
+ZSHDIR  ?= $(PREFIX)/share/zsh/site-functions
 PYTHON  ?= /usr/bin/python3
 VERSION := 0.1.0
 
@@ -50,7 +52,7 @@ all: $(BINS)
 
 $(O)/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(@D)
@@ -103,19 +105,46 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 		$(DESTDIR)$(PREFIX)/share/man/man7 \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions \
-		$(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+		$(DESTDIR)$(ZSHDIR) \
 		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	for m in $(wildcard man/*.1); do install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man1/; done
 	for m in $(wildcard man/*.7); do install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man7/; done
 	for c in $(wildcard completions/bash/*); do install -m 644 $$c $(DESTDIR)$(PREFIX)/share/bash-completion/completions/; done
-	for c in $(wildcard completions/zsh/*); do install -m 644 $$c $(DESTDIR)$(PREFIX)/share/zsh/site-functions/; done
+	for c in $(wildcard completions/zsh/*); do install -m 644 $$c $(DESTDIR)$(ZSHDIR)/; done
 	for c in $(wildcard completions/fish/*); do install -m 644 $$c $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/; done
+
+# The package is built from a copy of the tree (tracked files as they are now), so the
+# working build is untouched. As root, the Debian tools it needs are installed first.
+DEB_TOOLS := dpkg-dev debhelper fakeroot lintian
+deb:
+	@missing=$$(for p in $(DEB_TOOLS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+		grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $$missing; \
+	elif [ -n "$$missing" ]; then \
+		echo "make deb needs Debian packages; run as root:"; \
+		echo "  apt-get install -y" $$missing; exit 1; \
+	fi
+	rm -rf $(O)/deb && mkdir -p $(O)/deb/nws-$(VERSION)
+	if git rev-parse --git-dir >/dev/null 2>&1; then \
+		git ls-files -z --cached --others --exclude-standard | \
+		xargs -0 tar -cf - --no-recursion --ignore-failed-read | tar -xf - -C $(O)/deb/nws-$(VERSION); \
+	else \
+		tar -cf - --exclude=./$(O) --exclude=./build --exclude=node_modules . | \
+		tar -xf - -C $(O)/deb/nws-$(VERSION); \
+	fi
+	cd $(O)/deb/nws-$(VERSION) && \
+		env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u O -u SAN -u PREFIX -u DESTDIR \
+		dpkg-buildpackage -us -uc -b -j2
+	lintian --fail-on error $(O)/deb/nws_$(VERSION)_*.deb
 
 clean:
 	rm -rf $(O) build
 
-.PHONY: all units deps check check-asan bench run install clean
+.PHONY: all units deps check check-asan bench run install deb clean
 # Objects are kept, so a rebuild after an edit compiles only what changed.
 .SECONDARY:
--include $(shell find $(O) -name '*.d' 2>/dev/null)
+-include $(shell find $(O) -path $(O)/deb -prune -o -name '*.d' -print 2>/dev/null)

@@ -29,6 +29,7 @@ static const char *action_names[] = {
 	[ACTION_LINKED] = "linked",
 	[ACTION_UNLINKED] = "unlinked",
 	[ACTION_ERROR] = "error",
+	[ACTION_END] = "end",
 };
 #define NACTIONS (sizeof action_names / sizeof action_names[0])
 

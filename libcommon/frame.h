@@ -30,6 +30,7 @@ enum frame_action {
 	ACTION_LINKED,
 	ACTION_UNLINKED,
 	ACTION_ERROR,
+	ACTION_END,           /* a sender's end of input; routed like a broadcast */
 };
 
 enum frame_data {

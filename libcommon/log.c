@@ -8,12 +8,14 @@
 
 const char *log_prog = "nws";
 int log_level;
+int log_stage;
 
 void
 log_init(const char *prog)
 {
 	const char *slash = strrchr(prog, '/');
 	log_prog = slash ? slash + 1 : prog;
+	log_stage = getenv(LOG_STAGE_ENV) != NULL;
 }
 
 static void

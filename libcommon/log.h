@@ -8,6 +8,10 @@
 
 extern const char *log_prog;
 extern int log_level;   /* 0 default, 1 -v, 2 -vv */
+/* Set in the stages pipeline_start spawns: what their owner reports to the user once
+ * (avahi-daemon is down) a stage only passes on as an error frame. */
+#define LOG_STAGE_ENV "NWS_PIPELINE_STAGE"
+extern int log_stage;
 
 void log_init(const char *prog);
 /* Prints when level <= log_level: 0 errors, 1 info (-v), 2 debug (-vv). */

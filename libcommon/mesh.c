@@ -700,7 +700,8 @@ mesh_link_frame(void *ctx, struct link *l, const unsigned char *cbor, size_t len
 	} else if (span_is(f.action, "disconnect") && f.target.p) {
 		if (peers_del(&n->peers, f.target.p, f.target.n))
 			out_raw(m, cbor, len);
-	} else if (span_is(f.action, "broadcast") || span_is(f.action, "message")) {
+	} else if (span_is(f.action, "broadcast") || span_is(f.action, "message") ||
+	    span_is(f.action, "end")) {
 		out_raw(m, cbor, len);
 	} else if (log_level >= 2) {
 		log_debug("ignoring a frame from a link that is no local peer event");
@@ -980,7 +981,7 @@ link_send_or_drop(struct mesh *m, struct link *l, const unsigned char *p, size_t
 	}
 }
 
-/* connect/disconnect/broadcast/message of a local peer, as CBOR. */
+/* connect/disconnect/broadcast/message/end of a local peer, as CBOR. */
 static int
 mesh_local(struct mesh *m, enum frame_action a, const unsigned char *p, size_t n)
 {
@@ -1030,6 +1031,7 @@ mesh_input(struct mesh *m, enum frame_format fmt, const unsigned char *raw, size
 	case ACTION_DISCONNECT:
 	case ACTION_BROADCAST:
 	case ACTION_MESSAGE:
+	case ACTION_END:
 		break;
 	default:
 		if (m->out)

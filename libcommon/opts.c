@@ -35,10 +35,41 @@ opts_free(struct opts *o)
 void
 opts_usage(const struct opts *o, const char *msg)
 {
-	if (msg)
-		fprintf(stderr, "%s: %s\n", log_prog, msg);
-	fprintf(stderr, "%s", o->usage);
+	(void)o;
+	fprintf(stderr, "%s: %s; try '%s -h'\n", log_prog, msg ? msg : "bad usage", log_prog);
 	exit(2);
+}
+
+int
+opts_getopt(struct opts *o, int argc, char **argv, const char *shortopts,
+    const struct option *longopts)
+{
+	char all[128];
+
+	o->argv = argv;
+	opterr = 0;
+	snprintf(all, sizeof all, ":" OPTS_SHORT "%s", shortopts);
+	return getopt_long(argc, argv, all, longopts, NULL);
+}
+
+/* What getopt rejected, in words: optind has moved past the option (and past its
+ * argument when it was glued, "-wx"), so the offending word is the one before. */
+static void
+bad_option(const struct opts *o, int c)
+{
+	char msg[200];
+	const char *word = o->argv && optind > 0 ? o->argv[optind - 1] : "?";
+	int len = (int)strcspn(word, "=");
+
+	if (c == ':')
+		snprintf(msg, sizeof msg, "option %.*s needs an argument", len > 60 ? 60 : len, word);
+	else if (optopt && word[0] == '-' && word[1] != '-')
+		snprintf(msg, sizeof msg, "unknown option -%c", optopt);
+	else if (optopt)
+		snprintf(msg, sizeof msg, "option %.*s takes no argument", len > 60 ? 60 : len, word);
+	else
+		snprintf(msg, sizeof msg, "unknown option %.*s", len > 60 ? 60 : len, word);
+	opts_usage(o, msg);
 }
 
 long long
@@ -90,7 +121,8 @@ opts_common(struct opts *o, int c, const char *arg)
 		o->channel_file = arg;
 		return 1;
 	case '?':
-		opts_usage(o, NULL);
+	case ':':
+		bad_option(o, c);
 	}
 	return 0;
 }

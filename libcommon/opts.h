@@ -20,7 +20,7 @@ enum {
 	OPT_TOOL = 0x200,    /* first value free for a tool's own long-only options */
 };
 
-#define OPTS_SHORT "hVvd:"
+#define OPTS_SHORT "hVvd:"   /* opts_getopt adds these itself */
 #define OPTS_LONG \
 	{ "help", no_argument, 0, 'h' }, \
 	{ "version", no_argument, 0, 'V' }, \
@@ -32,7 +32,8 @@ enum {
 	{ "channel-file", required_argument, 0, OPT_CHANNEL_FILE }
 
 struct opts {
-	const char *usage;             /* printed by -h, and after a usage error */
+	const char *usage;             /* printed by -h */
+	char **argv;                   /* set by opts_getopt, to name a bad option */
 	enum frame_format out_fmt;     /* FORMAT_JSON unless --cbor */
 	size_t max_frame;
 	const char *domain;            /* NULL: avahi's default ("local") */
@@ -44,10 +45,14 @@ struct opts {
 void opts_init(struct opts *o, const char *usage);
 void opts_free(struct opts *o);   /* wipes the channel names: they are keys */
 
+/* getopt_long with the shared short options prepended, quiet: a bad or incomplete
+ * option comes back as '?' or ':' for opts_common to report in one line. */
+int opts_getopt(struct opts *o, int argc, char **argv, const char *shortopts,
+    const struct option *longopts);
 /* Handles c if it is a shared option and returns 1; 0 if it is not. -h prints usage on
  * stdout and exits 0, -V the version, a bad value or '?' exits 2 via opts_usage. */
 int opts_common(struct opts *o, int c, const char *arg);
-/* Prints "prog: msg" (if msg) and the usage on stderr, exits 2. */
+/* Prints one line, "prog: msg; try 'prog -h'", on stderr and exits 2. */
 void opts_usage(const struct opts *o, const char *msg) __attribute__((noreturn));
 
 /* After getopt: collects the channel names of argv[first..], NWS_CHANNEL (names separated

@@ -630,6 +630,8 @@ pipeline_start(struct lws_context *cx, struct lws_vhost *vh,
 		return NULL;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	setenv(LOG_STAGE_ENV, "1", 1);   /* inherited by every stage (log.h) */
+	unsetenv("NWS_CHANNEL");         /* stages open only the channels sent to them */
 	p->vh = vh;
 	p->cx = cx;
 	p->max_frame = cfg->max_frame ? cfg->max_frame : STREAM_MAX_FRAME_DEFAULT;

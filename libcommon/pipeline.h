@@ -8,7 +8,8 @@
  * disconnect then connect, never a peer that silently went away.
  *
  * Stages are found in NWS_LIBEXEC if set, else beside the running program, else on PATH.
- * Their stderr is the caller's stderr; no other fd of the caller leaks into them.
+ * Their stderr is the caller's stderr; no other fd of the caller leaks into them. They
+ * run with LOG_STAGE_ENV set: the caller tells the user once that avahi-daemon is down.
  * The caller's vhost must list loop_protocol (loop.h). SIGPIPE is ignored from
  * pipeline_start on (writes to a dead stage must fail with EPIPE, not kill the caller). */
 #ifndef NWS_PIPELINE_H

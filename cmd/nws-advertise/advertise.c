@@ -58,7 +58,8 @@ on_down(void *ctx, const char *why)
 		log_debug(DNSSD_DOWN_REASON ": %s (not needed for -d)", why);
 		return;
 	}
-	log_error(DNSSD_DOWN_REASON ": %s", why);
+	if (!log_stage)
+		log_error(DNSSD_DOWN_REASON ": %s", why);
 	send_error(a, 69, DNSSD_DOWN_REASON);
 }
 

@@ -17,15 +17,21 @@ static const char usage[] =
     "Publishes each channel of a listening frame on stdin (or of the arguments, NWS_CHANNEL\n"
     "and --channel-file, at --port) as an _nws._tcp record that names no channel, withdraws\n"
     "it on close, and passes every other frame on.\n"
-    "  -p, --port PORT    the port the channels given here listen on (needed with them)\n"
-    "  -i, --interface IF publish on this interface only\n"
-    "  --instance NAME    the instance name to try first (default: 16 random hex)\n"
-    "  -d, --domain D     publish in unicast DNS domain D by DNS UPDATE instead of\n"
-    "                     on mDNS (local)\n"
-    "  --tsig-key FILE    the TSIG key for -d, as tsig-keygen writes it\n"
-    "  --dns-server ADDR  send updates to ADDR, not to the primary in D's SOA record\n"
-    "  --format FMT       json (default) or cbor\n"
-    "  -v, --verbose      more on stderr\n";
+    "  -p, --port PORT            the port the channels given here listen on (needed\n"
+    "                             with them)\n"
+    "  -i, --interface INTERFACE  publish on this interface only\n"
+    "  --instance NAME            the instance name to try first (default: 16 random hex)\n"
+    "  -d, --domain DOMAIN        publish in unicast DNS domain DOMAIN by DNS UPDATE\n"
+    "                             instead of on mDNS (local)\n"
+    "  --tsig-key FILE            the TSIG key for -d, as tsig-keygen writes it\n"
+    "  --dns-server ADDR          send updates to ADDR, not to the primary in the SOA\n"
+    "  --format json|cbor         json (default) or cbor\n"
+    "  --json, --cbor             the same as --format json, --format cbor\n"
+    "  --channel-file FILE        read channel names from FILE (also: NWS_CHANNEL)\n"
+    "  --max-frame SIZE           skip input frames larger than SIZE (default 16M)\n"
+    "  -v, --verbose              more on stderr\n"
+    "  -h, --help                 this text\n"
+    "  -V, --version              the version\n";
 
 enum { OPT_FORMAT = OPT_TOOL, OPT_INSTANCE, OPT_TSIG_KEY, OPT_DNS_SERVER };
 
@@ -52,7 +58,7 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	opts_init(&o, usage);
-	while ((c = getopt_long(argc, argv, OPTS_SHORT "p:i:", longopts, NULL)) != -1) {
+	while ((c = opts_getopt(&o, argc, argv, "p:i:", longopts)) != -1) {
 		if (opts_common(&o, c, optarg))
 			continue;
 		switch (c) {

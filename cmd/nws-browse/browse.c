@@ -89,7 +89,8 @@ on_down(void *ctx, const char *why)
 	struct browse *b = ctx;
 	struct frame f;
 
-	log_error(DNSSD_DOWN_REASON ": %s", why);
+	if (!log_stage || b->text)
+		log_error(DNSSD_DOWN_REASON ": %s", why);
 	frame_error(&f, 69, DNSSD_DOWN_REASON);
 	if (!b->text)
 		dnssd_io_send(b->io, &f);

@@ -15,12 +15,18 @@ static const char usage[] =
     "                  [--channel-file file] [channel ...]\n"
     "Reports found/lost frames for nws peers of the open channels (arguments, NWS_CHANNEL,\n"
     "--channel-file, or open frames on stdin) and passes every input frame on.\n"
-    "  -a, --all          also report advertisements of no open channel\n"
-    "  -t, --terminate    report what is there now and exit: 0 found, 1 none, 69 no avahi\n"
-    "  -i, --interface IF browse on this interface only\n"
-    "  -d, --domain D     browse domain D instead of local\n"
-    "  --format FMT       json (default), cbor, or text (one human line per event)\n"
-    "  -v, --verbose      more on stderr (-vv: per event)\n";
+    "  -a, --all                  also report advertisements of no open channel\n"
+    "  -t, --terminate            report what is there now and exit: 0 found, 1 none,\n"
+    "                             69 no avahi-daemon\n"
+    "  -i, --interface INTERFACE  browse on this interface only\n"
+    "  -d, --domain DOMAIN        browse DOMAIN instead of local\n"
+    "  --format json|cbor|text    json (default), cbor, or one human line per event\n"
+    "  --json, --cbor             the same as --format json, --format cbor\n"
+    "  --channel-file FILE        read channel names from FILE (also: NWS_CHANNEL)\n"
+    "  --max-frame SIZE           skip input frames larger than SIZE (default 16M)\n"
+    "  -v, --verbose              more on stderr (-vv: per event)\n"
+    "  -h, --help                 this text\n"
+    "  -V, --version              the version\n";
 
 enum { OPT_FORMAT = OPT_TOOL };
 
@@ -42,7 +48,7 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	opts_init(&o, usage);
-	while ((c = getopt_long(argc, argv, OPTS_SHORT "ati:", longopts, NULL)) != -1) {
+	while ((c = opts_getopt(&o, argc, argv, "ati:", longopts)) != -1) {
 		if (opts_common(&o, c, optarg))
 			continue;
 		switch (c) {

@@ -30,8 +30,11 @@ static const char usage[] =
     "  --max-queue SIZE      bytes queued per link before it is closed as too slow (8M)\n"
     "  --max-frame SIZE      the largest frame (default 16M)\n"
     "  --json, --cbor        the output format (default json; input is detected)\n"
+    "  --channel-file FILE   read channel names from FILE (also: NWS_CHANNEL)\n"
+    "  -d, --domain DOMAIN   accepted like the other tools'; links do not use it\n"
     "  -v, --verbose         more on stderr (-vv: per event, channel names included)\n"
-    "  -h, --help            this text;  -V, --version  the version\n"
+    "  -h, --help            this text\n"
+    "  -V, --version         the version\n"
     "Exits 0 at the end of stdin or on SIGINT/SIGTERM, after closing every link.\n";
 
 static volatile sig_atomic_t stop;
@@ -195,7 +198,7 @@ main(int argc, char **argv)
 
 	log_init("nws-link");
 	opts_init(&o, usage);
-	while ((c = getopt_long(argc, argv, OPTS_SHORT, longopts, NULL)) != -1) {
+	while ((c = opts_getopt(&o, argc, argv, "", longopts)) != -1) {
 		if (opts_common(&o, c, optarg))
 			continue;
 		switch (c) {

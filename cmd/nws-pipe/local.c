@@ -16,6 +16,7 @@ on_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t len)
 	case ACTION_DISCONNECT:
 	case ACTION_BROADCAST:
 	case ACTION_MESSAGE:
+	case ACTION_END:
 	case ACTION_ERROR:
 	case ACTION_UNKNOWN:    /* our sync marker */
 		break;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sodium.h>
 
 #include "keys.h"
@@ -14,23 +15,29 @@
 
 static const char usage[] =
 "usage: nws-pipe [options] CHANNEL\n"
+"       nws-pipe --new-name\n"
 "Joins CHANNEL as one peer: each stdin line is broadcast, each broadcast received is\n"
-"written to stdout as a line.\n"
-"  --raw               byte chunks both ways instead of lines (binary-safe)\n"
-"  --json              whole frames both ways, as a WebSocket client of nws-proxy sees them\n"
-"  --to PEER           send to PEER only (direct messages), once it is present\n"
-"  -w, --wait N        read stdin only once N peers are present\n"
-"  -t, --timeout S     give up waiting for peers after S seconds (exit 1); implies -w 1\n"
-"  -1, --once          exit once stdin has ended and all it held was handed on\n"
-"  --via-proxy [URL]   attach through a running nws-proxy (default ws://localhost:9009)\n"
-"  --listen ADDR       where the spawned nws-link listens\n"
-"  -d, --domain D      DNS-SD domain to browse and publish in (default local)\n"
-"  --tsig-key FILE     with -d: the TSIG key (tsig-keygen) to publish by DNS UPDATE\n"
-"  --dns-server ADDR   with -d: send updates to ADDR, not to the zone's primary\n"
-"  --max-frame SIZE    the largest frame (default 16M); longer lines go in pieces\n"
-"  --channel-file F    read the channel name from F (also: NWS_CHANNEL)\n"
-"  -v, --verbose       say more on stderr (twice: more still)\n"
-"  -h, --help          this text;  -V, --version  the version\n"
+"written to stdout as a line. Uses the nws-proxy of this machine if one runs.\n"
+"  --raw                  byte chunks both ways instead of lines (binary-safe)\n"
+"  --json                 whole frames both ways, as a client of nws-proxy sees them\n"
+"  --to PEER              send to PEER only (direct messages), once it is present\n"
+"  -w, --wait N           read stdin only once N peers are present\n"
+"  -t, --timeout SECONDS  give up waiting for peers after SECONDS (exit 1); implies -w 1\n"
+"  -1, --once             exit once stdin has ended and all it held was handed on;\n"
+"                         having sent nothing, once a sender's input has ended\n"
+"  --progress             bytes and rate on stderr (default: --raw on a terminal)\n"
+"  --via-proxy [URL]      only through nws-proxy (default ws://localhost:9009)\n"
+"  --no-proxy             our own pipeline, even if an nws-proxy runs\n"
+"  --new-name             print a random private channel name and exit\n"
+"  --listen ADDR          where the spawned nws-link listens\n"
+"  -d, --domain DOMAIN    DNS-SD domain to browse and publish in (default local)\n"
+"  --tsig-key FILE        with -d: the TSIG key (tsig-keygen) to publish by DNS UPDATE\n"
+"  --dns-server ADDR      with -d: send updates to ADDR, not to the zone's primary\n"
+"  --max-frame SIZE       the largest frame (default 16M); longer lines go in pieces\n"
+"  --channel-file FILE    read the channel name from FILE (also: NWS_CHANNEL)\n"
+"  -v, --verbose          say more on stderr (twice: more still)\n"
+"  -h, --help             this text\n"
+"  -V, --version          the version\n"
 "Exit: 0 done, 1 timed out waiting for peers, 2 usage, 69 avahi-daemon (needed by\n"
 "--wait) or nws-proxy (--via-proxy) unreachable.\n";
 
@@ -39,6 +46,9 @@ enum {
 	OPT_TO,
 	OPT_VIA_PROXY,
 	OPT_LISTEN,
+	OPT_NO_PROXY,
+	OPT_PROGRESS,
+	OPT_NEW_NAME,
 	OPT_TSIG_KEY,
 	OPT_DNS_SERVER,
 };
@@ -67,6 +77,26 @@ parse_seconds(const struct opts *o, const char *s)
 	return v;
 }
 
+/* A channel name nobody can guess: 18 random bytes in base64, '/' made '_' (a name
+ * character), as the console's "Make a private name" does. */
+static void __attribute__((noreturn))
+print_new_name(void)
+{
+	unsigned char b[18];
+	char name[sodium_base64_ENCODED_LEN(sizeof b, sodium_base64_VARIANT_ORIGINAL)];
+
+	if (sodium_init() < 0)
+		log_fatal(EXIT_FAIL, "cannot initialise libsodium");
+	randombytes_buf(b, sizeof b);
+	sodium_bin2base64(name, sizeof name, b, sizeof b, sodium_base64_VARIANT_ORIGINAL);
+	for (char *p = name; *p; p++)
+		if (*p == '/')
+			*p = '_';
+	printf("%s\n", name);
+	sodium_memzero(name, sizeof name);
+	exit(fflush(stdout) ? EXIT_FAIL : EXIT_DONE);
+}
+
 static void
 parse(struct np *np, struct opts *o, int argc, char **argv)
 {
@@ -82,14 +112,18 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 		{ "once", no_argument, 0, '1' },
 		{ "via-proxy", optional_argument, 0, OPT_VIA_PROXY },
 		{ "listen", required_argument, 0, OPT_LISTEN },
+		{ "no-proxy", no_argument, 0, OPT_NO_PROXY },
+		{ "progress", no_argument, 0, OPT_PROGRESS },
+		{ "new-name", no_argument, 0, OPT_NEW_NAME },
 		{ "tsig-key", required_argument, 0, OPT_TSIG_KEY },
 		{ "dns-server", required_argument, 0, OPT_DNS_SERVER },
 		{ 0, 0, 0, 0 },
 	};
-	int c;
+	int c, new_name = 0;
 	char *end;
+	const char *why;
 
-	while ((c = getopt_long(argc, argv, OPTS_SHORT "w:t:1", longopts, NULL)) != -1) {
+	while ((c = opts_getopt(o, argc, argv, "w:t:1", longopts)) != -1) {
 		switch (c) {
 		case OPT_JSON:     /* not the frame format of the shared option: the mode */
 			np->mode = MODE_JSON;
@@ -117,10 +151,21 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 			break;
 		case OPT_VIA_PROXY:
 			np->proxy_url = optarg;
-			if (!optarg && optind < argc && !strncmp(argv[optind], "ws://", 5))
+			if (!optarg && optind < argc && strstr(argv[optind], "://"))
 				np->proxy_url = argv[optind++];
 			if (!np->proxy_url)
-				np->proxy_url = "ws://localhost:9009";
+				np->proxy_url = NWS_PIPE_PROXY_URL;
+			if ((why = proxy_url_problem(np->proxy_url)))
+				opts_usage(o, why);
+			break;
+		case OPT_NO_PROXY:
+			np->no_proxy = 1;
+			break;
+		case OPT_PROGRESS:
+			np->progress = 1;
+			break;
+		case OPT_NEW_NAME:
+			new_name = 1;
 			break;
 		case OPT_LISTEN:
 			listen_args[1] = optarg;
@@ -139,6 +184,15 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 				opts_usage(o, NULL);
 		}
 	}
+	if (new_name) {
+		if (optind < argc || np->mode != MODE_LINES)
+			opts_usage(o, "--new-name takes nothing else");
+		print_new_name();
+	}
+	/* The command line wins over the environment: NWS_CHANNEL may be exported for
+	 * other tools while this one is pointed elsewhere. */
+	if (optind < argc)
+		unsetenv("NWS_CHANNEL");
 	opts_channels(o, argc, argv, optind);
 	if (o->nchannels != 1)
 		opts_usage(o, o->nchannels ? "one channel only" : "which channel?");
@@ -151,9 +205,16 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 	if (nadv && !o->domain)
 		opts_usage(o, "--tsig-key and --dns-server publish in a unicast DNS domain: "
 		    "name it with -d DOMAIN");
-	if (np->proxy_url && (o->domain || np->pcfg.link_args || nadv))
+	if (np->proxy_url && (o->domain || np->pcfg.link_args))
 		opts_usage(o, "-d, --listen, --tsig-key and --dns-server are the proxy's "
 		    "business with --via-proxy");
+	if (np->proxy_url && np->no_proxy)
+		opts_usage(o, "--via-proxy and --no-proxy exclude each other");
+	/* -d and --listen configure a pipeline of our own: no proxy is looked for. */
+	if (o->domain || np->pcfg.link_args)
+		np->no_proxy = 1;
+	if (np->mode == MODE_RAW && isatty(2))
+		np->progress = 1;
 }
 
 static void
@@ -202,7 +263,15 @@ main(int argc, char **argv)
 	signal(SIGHUP, on_signal);
 	signal(SIGPIPE, SIG_IGN);
 
-	int rc = np.proxy_url ? proxy_start(&np) : local_start(&np);
+	int rc;
+	if (np.proxy_url)
+		rc = proxy_start(&np, 0);
+	else if (np.no_proxy)
+		rc = local_start(&np);
+	else {
+		np.proxy_url = NWS_PIPE_PROXY_URL;
+		rc = proxy_start(&np, 1);
+	}
 	if (rc)
 		np_stop(&np, rc);
 	while (!np.finished) {

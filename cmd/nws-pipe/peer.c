@@ -37,6 +37,8 @@ out_flush(struct np *np)
 	while (np->out.len) {
 		ssize_t n = write(1, buf_data(&np->out), np->out.len);
 		if (n > 0) {
+			np->bytes_written += (size_t)n;
+			progress_first(np);
 			buf_consume(&np->out, (size_t)n);
 			continue;
 		}
@@ -139,6 +141,8 @@ send_frame(struct np *np, const struct frame *f)
 {
 	int rc = np->be->send(np, f);
 
+	if (f->action == ACTION_BROADCAST || f->action == ACTION_MESSAGE)
+		np->sent_data = 1;
 	if (rc < 0 && log_once_per_burst("nws-pipe: dropped"))
 		log_error("the network side is not keeping up; dropped data");
 	if (rc != 0)
@@ -164,6 +168,8 @@ send_data(struct np *np, unsigned char *p, size_t n, int text)
 	f.data_kind = text && !memchr(p, 0, n) && jsontext_utf8(p, n) ? DATA_TEXT : DATA_BYTES;
 	p[n] = 0;
 	send_frame(np, &f);
+	np->bytes_sent += n;
+	progress_first(np);
 	p[n] = saved;
 }
 
@@ -181,6 +187,12 @@ send_json(struct np *np, unsigned char *line, size_t n)
 	case ACTION_STATUS:
 		out_peer(np, ACTION_STATUS, np->id);
 		break;
+	case ACTION_END:
+		if (frame_set(&f.channel, np->channel) < 0 || frame_set(&f.source, np->id) < 0)
+			log_error("out of memory");
+		else if (np->be->send(np, &f) != 0)
+			in_pause(np);
+		break;
 	case ACTION_MESSAGE:
 		if (!f.target) {
 			out_error(np, "a message needs a \"target\"");
@@ -194,7 +206,7 @@ send_json(struct np *np, unsigned char *line, size_t n)
 			send_frame(np, &f);
 		break;
 	default:
-		out_error(np, "send \"broadcast\", \"message\" or \"status\"");
+		out_error(np, "send \"broadcast\", \"message\", \"end\" or \"status\"");
 		break;
 	}
 	frame_free(&f);
@@ -272,11 +284,43 @@ sync_cb(lws_sorted_usec_list_t *sul)
 	lws_sul_schedule(np->cx, 0, &np->sul_timeout, sync_cb, SYNC_RESEND_US);
 }
 
+/* A sender tells its peers that its input has ended (a receiver with --once exits on
+ * it). 0 told, or nothing to tell; -1 the backend did not take it: again on drain. */
+static int
+send_end(struct np *np)
+{
+	struct frame f;
+
+	if (np->end_sent || !np->sent_data || np->mode == MODE_JSON)
+		return 0;
+	frame_init(&f);
+	f.action = ACTION_END;
+	f.channel = np->channel;
+	f.source = np->id;
+	int rc = np->be->send(np, &f);
+	if (rc < 0) {
+		in_pause(np);
+		return -1;
+	}
+	np->end_sent = 1;
+	return 0;
+}
+
+/* With --once a peer that sent nothing is a receiver: it ends with the first sender's
+ * end instead of its own. */
+static int
+is_receiver(const struct np *np)
+{
+	return np->once && !np->sent_data;
+}
+
 static void
 input_done(struct np *np)
 {
+	if (send_end(np) < 0)
+		return;
 	np->in_eof = 1;
-	if (!np->once || np->sync_sent)
+	if (!np->once || np->sync_sent || is_receiver(np))
 		return;
 	keys_random_hex(np->sync_token, PEER_ID_HEX);
 	np->sync_sent = 1;
@@ -414,6 +458,7 @@ timeout_cb(lws_sorted_usec_list_t *sul)
 void
 np_start(struct np *np)
 {
+	progress_start(np);
 	if (np->timeout_ms >= 0 && (np->wait_n > 0 || np->to))
 		lws_sul_schedule(np->cx, 0, &np->sul_timeout, timeout_cb,
 		    (lws_usec_t)np->timeout_ms * 1000);
@@ -452,6 +497,32 @@ peer_leave(struct np *np, const char *id)
 	out_peer(np, ACTION_DISCONNECT, id);
 }
 
+/* Discovery is down: said once for the whole pipeline (its stages leave it to us). With
+ * our own pipeline no peer can join, so a wait for peers ends here; through nws-proxy the
+ * peers of this machine still can. */
+static void
+net_down(struct np *np, const char *reason)
+{
+	int waiting = !np->sending && (np->wait_n > 0 || np->to);
+
+	if (np->via_proxy) {
+		if (!np->net_down_said++)
+			log_error("%s", reason ? reason : "discovery is unavailable");
+		return;
+	}
+	if (waiting) {
+		log_error("cannot reach avahi-daemon%s: start avahi-daemon (peers on the "
+		    "network) or nws-proxy (peers on this machine) to wait for peers",
+		    np->no_proxy ? "" : ", and no nws-proxy runs on this machine");
+		np_stop(np, EXIT_UNAVAILABLE);
+		return;
+	}
+	if (!np->net_down_said++)
+		log_error("cannot reach avahi-daemon%s: no peer can join until it runs (or "
+		    "nws-proxy does); waiting", np->no_proxy ? "" :
+		    ", and no nws-proxy runs on this machine");
+}
+
 void
 np_frame(struct np *np, struct frame *f)
 {
@@ -474,11 +545,19 @@ np_frame(struct np *np, struct frame *f)
 		if (f->target && !strcmp(f->target, np->id))
 			out_data(np, f);
 		break;
+	case ACTION_END:
+		if (!f->source || !strcmp(f->source, np->id))
+			break;
+		if (np->mode == MODE_JSON)
+			out_data(np, f);
+		if (is_receiver(np)) {
+			log_debug("peer %s ended its input", f->source);
+			np_stop(np, EXIT_DONE);
+		}
+		break;
 	case ACTION_ERROR:
-		if (f->code == EXIT_UNAVAILABLE && !np->sending && (np->wait_n > 0 || np->to)) {
-			log_error("%s; cannot wait for peers without it",
-			    f->reason ? f->reason : "discovery is unavailable");
-			np_stop(np, EXIT_UNAVAILABLE);
+		if (f->code == EXIT_UNAVAILABLE) {
+			net_down(np, f->reason);
 		} else if (log_once_per_burst(f->reason ? f->reason : "error")) {
 			log_error("%s", f->reason ? f->reason : "the network side reported an error");
 		}
@@ -514,6 +593,7 @@ np_stop(struct np *np, int code)
 	lws_sul_cancel(&np->sul_timeout);
 	in_pause(np);
 	out_flush(np);
+	progress_end(np);   /* the transfer is over; the backend may take a while to stop */
 	if (np->be)
 		np->be->stop(np);
 	else
@@ -524,6 +604,7 @@ void
 np_finished(struct np *np)
 {
 	out_flush(np);
+	progress_end(np);
 	np->finished = 1;
 	lws_cancel_service(np->cx);
 }

@@ -1,5 +1,7 @@
-/* --via-proxy: the peer is a WebSocket client of a running nws-proxy and speaks its JSON
- * protocol (the seed's client format, DESIGN.md §3). */
+/* The peer as a WebSocket client of a running nws-proxy: with --via-proxy, or by itself
+ * when one answers on localhost (then, if none does, the peer runs its own pipeline). It
+ * speaks the client protocol of DESIGN.md §3 in its CBOR form (subprotocol nws.cbor), so
+ * that broadcasts of bytes, too, come with their source. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,8 @@ struct proxy {
 	struct buf scratch;        /* LWS_PRE + one message for lws_write */
 	size_t max_queue;
 	int have_id, congested, closing, closed;
+	int probing;               /* no --via-proxy: without a proxy, run our own pipeline */
+	int status_owed;           /* replies to our first status not yet seen */
 	const char *sync_token;
 };
 
@@ -35,7 +39,7 @@ queue_text(struct proxy *px, const struct frame *f)
 	c.source = NULL;
 	if (px->q.len + 4 > px->max_queue)
 		goto full;
-	if (buf_append(&px->q, len4, 4) < 0 || frame_encode(&c, FORMAT_JSON, &px->q) < 0) {
+	if (buf_append(&px->q, len4, 4) < 0 || frame_encode(&c, FORMAT_CBOR, &px->q) < 0) {
 		px->q.len = start;
 		goto full;
 	}
@@ -110,7 +114,7 @@ write_some(struct proxy *px, struct lws *wsi)
 		memcpy(px->scratch.p + LWS_PRE, p + 4, n);
 		buf_consume(&px->q, 4 + n);
 		px->queued--;
-		if (lws_write(wsi, px->scratch.p + LWS_PRE, n, LWS_WRITE_TEXT) < (int)n)
+		if (lws_write(wsi, px->scratch.p + LWS_PRE, n, LWS_WRITE_BINARY) < (int)n)
 			return -1;
 	}
 	if (!px->queued)
@@ -132,34 +136,36 @@ write_some(struct proxy *px, struct lws *wsi)
 	return 0;
 }
 
+/* Our id is the proxy's, known from the first frame that names us: the connect events
+ * of the peers already there come before the answer to our status. */
 static void
-received(struct proxy *px, int binary)
+have_id(struct proxy *px, const char *id)
+{
+	if (px->have_id)
+		return;
+	snprintf(px->np->id, sizeof px->np->id, "%s", id);
+	px->have_id = 1;
+	np_start(px->np);
+}
+
+static void
+received(struct proxy *px)
 {
 	struct np *np = px->np;
 	struct frame f;
 	char err[160];
 
-	if (binary) {
-		/* Bytes broadcast by a client that sent them as a binary message. */
-		memset(&f, 0, sizeof f);
-		f.port = f.code = -1;
-		f.action = ACTION_BROADCAST;
-		f.data_kind = DATA_BYTES;
-		f.data = buf_data(&px->msg);
-		f.data_len = px->msg.len;
-		np_frame(np, &f);
-		return;
-	}
-	if (frame_decode(&f, FORMAT_JSON, buf_data(&px->msg), px->msg.len, err, sizeof err) < 0) {
+	if (frame_decode(&f, FORMAT_CBOR, buf_data(&px->msg), px->msg.len, err, sizeof err) < 0) {
 		if (log_once_per_burst("nws-pipe: bad proxy message"))
 			log_error("skipping a message from nws-proxy: %s", err);
 		return;
 	}
+	if ((f.action == ACTION_CONNECT || f.action == ACTION_DISCONNECT) && f.source)
+		have_id(px, f.source);
 	if (f.action == ACTION_STATUS && f.source) {
-		if (!px->have_id) {
-			snprintf(np->id, sizeof np->id, "%s", f.source);
-			px->have_id = 1;
-			np_start(np);
+		if (px->status_owed) {
+			px->status_owed = 0;
+			have_id(px, f.source);
 		} else if (px->sync_token) {
 			struct frame s;
 			memset(&s, 0, sizeof s);
@@ -186,6 +192,13 @@ proxy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 		px->closed = 1;
 		px->wsi = NULL;
+		if (px->probing) {
+			int rc;
+			log_info("no nws-proxy at %s: running our own pipeline", px->url);
+			if ((rc = local_start(px->np)))
+				np_stop(px->np, rc);
+			return 0;
+		}
 		log_error("cannot connect to nws-proxy at %s: %s (is nws-proxy running?)",
 		    px->url, in ? (const char *)in : "connection failed");
 		np_stop(px->np, EXIT_UNAVAILABLE);
@@ -197,7 +210,9 @@ proxy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 		f.port = f.code = -1;
 		f.action = ACTION_STATUS;
 		log_info("attached to nws-proxy at %s", px->url);
+		px->np->via_proxy = 1;
 		/* Our id is the proxy's; nothing is sent before it is known. */
+		px->status_owed = 1;
 		queue_text(px, &f);
 		return 0;
 	}
@@ -209,7 +224,7 @@ proxy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 			return -1;
 		}
 		if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi))
-			received(px, lws_frame_is_binary(wsi));
+			received(px);
 		return 0;
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
 		return write_some(px, wsi);
@@ -227,14 +242,28 @@ proxy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 	}
 }
 
+/* Named as the subprotocol asked for, which lws binds the connection to. */
 const struct lws_protocols proxy_protocol = {
-	.name = "nws-pipe-proxy",
+	.name = "nws.cbor",
 	.callback = proxy_callback,
 	.rx_buffer_size = 65536,
 };
 
+const char *
+proxy_url_problem(const char *url)
+{
+	if (!strncmp(url, "wss://", 6) || !strncmp(url, "https://", 8))
+		return "--via-proxy: nws-proxy serves plain ws:// on this machine; TLS "
+		    "(wss://, https://) is not supported";
+	if (strncmp(url, "ws://", 5) && strncmp(url, "http://", 7))
+		return "--via-proxy takes ws://HOST[:PORT][/PATH] or http://HOST[:PORT]";
+	if (!url[strncmp(url, "ws://", 5) ? 7 : 5] || strlen(url) >= 400)
+		return "--via-proxy: the URL has no host, or is too long";
+	return NULL;
+}
+
 int
-proxy_start(struct np *np)
+proxy_start(struct np *np, int probing)
 {
 	struct proxy *px = &the_proxy;
 	struct lws_client_connect_info ci;
@@ -243,24 +272,27 @@ proxy_start(struct np *np)
 	int port;
 
 	px->np = np;
+	px->probing = probing;
 	px->max_queue = 2 * np->max_frame + (1u << 20);
 	buf_init(&px->q, 0);
 	buf_init(&px->msg, np->max_frame);
 	buf_init(&px->scratch, 0);
 	snprintf(px->url, sizeof px->url, "%s", np->proxy_url);
 	snprintf(tmp, sizeof tmp, "%s", np->proxy_url);
-	if (lws_parse_uri(tmp, &prot, &ads, &port, &path) || strcmp(prot, "ws")) {
+	if (lws_parse_uri(tmp, &prot, &ads, &port, &path) ||
+	    (strcmp(prot, "ws") && strcmp(prot, "http"))) {
 		log_error("--via-proxy wants a ws://HOST[:PORT][/PATH] URL");
 		return EXIT_USAGE;
 	}
-	if (!strchr(np->proxy_url + 5, ':'))
-		port = 9009;
+	if (!strchr(strstr(np->proxy_url, "//") + 2, ':'))
+		port = NWS_PIPE_PROXY_PORT;
 	size_t pl = strlen(path);
 	while (pl && path[pl - 1] == '/')
 		pl--;
 	snprintf(px->path, sizeof px->path, "/%.*s%s%s", (int)pl, path, pl ? "/" : "",
 	    np->channel);
-	snprintf(px->host, sizeof px->host, "%s:%d", ads, port);
+	/* An IPv6 literal goes back in brackets: the proxy checks the Host header. */
+	snprintf(px->host, sizeof px->host, strchr(ads, ':') ? "[%s]:%d" : "%s:%d", ads, port);
 	memset(&ci, 0, sizeof ci);
 	ci.context = np->cx;
 	ci.vhost = np->vh;
@@ -269,10 +301,13 @@ proxy_start(struct np *np)
 	ci.path = px->path;
 	ci.host = px->host;
 	ci.local_protocol_name = proxy_protocol.name;
+	ci.protocol = proxy_protocol.name;
 	ci.pwsi = &px->wsi;
 	np->be = &proxy_backend;
 	np->be_state = px;
 	if (!lws_client_connect_via_info(&ci) && !px->closed) {
+		if (probing)
+			return local_start(np);
 		log_error("cannot connect to nws-proxy at %s (is nws-proxy running?)", px->url);
 		return EXIT_UNAVAILABLE;
 	}

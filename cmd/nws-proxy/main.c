@@ -11,25 +11,27 @@
 
 static const char usage[] =
     "usage: nws-proxy [-v] [-p PORT] [--max-message SIZE] [--max-queue SIZE]\n"
-    "                 [--listen ADDR:PORT] [-d DOMAIN] [--tsig-key FILE]\n"
+    "                 [--listen [ADDR:]PORT] [-d DOMAIN] [--tsig-key FILE]\n"
     "                 [--dns-server ADDR] [--local]\n"
     "Serves named network channels to web pages and local programs:\n"
     "  ws://localhost:PORT/CHANNEL   the WebSocket endpoint (JSON, or CBOR with the\n"
     "                                subprotocol nws.cbor)\n"
     "  http://localhost:PORT/        a test console; /nws.js the NetworkWebSocket polyfill\n"
-    "  -p, --port PORT       port on 127.0.0.1 and ::1 (default 9009; -port PORT too)\n"
-    "  --max-message SIZE    largest message a client may send (default 1M; 1009 above)\n"
-    "  --max-queue SIZE      output queued per client before it is closed as too slow\n"
-    "                        (default 8M; 1008)\n"
-    "  --listen ADDR:PORT    where nws-link accepts links from other machines\n"
-    "                        (default all interfaces, a free port)\n"
-    "  -d, --domain DOMAIN   DNS-SD browse and publish domain (default local)\n"
-    "  --tsig-key FILE       with -d: the TSIG key (tsig-keygen) to publish by DNS UPDATE\n"
-    "  --dns-server ADDR     with -d: send updates to ADDR, not to the zone's primary\n"
-    "  --local               do not join the network: channels of this machine only\n"
-    "  --max-frame SIZE      largest frame in the pipeline (default 16M)\n"
-    "  -v, --verbose         say more (-vv: per-event detail, channel names included)\n"
-    "  -h, --help            this help;  -V, --version  the version\n";
+    "  -p, --port, -port PORT  port on 127.0.0.1 and ::1 (default 9009)\n"
+    "  --max-message SIZE      largest message a client may send (default 1M; 1009 above)\n"
+    "  --max-queue SIZE        output queued per client before it is closed as too slow\n"
+    "                          (default 8M; 1008)\n"
+    "  --listen [ADDR:]PORT    where nws-link accepts links from other machines\n"
+    "                          (default all interfaces, a free port)\n"
+    "  -d, --domain DOMAIN     DNS-SD browse and publish domain (default local)\n"
+    "  --tsig-key FILE         with -d: the TSIG key (tsig-keygen) to publish by DNS\n"
+    "                          UPDATE\n"
+    "  --dns-server ADDR       with -d: send updates to ADDR, not to the zone's primary\n"
+    "  --local                 do not join the network: channels of this machine only\n"
+    "  --max-frame SIZE        largest frame in the pipeline (default 16M)\n"
+    "  -v, --verbose           say more (-vv: per-event detail, channel names included)\n"
+    "  -h, --help              this help\n"
+    "  -V, --version           the version\n";
 
 enum {
 	OPT_MAX_MESSAGE = OPT_TOOL,
@@ -96,7 +98,7 @@ main(int argc, char **argv)
 	cfg.port = 9009;
 	cfg.max_message = 1u << 20;
 	cfg.max_queue = 8u << 20;
-	while ((c = getopt_long(argc, argv, OPTS_SHORT "p:", longopts, NULL)) != -1) {
+	while ((c = opts_getopt(&o, argc, argv, "p:", longopts)) != -1) {
 		if (opts_common(&o, c, optarg))
 			continue;
 		switch (c) {

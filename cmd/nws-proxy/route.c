@@ -420,6 +420,19 @@ input_broadcast(struct client *c, enum frame_data kind, unsigned char *data, siz
 	up_send(&f);
 }
 
+/* A client's end of input, told to every other peer like a broadcast (DESIGN.md §2). */
+static void
+input_end(struct client *c)
+{
+	struct frame f;
+	frame_init(&f);
+	f.action = ACTION_END;
+	f.source = c->id;
+	fanout(c->ch, c, &f);
+	f.channel = c->ch->name;
+	up_send(&f);
+}
+
 static void
 input_message(struct client *c, const char *target, enum frame_data kind,
     unsigned char *data, size_t len)
@@ -479,7 +492,16 @@ route_input(struct client *c, int binary, const unsigned char *p, size_t n)
 	case ACTION_STATUS:
 		tell(c, ACTION_STATUS, c->id, c->id);
 		break;
+	case ACTION_END:
+		input_end(c);
+		break;
 	default:
+		if (f.action != ACTION_UNKNOWN) {
+			snprintf(err, sizeof err, "\"%s\" is not a client action: send broadcast, "
+			    "message, end or status", frame_action_name(&f));
+			tell_error(c, 400, err);
+			break;
+		}
 		snprintf(err, sizeof err, "unknown action \"%.40s\": send broadcast, message "
 		    "or status", frame_action_name(&f));
 		tell_error(c, 400, err);
@@ -538,6 +560,12 @@ on_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t len)
 			out.data_kind = f.data_kind;
 			out.data = f.data;
 			out.data_len = f.data_len;
+			fanout(ch, NULL, &out);
+		}
+		break;
+	case ACTION_END:
+		if (ch && f.source) {
+			out.source = f.source;
 			fanout(ch, NULL, &out);
 		}
 		break;
