@@ -43,7 +43,8 @@ def one(n):
         finally:
             meshrun.stop(pipes)
         print(f"{n:3d} hosts: full mesh {t:6.2f} s after the last start | median per host: "
-              f"advertised {med(p['advertised'] for p in ph):5.2f} s, "
+              f"advertised {med(p['advertised'] for p in ph):5.2f} s "
+              f"(last host {max(p['advertised'] for p in ph):5.2f} s), "
               f"last peer resolved {med(p['last_found'] for p in ph):5.2f} s, "
               f"last link {med(p['last_link'] for p in ph):5.2f} s, "
               f"dials {med(p['dials'] for p in ph):.0f}, "
