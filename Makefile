@@ -33,7 +33,7 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 DEBS := build-essential pkg-config libwebsockets-dev libsodium-dev libavahi-client-dev \
         libcbor-dev libjansson-dev libcmocka-dev python3 python3-pytest python3-websockets \
         python3-cbor2 python3-nacl avahi-daemon dbus iproute2 tcpdump procps \
-        chromium libldns-dev bind9 bind9-utils
+        chromium libldns-dev bind9 bind9-utils bind9-dnsutils
 
 LIB_SRC  := $(wildcard libcommon/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(O)/%.o)

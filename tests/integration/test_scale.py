@@ -187,7 +187,7 @@ class Bind:
     for ZONE, which a TSIG key (written by tsig-keygen) may update."""
 
     def __init__(self, host):
-        for prog in ("named", "tsig-keygen"):
+        for prog in ("named", "tsig-keygen", "dig"):
             if not shutil.which(prog):
                 pytest.skip(f"wide-area tests need {prog} (make deps installs bind9)")
         self.host = host
