@@ -108,9 +108,16 @@ struct dnsupdate *
 dnsupdate_new(const char *domain, const char *keyfile, const char *server, char *err,
     size_t errlen)
 {
-	struct dnsupdate *u = calloc(1, sizeof *u);
+	struct dnsupdate *u;
 	size_t dlen = strlen(domain);
 
+	/* The records are written as zone-file text: nothing but a host name may go in. */
+	if (!dlen || dlen > 253 || strspn(domain, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") != dlen || domain[0] == '.') {
+		say(err, errlen, "-d wants a DNS domain name such as nws.example.org");
+		return NULL;
+	}
+	u = calloc(1, sizeof *u);
 	if (!u || !(u->domain = strndup(domain, dlen && domain[dlen - 1] == '.' ? dlen - 1 :
 	    dlen)) || (server && !(u->server = strdup(server)))) {
 		say(err, errlen, "out of memory");

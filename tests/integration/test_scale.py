@@ -363,3 +363,25 @@ def test_24_hosts_full_mesh_and_one_broadcast_reaches_all(hosts, nws_bin):
     for p in pipes:
         err = "\n".join(line for _, line in p.log)
         assert "Sanitizer" not in err and "runtime error" not in err, err[-3000:]
+
+
+def test_wide_area_bad_key_file_or_domain_is_refused(tmp_path, nws_bin):
+    """A key file tsig-keygen did not write, a missing one, or a domain that is no DNS
+    name stops nws-advertise at start (exit 1) with a message naming the problem; --tsig-key
+    without a unicast -d is a usage error (exit 2). Nothing is sent anywhere."""
+    adv = nws_bin("nws-advertise")
+    bad = tmp_path / "bad.key"
+    bad.write_text("not a key\n")
+    good = tmp_path / "good.key"
+    good.write_text('key "k" {\n\talgorithm hmac-sha256;\n\tsecret "AAAA";\n};\n')
+    cases = [
+        (["-d", ZONE, "--tsig-key", str(bad)], 1, "not a TSIG key file"),
+        (["-d", ZONE, "--tsig-key", str(tmp_path / "none")], 1, "cannot read the TSIG key"),
+        (["-d", "a b\n. 10 IN A 1.2.3.4", "--tsig-key", str(good)], 1, "DNS domain name"),
+        (["--tsig-key", str(good)], 2, "-d DOMAIN"),
+        (["-d", "local", "--dns-server", "10.0.0.1"], 2, "-d DOMAIN"),
+    ]
+    for args, code, said in cases:
+        p = subprocess.run([adv, *args, "-p", "4000", CH], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=10)
+        assert p.returncode == code and said in p.stderr, (args, p.returncode, p.stderr)
