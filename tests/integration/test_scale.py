@@ -10,6 +10,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -385,3 +386,28 @@ def test_wide_area_bad_key_file_or_domain_is_refused(tmp_path, nws_bin):
         p = subprocess.run([adv, *args, "-p", "4000", CH], stdin=subprocess.DEVNULL,
                            capture_output=True, text=True, timeout=10)
         assert p.returncode == code and said in p.stderr, (args, p.returncode, p.stderr)
+
+
+def test_wide_area_proxy_publishes_with_its_key(wide, nws_bin):
+    """nws-proxy -d --tsig-key hands both to its nws-advertise: a page's channel appears in
+    the zone while the page is connected, and the records go when the proxy stops."""
+    bind, a, _ = wide
+    proxy = Proc(a, [nws_bin("nws-proxy"), "-d", ZONE, "--tsig-key", bind.keyfile])
+    probe = "import socket; socket.create_connection(('127.0.0.1', 9009), 1)"
+    wait_for(lambda: a.run([sys.executable, "-c", probe]).returncode == 0, 20,
+             "nws-proxy to listen")
+    page = ("import asyncio, websockets\n"
+            "async def main():\n"
+            f"    async with websockets.connect('ws://localhost:9009/{CH}') as ws:\n"
+            "        print('open', flush=True)\n"
+            "        await ws.recv()\n"
+            "asyncio.run(main())\n")
+    client = a.popen([sys.executable, "-c", page], stdout=subprocess.PIPE)
+    try:
+        assert client.stdout.readline().strip() == b"open"
+        wait_for(lambda: len(bind.names()) == 1, 30, "the channel in the zone")
+    finally:
+        client.terminate()
+        client.wait(10)
+    proxy.stop()
+    wait_for(lambda: bind.names() == [], 10, "the records to be deleted")
