@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,11 +11,13 @@
 
 #include <sodium.h>
 
+#include "log.h"
+
 struct derive_job {
 	struct derive_job *next;   /* in the queue */
 	char name[KEYS_NAME_MAX + 1];
 	struct keys *k;
-	int cancelled;             /* read by the loop only: the worker does not look */
+	int cancelled;             /* the loop's, under mu while the job may be running */
 	derive_done_fn done;
 	void *ctx;
 };
@@ -24,6 +27,8 @@ struct derive {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct derive_job *head, *tail;   /* queued, not started */
+	struct derive_job *running;       /* the worker's job, until its name is wiped */
+	size_t pending;                   /* started, not cancelled, not collected (loop) */
 	int stop;
 	int pipe[2];                      /* worker -> loop: finished job pointers */
 };
@@ -57,9 +62,18 @@ worker(void *arg)
 		j = dv->head;
 		if (!(dv->head = j->next))
 			dv->tail = NULL;
+		dv->running = j;
 		pthread_mutex_unlock(&dv->mu);
+		/* Counted by tests: one Argon2id per channel per host (DESIGN.md §2). */
+		log_debug("deriving a channel key (Argon2id)");
 		j->k = keys_derive(j->name);
+		/* libsodium takes Argon2id's 64 MiB with malloc, from this thread's arena, whose
+		 * pages stay resident after the free: give them back until the next one. */
+		malloc_trim(0);
+		pthread_mutex_lock(&dv->mu);
+		dv->running = NULL;
 		sodium_memzero(j->name, sizeof j->name);
+		pthread_mutex_unlock(&dv->mu);
 		/* A pointer is far below PIPE_BUF: the write is whole. */
 		while (write(dv->pipe[1], &j, sizeof j) < 0 && errno == EINTR)
 			;
@@ -100,11 +114,24 @@ derive_start(struct derive *dv, const char *name, derive_done_fn done, void *ctx
 {
 	struct derive_job *j;
 
+	pthread_mutex_lock(&dv->mu);
+	j = dv->running;
+	if (j && j->cancelled && !strncmp(j->name, name, KEYS_NAME_MAX)) {
+		/* Closed and opened again while the worker derives it: take that result. */
+		j->cancelled = 0;
+		j->done = done;
+		j->ctx = ctx;
+		dv->pending++;
+		pthread_mutex_unlock(&dv->mu);
+		return j;
+	}
+	pthread_mutex_unlock(&dv->mu);
 	if (!(j = calloc(1, sizeof *j)))
 		return NULL;
 	strncpy(j->name, name, KEYS_NAME_MAX);
 	j->done = done;
 	j->ctx = ctx;
+	dv->pending++;
 	pthread_mutex_lock(&dv->mu);
 	if (dv->tail)
 		dv->tail->next = j;
@@ -119,8 +146,28 @@ derive_start(struct derive *dv, const char *name, derive_done_fn done, void *ctx
 void
 derive_cancel(struct derive *dv, struct derive_job *j)
 {
-	(void)dv;
+	struct derive_job **pp, *prev = NULL;
+
+	dv->pending--;
+	pthread_mutex_lock(&dv->mu);
+	for (pp = &dv->head; *pp; prev = *pp, pp = &(*pp)->next)
+		if (*pp == j) {
+			/* Not started: it never runs. */
+			*pp = j->next;
+			if (dv->tail == j)
+				dv->tail = prev;
+			pthread_mutex_unlock(&dv->mu);
+			job_free(j);
+			return;
+		}
 	j->cancelled = 1;
+	pthread_mutex_unlock(&dv->mu);
+}
+
+size_t
+derive_pending(const struct derive *dv)
+{
+	return dv->pending;
 }
 
 void
@@ -130,6 +177,7 @@ derive_collect(struct derive *dv)
 
 	while (read(dv->pipe[0], &j, sizeof j) == (ssize_t)sizeof j) {
 		if (!j->cancelled) {
+			dv->pending--;
 			j->done(j->ctx, j, j->k);
 			j->k = NULL;   /* the callee's now */
 		}

@@ -20,11 +20,15 @@ struct derive *derive_new(void);
 void derive_free(struct derive *dv);
 int derive_fd(const struct derive *dv);
 
-/* Queues the derivation of name's keys. NULL on out of memory. */
+/* Queues the derivation of name's keys. NULL on out of memory. A name cancelled while
+ * the worker derives it is not derived twice: the running job is taken over. */
 struct derive_job *derive_start(struct derive *dv, const char *name, derive_done_fn done,
     void *ctx);
-/* The job's callback will not run; its keys are wiped when it finishes. */
+/* The job's callback will not run. A job not started yet is dropped (never derived);
+ * a running one's keys are wiped when it finishes. */
 void derive_cancel(struct derive *dv, struct derive_job *j);
+/* Jobs started and neither cancelled nor collected yet. */
+size_t derive_pending(const struct derive *dv);
 /* Runs the callbacks of every finished job. */
 void derive_collect(struct derive *dv);
 

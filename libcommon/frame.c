@@ -35,7 +35,7 @@ static const char *action_names[] = {
 
 /* The keys of the map in the order JSON output writes them (action first, so that
  * frame_peek_action finds it at a fixed place in frames nws wrote itself). */
-enum key_kind { K_ACTION, K_STR, K_INT, K_DATA };
+enum key_kind { K_ACTION, K_STR, K_INT, K_DATA, K_KEY };
 struct key {
 	const char *name;
 	size_t namelen;
@@ -59,7 +59,10 @@ static const struct key keys[] = {
 	KEY("node", K_STR, node),
 	KEY("code", K_INT, code),
 	KEY("reason", K_STR, reason),
+	KEY("key", K_KEY, key),
 };
+
+int frame_json_keys;
 #define NKEYS (sizeof keys / sizeof keys[0])
 
 static char **
@@ -117,6 +120,8 @@ frame_free(struct frame *f)
 		if (keys[i].kind == K_STR)
 			free(*str_field(f, &keys[i]));
 	free(f->data);
+	if (f->has_key)
+		sodium_memzero(f->key, sizeof f->key);
 	frame_init(f);
 }
 
@@ -374,6 +379,22 @@ json_decode(struct frame *f, const unsigned char *buf, size_t len, char *err, si
 			if (json_data(f, obj, v, buf, len, err, errlen) < 0)
 				goto out;
 			break;
+		case K_KEY: {
+			size_t kn = 0;
+			const char *end = NULL;
+			if (json_str_field(v, k->name, &s, &n, err, errlen) < 0)
+				goto out;
+			if (sodium_base642bin(f->key, sizeof f->key, s, n, NULL, &kn, &end,
+			    sodium_base64_VARIANT_ORIGINAL) != 0 || kn != sizeof f->key ||
+			    end != s + n) {
+				sodium_memzero(f->key, sizeof f->key);
+				snprintf(err, errlen, "\"key\" must be %d bytes in base64",
+				    FRAME_KEY_LEN);
+				goto out;
+			}
+			f->has_key = 1;
+			break;
+		}
 		}
 	}
 	rc = 0;
@@ -500,6 +521,18 @@ json_encode(const struct frame *f, struct buf *out)
 			if (!rc)
 				rc = json_put_data(out, f);
 			break;
+		case K_KEY: {
+			char b64[sodium_base64_ENCODED_LEN(FRAME_KEY_LEN, sodium_base64_VARIANT_ORIGINAL)];
+			if (!f->has_key || !frame_json_keys)
+				continue;
+			sodium_bin2base64(b64, sizeof b64, f->key, sizeof f->key,
+			    sodium_base64_VARIANT_ORIGINAL);
+			rc = json_put_key(out, k, 0);
+			if (!rc)
+				rc = json_put_str(out, b64, strlen(b64));
+			sodium_memzero(b64, sizeof b64);
+			break;
+		}
 		}
 		if (rc < 0)
 			return -1;
@@ -697,7 +730,8 @@ cb_encode(const struct frame *f, struct buf *out)
 		const struct key *k = &keys[i];
 		n += k->kind == K_ACTION || (k->kind == K_STR && *str_field(ff, k)) ||
 		    (k->kind == K_INT && *int_field(ff, k) >= 0) ||
-		    (k->kind == K_DATA && f->data_kind != DATA_NONE);
+		    (k->kind == K_DATA && f->data_kind != DATA_NONE) ||
+		    (k->kind == K_KEY && f->has_key);
 	}
 	if (cb_reserve_put(out, enc_map, n) < 0)
 		return -1;
@@ -735,6 +769,14 @@ cb_encode(const struct frame *f, struct buf *out)
 				return -1;
 			if (cb_reserve_put(out, f->data_kind == DATA_TEXT ? enc_tstr : enc_bstr,
 			    f->data_len) < 0 || buf_append(out, f->data, f->data_len) < 0)
+				return -1;
+			break;
+		case K_KEY:
+			if (!f->has_key)
+				break;
+			if (cb_put_tstr(out, k->name, k->namelen) < 0 ||
+			    cb_reserve_put(out, enc_bstr, sizeof f->key) < 0 ||
+			    buf_append(out, f->key, sizeof f->key) < 0)
 				return -1;
 			break;
 		}
@@ -926,6 +968,16 @@ cb_field(struct frame *f, const struct key *k, cbor_item_t *v, int *have_action,
 	}
 	case K_DATA:
 		return cb_data(f, v, err, errlen);
+	case K_KEY:
+		if (!cbor_isa_bytestring(v) || !cbor_bytestring_is_definite(v) ||
+		    cbor_bytestring_length(v) != sizeof f->key) {
+			snprintf(err, errlen, "\"key\" must be a byte string of %d bytes",
+			    FRAME_KEY_LEN);
+			return -1;
+		}
+		memcpy(f->key, cbor_bytestring_handle(v), sizeof f->key);
+		f->has_key = 1;
+		return 0;
 	}
 	return -1;
 }

@@ -40,6 +40,8 @@ enum frame_data {
 	DATA_JSON,       /* any other JSON value, held as its compact JSON text (CBOR tag 262) */
 };
 
+#define FRAME_KEY_LEN 32
+
 /* String fields are NUL-terminated and owned by the frame; NULL means absent, "" is an
  * empty string that was present. Text may not contain NUL (such input is rejected). */
 struct frame {
@@ -52,7 +54,15 @@ struct frame {
 	enum frame_data data_kind;
 	unsigned char *data; /* owned; NUL-terminated for DATA_TEXT and DATA_JSON */
 	size_t data_len;
+	/* K of the channel on an `open` between the stages of one pipeline (DESIGN.md §2):
+	 * a byte string in CBOR; written in JSON (base64) only when frame_json_keys is set.
+	 * frame_free wipes it. */
+	int has_key;
+	unsigned char key[FRAME_KEY_LEN];
 };
+
+/* Set by a tool run with -vv: its JSON output shows `key` too. */
+extern int frame_json_keys;
 
 void frame_init(struct frame *f);
 /* Makes f an error frame whose reason is borrowed, not copied: f is valid while reason is,

@@ -41,6 +41,15 @@ keys_salt(unsigned char salt[crypto_pwhash_SALTBYTES])
 	sodium_memzero(h, sizeof h);
 }
 
+static void
+keys_subkeys(struct keys *k)
+{
+	crypto_generichash(k->disc, KEYS_LEN, (const unsigned char *)DISC_TEXT,
+	    strlen(DISC_TEXT), k->channel, KEYS_LEN);
+	crypto_generichash(k->link, KEYS_LEN, (const unsigned char *)LINK_TEXT,
+	    strlen(LINK_TEXT), k->channel, KEYS_LEN);
+}
+
 struct keys *
 keys_derive(const char *name)
 {
@@ -58,10 +67,19 @@ keys_derive(const char *name)
 		keys_free(k);
 		return NULL;
 	}
-	crypto_generichash(k->disc, KEYS_LEN, (const unsigned char *)DISC_TEXT,
-	    strlen(DISC_TEXT), k->channel, KEYS_LEN);
-	crypto_generichash(k->link, KEYS_LEN, (const unsigned char *)LINK_TEXT,
-	    strlen(LINK_TEXT), k->channel, KEYS_LEN);
+	keys_subkeys(k);
+	return k;
+}
+
+struct keys *
+keys_from_channel_key(const unsigned char channel_key[KEYS_LEN])
+{
+	struct keys *k;
+
+	if (sodium_init() < 0 || !(k = sodium_malloc(sizeof *k)))
+		return NULL;
+	memcpy(k->channel, channel_key, KEYS_LEN);
+	keys_subkeys(k);
 	return k;
 }
 

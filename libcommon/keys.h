@@ -26,6 +26,9 @@ int keys_name_valid(const char *name);
 /* Allocates (sodium_malloc) and derives the keys of a channel. NULL on an invalid name or
  * out of memory. keys_free wipes and frees. */
 struct keys *keys_derive(const char *name);
+/* The same from K itself, as an earlier stage of a pipeline derived it (the `key` of an
+ * `open` frame): no Argon2id. NULL on out of memory. */
+struct keys *keys_from_channel_key(const unsigned char channel_key[KEYS_LEN]);
 void keys_free(struct keys *k);
 
 /* The TXT "t=" value for an advertisement at port with a fresh random nonce. */

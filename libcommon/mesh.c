@@ -839,7 +839,7 @@ channel_derived(void *ctx, struct derive_job *j, struct keys *k)
 }
 
 int
-mesh_open(struct mesh *m, const char *name)
+mesh_open(struct mesh *m, const char *name, const unsigned char *key)
 {
 	struct channel *ch;
 
@@ -849,8 +849,10 @@ mesh_open(struct mesh *m, const char *name)
 		return 0;
 	if (!(ch = calloc(1, sizeof *ch)))
 		return -1;
-	if (!(ch->name = strdup(name)) ||
-	    !(ch->job = derive_start(m->dv, name, channel_derived, ch))) {
+	struct keys *k = key ? keys_from_channel_key(key) : NULL;
+	if (!(ch->name = strdup(name)) || (key && !k) ||
+	    (!key && !(ch->job = derive_start(m->dv, name, channel_derived, ch)))) {
+		keys_free(k);
 		free(ch->name);
 		free(ch);
 		return -1;
@@ -858,9 +860,14 @@ mesh_open(struct mesh *m, const char *name)
 	ch->m = m;
 	ch->next = m->channels;
 	m->channels = ch;
-	if (m->deriving++ == 0)
-		lws_sul_schedule(m->cx, 0, &m->derive_sul, derive_due, DERIVE_POLL_US);
 	log_debug("opened channel %s", name);
+	if (k) {
+		/* K came with the open: as if the worker had just derived it. */
+		m->deriving++;
+		channel_derived(ch, NULL, k);
+	} else if (m->deriving++ == 0) {
+		lws_sul_schedule(m->cx, 0, &m->derive_sul, derive_due, DERIVE_POLL_US);
+	}
 	return 0;
 }
 
@@ -938,7 +945,7 @@ mesh_control(struct mesh *m, enum frame_action a, enum frame_format fmt,
 	case ACTION_OPEN:
 		if (m->out)
 			loop_pipe_send_raw(m->out, fmt, raw, len);
-		if (f.channel && !ch && mesh_open(m, f.channel) < 0)
+		if (f.channel && !ch && mesh_open(m, f.channel, f.has_key ? f.key : NULL) < 0)
 			log_error("cannot open a channel: invalid name or out of memory");
 		break;
 	case ACTION_CLOSE:

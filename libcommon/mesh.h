@@ -27,9 +27,10 @@ void mesh_output_drained(struct mesh *m);
 /* Called with 1 when the input should stop being read, 0 when it may go on. */
 typedef void (*mesh_flow_fn)(void *ctx, int pause);
 void mesh_set_flow(struct mesh *m, mesh_flow_fn fn, void *ctx);
-/* Opens a channel: derives its keys on a worker thread and then writes
- * `listening`. 0, or -1 on an invalid name or out of memory. */
-int mesh_open(struct mesh *m, const char *name);
+/* Opens a channel: derives its keys from key (K, an open's; no Argon2id) or, when key
+ * is NULL, on a worker thread, and then writes `listening`. 0, or -1 on an invalid name
+ * or out of memory. */
+int mesh_open(struct mesh *m, const char *name, const unsigned char *key);
 /* One frame from the input: consumed, or passed on to the output unchanged. */
 void mesh_input(struct mesh *m, enum frame_format fmt, const unsigned char *raw, size_t len);
 /* Closes every link cleanly (the other ends see our peers leave at once). */

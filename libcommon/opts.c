@@ -102,6 +102,8 @@ opts_common(struct opts *o, int c, const char *arg)
 		exit(0);
 	case 'v':
 		log_level++;
+		/* -vv shows channel names; an open's key is the same secret. */
+		frame_json_keys = log_level >= 2;
 		return 1;
 	case 'd':
 		o->domain = arg;

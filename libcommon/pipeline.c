@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <sodium.h>
 
+#include "derive.h"
 #include "log.h"
 #include "loop.h"
 #include "stream.h"
@@ -43,10 +44,13 @@ struct kid {
 	int termed;
 };
 
-/* A (channel, peer) pair; peer NULL for an open channel. */
+/* A (channel, peer) pair; peer NULL for an open channel, which also holds its key or
+ * the derivation of it. */
 struct entry {
 	char *channel;
 	char *peer;
+	struct keys *k;
+	struct derive_job *job;
 };
 
 struct list {
@@ -75,6 +79,8 @@ struct pipeline {
 	int paused;              /* the caller paused the tail */
 
 	struct list channels, locals, remotes;
+	struct derive *dv;       /* K of each channel, once for every stage (DESIGN.md §2) */
+	lws_sorted_usec_list_t sul_derive;
 
 	/* The likeliest cause of this generation's death so far: a stage that saw only end
 	 * of file can be reaped before the stage that was killed, so a clean exit waits
@@ -129,6 +135,8 @@ list_add(struct list *l, const char *channel, const char *peer)
 		l->cap = cap;
 	}
 	struct entry *e = &l->v[l->n];
+	e->k = NULL;
+	e->job = NULL;
 	e->channel = strdup(channel);
 	e->peer = peer ? strdup(peer) : NULL;
 	if (!e->channel || (peer && !e->peer)) {
@@ -143,6 +151,7 @@ list_add(struct list *l, const char *channel, const char *peer)
 static void
 list_del_at(struct list *l, size_t i)
 {
+	keys_free(l->v[i].k);
 	str_wipe_free(l->v[i].channel);
 	str_wipe_free(l->v[i].peer);
 	l->v[i] = l->v[--l->n];
@@ -312,6 +321,25 @@ send_state(struct pipeline *p, enum frame_action a, const char *channel, const c
 	frame_free(&f);
 }
 
+/* The stages learn of a channel once its key is there: `open` with K, then the local
+ * peers that joined meanwhile. */
+static void
+send_open(struct pipeline *p, const struct entry *ch)
+{
+	struct frame f;
+
+	frame_init(&f);
+	f.action = ACTION_OPEN;
+	f.has_key = 1;
+	memcpy(f.key, ch->k->channel, sizeof f.key);
+	if (frame_set(&f.channel, ch->channel) == 0)
+		loop_pipe_send(p->head, &f);
+	frame_free(&f);
+	for (size_t i = 0; i < p->locals.n; i++)
+		if (!strcmp(p->locals.v[i].channel, ch->channel))
+			send_state(p, ACTION_CONNECT, ch->channel, p->locals.v[i].peer);
+}
+
 /* Spawns a new generation and replays the state into its head. -1 if it could not. */
 static int
 spawn(struct pipeline *p)
@@ -365,9 +393,8 @@ spawn(struct pipeline *p)
 		return 0;
 	}
 	for (size_t i = 0; i < p->channels.n; i++)
-		send_state(p, ACTION_OPEN, p->channels.v[i].channel, NULL);
-	for (size_t i = 0; i < p->locals.n; i++)
-		send_state(p, ACTION_CONNECT, p->locals.v[i].channel, p->locals.v[i].peer);
+		if (p->channels.v[i].k)
+			send_open(p, &p->channels.v[i]);
 	return 0;
 fail:
 	for (int i = 0; i < made; i++) {
@@ -473,6 +500,8 @@ finish(struct pipeline *p)
 
 	lws_sul_cancel(&p->sul_tick);
 	lws_sul_cancel(&p->sul_restart);
+	lws_sul_cancel(&p->sul_derive);
+	derive_free(p->dv);
 	for (int i = 0; i < NSTAGES; i++)
 		argv_free(p->argv[i]);
 	list_free(&p->channels);
@@ -641,6 +670,11 @@ pipeline_start(struct lws_context *cx, struct lws_vhost *vh,
 	p->ctx = ctx;
 	p->backoff_ms = BACKOFF_MIN_MS;
 	p->cause_rank = -1;
+	if (!(p->dv = derive_new())) {
+		log_error("cannot start a thread to derive channel keys: %s", strerror(errno));
+		free(p);
+		return NULL;
+	}
 	for (int i = 0; i < NSTAGES; i++)
 		if (!(p->argv[i] = stage_argv(i, cfg)))
 			goto fail;
@@ -656,26 +690,100 @@ pipeline_start(struct lws_context *cx, struct lws_vhost *vh,
 fail:
 	for (int i = 0; i < NSTAGES; i++)
 		argv_free(p->argv[i]);
+	derive_free(p->dv);
 	free(p);
 	return NULL;
 }
 
-/* Updates the replayed state from a frame the caller sends. */
+/* Channel keys */
+
+static struct entry *
+channel_entry(struct pipeline *p, const char *channel)
+{
+	long i = channel ? list_find(&p->channels, channel, NULL) : -1;
+
+	return i < 0 ? NULL : &p->channels.v[i];
+}
+
+/* A derivation takes ~0.1 s per channel open: looking for results every 5 ms meanwhile
+ * costs less than another adopted fd, and nothing the rest of the time. */
+#define DERIVE_POLL_US (5 * LWS_US_PER_MS)
+
 static void
+derive_due(lws_sorted_usec_list_t *sul)
+{
+	struct pipeline *p = lws_container_of(sul, struct pipeline, sul_derive);
+
+	derive_collect(p->dv);
+	if (derive_pending(p->dv))
+		lws_sul_schedule(p->cx, 0, &p->sul_derive, derive_due, DERIVE_POLL_US);
+}
+
+static void
+derived(void *ctx, struct derive_job *j, struct keys *k)
+{
+	struct pipeline *p = ctx;
+	struct entry *ch = NULL;
+
+	for (size_t i = 0; i < p->channels.n && !ch; i++)
+		if (p->channels.v[i].job == j)
+			ch = &p->channels.v[i];
+	log_info("channel keys being derived: %zu", derive_pending(p->dv));
+	if (!ch) {
+		keys_free(k);
+		return;
+	}
+	ch->job = NULL;
+	if (!(ch->k = k)) {
+		log_error("out of memory deriving a channel key: that channel stays off the "
+		    "network");
+		return;
+	}
+	if (p->state == RUNNING && p->head)
+		send_open(p, ch);
+}
+
+/* Updates the replayed state from a frame the caller sends. 1 when the frame must not
+ * reach the head now: an open waits for its key (send_open sends it, and the peers that
+ * joined meanwhile), a close of a channel the stages never saw is not for them, and
+ * neither is anything else for that channel: it has no link yet. */
+static int
 track_local(struct pipeline *p, const struct frame *f)
 {
+	struct entry *ch = channel_entry(p, f->channel);
+
 	if (!f->channel)
-		return;
+		return 0;
 	switch (f->action) {
 	case ACTION_OPEN:
-		if (list_add(&p->channels, f->channel, NULL) < 0)
-			log_error("out of memory: a restart will not reopen a channel");
-		break;
-	case ACTION_CLOSE:
+		if (ch)
+			return ch->job != NULL;
+		if (list_add(&p->channels, f->channel, NULL) < 0) {
+			log_error("out of memory: a channel is not opened on the network");
+			return 1;
+		}
+		ch = &p->channels.v[p->channels.n - 1];
+		if (!(ch->job = derive_start(p->dv, f->channel, derived, p))) {
+			log_error("out of memory: a channel is not opened on the network");
+			list_del_at(&p->channels, p->channels.n - 1);
+			return 1;
+		}
+		if (derive_pending(p->dv) == 1)
+			lws_sul_schedule(p->cx, 0, &p->sul_derive, derive_due, DERIVE_POLL_US);
+		log_info("channel keys being derived: %zu", derive_pending(p->dv));
+		return 1;
+	case ACTION_CLOSE: {
+		int unseen = !ch || ch->job;
+		if (ch && ch->job) {
+			derive_cancel(p->dv, ch->job);
+			ch->job = NULL;
+			log_info("channel keys being derived: %zu", derive_pending(p->dv));
+		}
 		list_del(&p->channels, f->channel, NULL);
 		list_del(&p->locals, f->channel, NULL);
 		list_del(&p->remotes, f->channel, NULL);
-		break;
+		return unseen;
+	}
 	case ACTION_CONNECT:
 		if (f->target && list_add(&p->locals, f->channel, f->target) < 0)
 			log_error("out of memory: a restart will not reconnect a peer");
@@ -687,13 +795,7 @@ track_local(struct pipeline *p, const struct frame *f)
 	default:
 		break;
 	}
-}
-
-static int
-is_state(enum frame_action a)
-{
-	return a == ACTION_OPEN || a == ACTION_CLOSE || a == ACTION_CONNECT ||
-	    a == ACTION_DISCONNECT;
+	return ch && ch->job;
 }
 
 /* What a send returns: -1 refused, else 1 (and on_drain later) once the head's queue is
@@ -710,8 +812,8 @@ queued(struct pipeline *p, int rc)
 int
 pipeline_send(struct pipeline *p, const struct frame *f)
 {
-	if (is_state(f->action))
-		track_local(p, f);
+	if (track_local(p, f))
+		return 0;
 	if (p->state != RUNNING || !p->head)
 		return 0;
 	return queued(p, loop_pipe_send(p->head, f));
@@ -723,17 +825,32 @@ pipeline_send_raw(struct pipeline *p, enum frame_format fmt, const unsigned char
 {
 	enum frame_action a = frame_peek_action(fmt, raw, len);
 
-	if (is_state(a)) {
+	/* Decoded only when it may change the state, or be for a channel still deriving. */
+	if (a == ACTION_OPEN || a == ACTION_CLOSE || a == ACTION_CONNECT ||
+	    a == ACTION_DISCONNECT || derive_pending(p->dv)) {
 		struct frame f;
 		char err[128];
 		if (frame_decode(&f, fmt, raw, len, err, sizeof err) == 0) {
-			track_local(p, &f);
+			int hold = track_local(p, &f);
 			frame_free(&f);
+			if (hold)
+				return 0;
 		}
 	}
 	if (p->state != RUNNING || !p->head)
 		return 0;
 	return queued(p, loop_pipe_send_raw(p->head, fmt, raw, len));
+}
+
+size_t
+pipeline_deriving(const struct pipeline *p, const char **names, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < p->channels.n; i++)
+		if (p->channels.v[i].job && n++ < max)
+			names[n - 1] = p->channels.v[i].channel;
+	return n;
 }
 
 size_t

@@ -53,7 +53,12 @@ struct pipeline *pipeline_start(struct lws_context *cx, struct lws_vhost *vh,
  * follows. open/close/connect/disconnect also update the replayed state (even on -1).
  * While the pipeline is down (a restart is pending) frames are not sent and 0 is
  * returned: broadcasts and messages are dropped (there is no link to hand them to), the
- * state is replayed by the restart. */
+ * state is replayed by the restart.
+ * An `open` derives the channel's key K (Argon2id, on a worker thread) and reaches the
+ * head once K is there, with K in its `key` (so no stage derives it again), followed by
+ * a `connect` for each local peer that joined meanwhile. Until then the channel's other
+ * frames are not sent (it has no links to hand them to); a `close` before then cancels
+ * the derivation. K is wiped when the channel closes. */
 int pipeline_send(struct pipeline *p, const struct frame *f);
 /* The same for an already encoded frame in format fmt. */
 int pipeline_send_raw(struct pipeline *p, enum frame_format fmt,
@@ -61,6 +66,9 @@ int pipeline_send_raw(struct pipeline *p, enum frame_format fmt,
 /* Stops (1) or resumes (0) reading the tail, for a caller whose own output is full;
  * the stages then block in turn. Kept across restarts. */
 void pipeline_pause(struct pipeline *p, int pause);
+/* How many channel keys are being derived; the names of up to max of those channels go
+ * to names (valid until the next pipeline call). */
+size_t pipeline_deriving(const struct pipeline *p, const char **names, size_t max);
 /* Bytes queued for the head and not yet written. */
 size_t pipeline_pending(const struct pipeline *p);
 /* 1 while all stages run (0 while a restart is pending or after pipeline_stop). */

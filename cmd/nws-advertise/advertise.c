@@ -207,6 +207,31 @@ oom:
 	return -1;
 }
 
+int
+advertise_key(struct advertise *a, const char *channel, const unsigned char *key)
+{
+	struct advert *ad = find(a, channel);
+
+	if (ad && ad->k)
+		return 0;
+	if (!ad) {
+		if (a->nads == ADVERTISE_MAX_CHANNELS)
+			return 0;   /* derived at its listening, which says what is wrong */
+		if (!(ad = calloc(1, sizeof *ad)) || !(ad->channel = strdup(channel))) {
+			free(ad);
+			return -1;
+		}
+		a->ads[a->nads++] = ad;
+	}
+	if (!(ad->k = keys_from_channel_key(key)))
+		return -1;
+	if (ad->job) {
+		derive_cancel(a->dv, ad->job);
+		ad->job = NULL;
+	}
+	return ad->port ? publish(a, ad) : 0;
+}
+
 void
 advertise_remove(struct advertise *a, const char *channel)
 {
@@ -235,14 +260,19 @@ advertise_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size
 	const char *why = NULL;
 	struct frame f;
 
-	/* listening is ours alone; close is acted on and passed on; the rest passes. */
+	/* listening is ours alone; close is acted on and passed on; the rest passes. An
+	 * open's key, from an earlier stage, spares deriving it at the listening. */
 	if (act != ACTION_LISTENING)
 		dnssd_io_pass(a->io, fmt, raw, len);
-	if (act != ACTION_LISTENING && act != ACTION_CLOSE)
+	if (act != ACTION_LISTENING && act != ACTION_CLOSE && act != ACTION_OPEN)
 		return;
 	if (frame_decode(&f, fmt, raw, len, NULL, 0) < 0)
 		return;
-	if (!f.channel || !keys_name_valid(f.channel)) {
+	if (act == ACTION_OPEN) {
+		if (f.has_key && keys_name_valid(f.channel) &&
+		    advertise_key(a, f.channel, f.key) < 0)
+			log_error("out of memory: a channel key is derived again");
+	} else if (!f.channel || !keys_name_valid(f.channel)) {
 		why = "needs a valid channel name";
 	} else if (act == ACTION_CLOSE) {
 		advertise_remove(a, f.channel);

@@ -18,6 +18,7 @@
 struct advert {
 	char *channel;
 	struct keys *k;            /* NULL while job derives it: published when it is done */
+	/* port 0: K came with an open, the listening has not come yet */
 	struct derive_job *job;
 	struct dnssd_pub *pub;
 	struct dnsupdate_pub *wpub;   /* -d DOMAIN: the records put there by DNS UPDATE */
@@ -43,6 +44,9 @@ extern const struct dnssd_callbacks advertise_callbacks;
  * 0 done, -1 with a reason for an error frame. */
 int advertise_add(struct advertise *a, const char *channel, uint16_t port,
     const char **why);
+/* Takes channel's K from an open frame (no Argon2id): its listening publishes at once.
+ * -1 on out of memory. */
+int advertise_key(struct advertise *a, const char *channel, const unsigned char *key);
 /* Watches the key worker on the loop. -1 when it cannot be started. */
 int advertise_derive_init(struct advertise *a);
 void advertise_remove(struct advertise *a, const char *channel);

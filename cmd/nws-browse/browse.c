@@ -168,7 +168,7 @@ derived(void *ctx, struct derive_job *j, struct keys *k)
 }
 
 int
-browse_open(struct browse *b, const char *name, int wait)
+browse_open(struct browse *b, const char *name, const unsigned char *key, int wait)
 {
 	struct browse_chan *c;
 
@@ -182,7 +182,8 @@ browse_open(struct browse *b, const char *name, int wait)
 	c = &b->chans[b->nchans];
 	memset(c, 0, sizeof *c);
 	if (!(c->name = strdup(name)) ||
-	    (wait ? !(c->k = keys_derive(name)) : !(c->job = derive_start(b->dv, name, derived, b)))) {
+	    (key ? !(c->k = keys_from_channel_key(key)) : wait ? !(c->k = keys_derive(name)) :
+	    !(c->job = derive_start(b->dv, name, derived, b)))) {
 		free(c->name);
 		log_error("out of memory deriving a channel key");
 		return -1;
@@ -260,7 +261,7 @@ browse_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t 
 	if (!f.channel || !keys_name_valid(f.channel)) {
 		log_error("an %s frame without a valid channel name: ignored", frame_action_name(&f));
 		send_error(b, "open and close need a valid channel name");
-	} else if (a == ACTION_OPEN && browse_open(b, f.channel, 0) < 0) {
+	} else if (a == ACTION_OPEN && browse_open(b, f.channel, f.has_key ? f.key : NULL, 0) < 0) {
 		log_error("cannot open more than %d channels: ignored", BROWSE_MAX_CHANNELS);
 		send_error(b, "too many open channels");
 	} else if (a == ACTION_CLOSE) {

@@ -35,9 +35,9 @@ struct browse {
 
 extern const struct dnssd_callbacks browse_callbacks;
 
-/* Starts matching name, once its keys are derived: now (wait = 1) or on the worker
- * (b->dv) while frames keep passing. 0 opened or already open, -1 invalid name or too many. */
-int browse_open(struct browse *b, const char *name, int wait);
+/* Starts matching name, once its keys are derived: from K (key, an open's; NULL: none),
+ * or by Argon2id now (wait = 1) or on the worker (b->dv) while frames keep passing. 0 opened or already open, -1 invalid name or too many. */
+int browse_open(struct browse *b, const char *name, const unsigned char *key, int wait);
 /* Watches the key worker on the loop. -1 when it cannot be started. */
 int browse_derive_init(struct browse *b);
 void browse_close(struct browse *b, const char *name);

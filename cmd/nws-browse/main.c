@@ -88,7 +88,7 @@ main(int argc, char **argv)
 		log_fatal(1, "cannot start the key worker: %s", strerror(errno));
 	/* Channels of the command line are ready before browsing starts, for -t's answer. */
 	for (size_t i = 0; i < o.nchannels; i++)
-		if (browse_open(&b, o.channels[i], 1) < 0)
+		if (browse_open(&b, o.channels[i], NULL, 1) < 0)
 			log_fatal(2, "too many channels: at most %d", BROWSE_MAX_CHANNELS);
 	opts_free(&o);
 	dnssd_browse(b.d);

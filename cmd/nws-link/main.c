@@ -253,7 +253,7 @@ main(int argc, char **argv)
 	loop_pipe_on_drain(out_pipe, max_queue / 2, on_output_drained, NULL);
 	log_info("listening on port %d", port);
 	for (size_t i = 0; i < o.nchannels; i++)
-		if (mesh_open(mesh, o.channels[i]) < 0)
+		if (mesh_open(mesh, o.channels[i], NULL) < 0)
 			log_fatal(1, "cannot open a channel (out of memory?)");
 
 	struct sigaction sa;

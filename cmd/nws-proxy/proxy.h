@@ -5,6 +5,7 @@
 #define NWS_PROXY_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <libwebsockets.h>
 
 #include "buf.h"
@@ -31,6 +32,7 @@ struct client {
 	struct client *reap_next;       /* on the reap list (dead, to leave its channel) */
 	struct client *dirty_next;      /* on server.c's list of clients to write to */
 	char id[PROXY_ID_LEN + 1];
+	uint64_t origin;                /* hash of its Origin header; 0: none (a program) */
 	unsigned cbor : 1;              /* subprotocol nws.cbor: CBOR frames both ways */
 	unsigned link_events : 1;       /* asked (?events=link) for link status and errors */
 	unsigned bytes_base64 : 1;      /* asked (?bytes=base64) for broadcasts of bytes as JSON */
@@ -39,6 +41,8 @@ struct client {
 	unsigned rx_binary : 1;
 	unsigned write_asked : 1;       /* lws_callback_on_writable is pending */
 	unsigned dirty : 1;             /* on the list of clients to write to */
+	lws_usec_t progress_us;         /* when its socket last took bytes */
+	lws_sorted_usec_list_t sul;     /* live: bytes wait for its socket; dead: its grace */
 	int close_code;
 	char close_reason[64];
 	struct buf rx;                  /* the message being reassembled, max_message */

@@ -16,6 +16,13 @@
 #define PEER_ID_MAX 64
 #define REMOTES_MAX 4096     /* remote peers remembered per channel */
 #define LINKS_MAX 256        /* link states remembered per channel, for the console */
+/* Channel keys being derived (Argon2id, ~0.1 s of a core and 64 MiB each) at once, past
+ * which a web page (a client with an Origin) may not open one more channel: in all, and
+ * for the pages of one origin. Any page can open channels in a loop, and must not keep a
+ * core busy for long or starve the other pages. A program without an Origin is not
+ * refused: it runs on this machine and could run Argon2id itself. */
+#define DERIVING_MAX 16
+#define DERIVING_MAX_ORIGIN 4
 
 struct peer_id {
 	char s[PEER_ID_MAX + 1];
@@ -28,6 +35,7 @@ struct link {
 
 struct channel {
 	char *name;                  /* a key: wiped when the channel closes */
+	uint64_t origin;             /* of the client that opened it (see DERIVING_MAX) */
 	struct client *clients, *last;
 	struct peer_id *remotes;
 	size_t nremotes, capremotes;
@@ -364,16 +372,41 @@ route_leave(struct client *c)
 
 /* Joining */
 
+/* 1 when opening one more channel for c would pass a cap on the keys being derived. */
+static int
+deriving_full(const struct client *c)
+{
+	const char *names[DERIVING_MAX];
+	size_t total, mine = 0;
+
+	if (!pipe_ || !c->origin)
+		return 0;
+	if ((total = pipeline_deriving(pipe_, names, DERIVING_MAX)) >= DERIVING_MAX)
+		return 1;
+	for (size_t i = 0; i < total; i++) {
+		struct channel *ch = channel_find(names[i]);
+		mine += ch && ch->origin == c->origin;
+	}
+	return mine >= DERIVING_MAX_ORIGIN;
+}
+
 void
 route_join(struct client *c, const char *name)
 {
 	struct channel *ch = channel_find(name);
+	if (!ch && deriving_full(c)) {
+		tell_error(c, 429, "too many channels are being opened at once; try again "
+		    "in a moment");
+		client_close(c, 1013, "try again later");
+		return;
+	}
 	if (!ch) {
 		if (!(ch = calloc(1, sizeof *ch)) || !(ch->name = strdup(name))) {
 			free(ch);
 			client_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
 			return;
 		}
+		ch->origin = c->origin;
 		ch->next = channels;
 		channels = ch;
 		up_event(ch, ACTION_OPEN, NULL);

@@ -35,6 +35,14 @@
 #define TX_HARD_BOUNDS 2
 /* A closing client that never reads its close frame is dropped after this long. */
 #define CLOSE_GRACE_S 10
+/* A client that made no write progress for this long with bytes waiting is too slow. */
+#define STALL_US (4 * LWS_US_PER_SEC)
+/* A client closed as too slow gets this long to read its close frame; then its socket is
+ * reset, so the connection ends even if it never reads again (lws's own close would
+ * flush, send a close frame and wait for the peer's FIN, each with a timeout, and a
+ * closed socket with unsent bytes lingers in the kernel for as long as the peer keeps a
+ * zero window open). */
+#define SLOW_GRACE_S 2
 /* Shutdown waits this long for clients and the pipeline to finish. */
 #define STOP_DEADLINE_US (5 * LWS_US_PER_SEC)
 #define HTTP_CHUNK 16384
@@ -103,10 +111,14 @@ client_want_write(struct client *c)
 	}
 }
 
+static void client_stall_watch(struct client *c);
+
 /* The socket refused part of the queue (or lws holds bytes for it): wait for POLLOUT. */
 static void
 client_wait_writeable(struct client *c)
 {
+	if (!c->dead)
+		client_stall_watch(c);
 	/* lws keeps POLLOUT asked until the writeable callback, which clears this. */
 	if (!c->write_asked) {
 		c->write_asked = 1;
@@ -119,6 +131,45 @@ client_full(struct client *c)
 {
 	client_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
 	return -1;
+}
+
+/* The end of a too slow client's grace: a zero linger makes lws's close of the socket a
+ * reset, which drops what the peer never read and ends the connection at once. Set only
+ * now: lws closes the socket soon after writing its close frame, before the peer read
+ * the messages queued ahead of it. A timeout's close skips lws's flush and handshake. */
+static void
+client_reset(lws_sorted_usec_list_t *sul)
+{
+	struct client *c = lws_container_of(sul, struct client, sul);
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	setsockopt(lws_get_socket_fd(c->wsi), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+static void
+client_stall_check(lws_sorted_usec_list_t *sul)
+{
+	struct client *c = lws_container_of(sul, struct client, sul);
+	lws_usec_t idle = lws_now_usecs() - c->progress_us;
+
+	if (c->dead || (!c->tx.len && !lws_partial_buffered(c->wsi)))
+		return;
+	if (idle >= STALL_US)
+		client_full(c);
+	else
+		lws_sul_schedule(context, 0, &c->sul, client_stall_check, STALL_US - idle);
+}
+
+/* Bytes wait for c's socket: unless it takes some within STALL_US, c is too slow. */
+static void
+client_stall_watch(struct client *c)
+{
+	lws_usec_t left = STALL_US - (lws_now_usecs() - c->progress_us);
+
+	if (!c->sul.list.owner)
+		lws_sul_schedule(context, 0, &c->sul, client_stall_check,
+		    left > 0 ? left : 1);
 }
 
 int
@@ -154,10 +205,14 @@ client_close(struct client *c, int code, const char *reason)
 	c->dead = 1;
 	c->close_code = code;
 	snprintf(c->close_reason, sizeof c->close_reason, "%s", reason);
-	/* A client closed for being slow gets nothing more: its queue goes now. */
-	if (code == LWS_CLOSE_STATUS_POLICY_VIOLATION)
-		buf_free(&c->tx);
 	route_dead(c);
+	lws_sul_cancel(&c->sul);
+	if (code == LWS_CLOSE_STATUS_POLICY_VIOLATION) {
+		/* A client closed for being slow gets nothing more: it has every message
+		 * before this one, then the close frame if it reads within SLOW_GRACE_S. */
+		buf_free(&c->tx);
+		lws_sul_schedule(context, 0, &c->sul, client_reset, SLOW_GRACE_S * LWS_US_PER_SEC);
+	}
 	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_S);
 	client_want_write(c);
 }
@@ -177,6 +232,8 @@ client_flush(struct client *c)
 			return -1;
 		w = 0;
 	}
+	if (w > 0)
+		c->progress_us = lws_now_usecs();
 	size_t end = 0;
 	while (end < (size_t)w)
 		end += ws_frame_len(p + end);
@@ -192,6 +249,8 @@ client_flush(struct client *c)
 static int
 client_writeable(struct client *c)
 {
+	/* lws calls this once its own pending bytes went out: that is progress too. */
+	c->progress_us = lws_now_usecs();
 	c->write_asked = 0;
 	if (c->tx.len && client_flush(c) < 0)
 		return -1;
@@ -200,10 +259,12 @@ client_writeable(struct client *c)
 		return 0;
 	}
 	if (c->dead) {
+		/* The grace timer stays armed: the close frame may sit unread behind the rest. */
 		lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
 		    (unsigned char *)c->close_reason, strlen(c->close_reason));
 		return -1;
 	}
+	lws_sul_cancel(&c->sul);
 	return 0;
 }
 
@@ -447,12 +508,29 @@ http_writeable(struct lws *wsi, struct conn *cn)
 
 /* WebSocket clients */
 
+/* Pages are told apart by their Origin header, for route.c's caps on the channel keys
+ * each may have derived at once. */
+static void
+client_origin(struct lws *wsi, struct client *c)
+{
+	char origin[512];
+	int n = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
+
+	c->origin = 0;
+	if (n > 0) {
+		crypto_generichash((unsigned char *)&c->origin, sizeof c->origin,
+		    (unsigned char *)origin, (size_t)n, NULL, 0);
+		c->origin |= 1;   /* never 0 */
+	}
+}
+
 static void
 client_established(struct lws *wsi, struct client *c)
 {
 	char name[KEYS_NAME_MAX + 1], arg[32];
 	memset(c, 0, sizeof *c);
 	c->wsi = wsi;
+	c->progress_us = lws_now_usecs();
 	/* lws keeps its own copy of the protocol list: compare names. */
 	c->cbor = !strcmp(lws_get_protocol(wsi)->name, protocols[2].name);
 	buf_init(&c->rx, cfg->max_message);
@@ -463,6 +541,7 @@ client_established(struct lws *wsi, struct client *c)
 	c->link_events = ev && !strcmp(ev, "link");
 	const char *by = lws_get_urlarg_by_name(wsi, "bytes=", arg, sizeof arg);
 	c->bytes_base64 = by && !strcmp(by, "base64");
+	client_origin(wsi, c);
 	if (stopping) {
 		client_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "nws-proxy is shutting down");
 		return;
@@ -517,6 +596,7 @@ client_closed(struct client *c)
 		return;   /* never established: nothing was counted or joined */
 	/* lws frees c after this: nothing may queue for it or find it on the dirty list. */
 	c->dead = 1;
+	lws_sul_cancel(&c->sul);
 	for (struct client **pp = &dirty; c->dirty && *pp; pp = &(*pp)->dirty_next)
 		if (*pp == c) {
 			*pp = c->dirty_next;

@@ -725,6 +725,56 @@ test_cbor2_interop(void **state)
 	frame_free(&f);
 }
 
+/* An open's key: 32 bytes in CBOR, in JSON only when asked (-vv), wiped by frame_free. */
+static void
+test_open_key(void **state)
+{
+	struct frame f, g;
+	struct buf b;
+	char err[128];
+
+	(void)state;
+	buf_init(&b, 0);
+	frame_init(&f);
+	f.action = ACTION_OPEN;
+	f.channel = strdup("chat");
+	f.has_key = 1;
+	for (int i = 0; i < FRAME_KEY_LEN; i++)
+		f.key[i] = (unsigned char)(i * 7 + 1);
+	assert_int_equal(frame_encode(&f, FORMAT_CBOR, &b), 0);
+	decode_ok(&g, FORMAT_CBOR, buf_data(&b), b.len);
+	assert_true(g.has_key);
+	assert_memory_equal(g.key, f.key, FRAME_KEY_LEN);
+	frame_free(&g);
+	assert_false(g.has_key);
+	assert_int_equal(g.key[0], 0);
+
+	buf_reset(&b);
+	assert_int_equal(frame_encode(&f, FORMAT_JSON, &b), 0);
+	assert_null(memmem(buf_data(&b), b.len, "key", 3));
+	frame_json_keys = 1;
+	buf_reset(&b);
+	assert_int_equal(frame_encode(&f, FORMAT_JSON, &b), 0);
+	frame_json_keys = 0;
+	assert_non_null(memmem(buf_data(&b), b.len, "\"key\":\"", 7));
+	decode_ok(&g, FORMAT_JSON, buf_data(&b), b.len);
+	assert_true(g.has_key);
+	assert_memory_equal(g.key, f.key, FRAME_KEY_LEN);
+	frame_free(&g);
+	frame_free(&f);
+	buf_free(&b);
+
+	/* 31 bytes, or text, is not a key. */
+	static const unsigned char short_key[] = { 0xa2, 0x66, 'a', 'c', 't', 'i', 'o', 'n',
+		0x64, 'o', 'p', 'e', 'n', 0x63, 'k', 'e', 'y', 0x58, 31 };
+	unsigned char bad[sizeof short_key + 31] = { 0 };
+	memcpy(bad, short_key, sizeof short_key);
+	assert_int_equal(frame_decode(&g, FORMAT_CBOR, bad, sizeof bad, err, sizeof err), -1);
+	assert_non_null(strstr(err, "key"));
+	assert_int_equal(frame_decode(&g, FORMAT_JSON, "{\"action\":\"open\",\"key\":\"AAAA\"}",
+	    30, err, sizeof err), -1);
+}
+
 int
 main(void)
 {
@@ -745,6 +795,7 @@ main(void)
 		cmocka_unit_test(test_encode_refusals),
 		cmocka_unit_test(test_set_data_json),
 		cmocka_unit_test(test_cbor2_interop),
+		cmocka_unit_test(test_open_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -239,6 +239,22 @@ test_random_hex(void **state)
 	assert_string_not_equal(a, b);
 }
 
+/* A stage given K (an open's key) gets the same subkeys as one that derived K. */
+static void
+test_from_channel_key(void **state)
+{
+	struct keys *d = keys_derive("webchat"), *k;
+
+	(void)state;
+	assert_non_null(d);
+	assert_non_null(k = keys_from_channel_key(d->channel));
+	assert_memory_equal(k->channel, d->channel, KEYS_LEN);
+	assert_memory_equal(k->disc, d->disc, KEYS_LEN);
+	assert_memory_equal(k->link, d->link, KEYS_LEN);
+	keys_free(k);
+	keys_free(d);
+}
+
 int
 main(void)
 {
@@ -248,6 +264,7 @@ main(void)
 		cmocka_unit_test(test_tag_verify),
 		cmocka_unit_test(test_tag_garbage),
 		cmocka_unit_test(test_random_hex),
+		cmocka_unit_test(test_from_channel_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
