@@ -3,6 +3,7 @@
 #   make            build every tool in cmd/ into $(O)/bin
 #   make run        deps, build, then run nws-proxy on ws://localhost:9009
 #   make check      deps, build, every test suite; ends with "N passed, N failed"
+#                   (NWS_SLOW=1 make check adds the slow ones: 24 hosts)
 #   make check-asan the same with AddressSanitizer and UndefinedBehaviorSanitizer
 #   make bench      the benchmarks (needs root for the test hosts)
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -15,7 +16,7 @@ ZSHDIR  ?= $(PREFIX)/share/zsh/site-functions
 PYTHON  ?= /usr/bin/python3
 VERSION := 0.1.0
 
-PKGS    := libwebsockets libsodium avahi-client libcbor jansson
+PKGS    := libwebsockets libsodium avahi-client libcbor jansson ldns
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -MMD -MP \
@@ -32,7 +33,7 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 DEBS := build-essential pkg-config libwebsockets-dev libsodium-dev libavahi-client-dev \
         libcbor-dev libjansson-dev libcmocka-dev python3 python3-pytest python3-websockets \
         python3-cbor2 python3-nacl avahi-daemon dbus iproute2 tcpdump procps \
-        chromium
+        chromium libldns-dev bind9 bind9-utils bind9-dnsutils
 
 LIB_SRC  := $(wildcard libcommon/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(O)/%.o)

@@ -49,6 +49,7 @@ struct item {
 	char *name, *domain;
 	AvahiServiceResolver *resolver;   /* set while resolving */
 	int found;                        /* rec was reported found */
+	unsigned gen;                     /* the last wide-area browser that reported it */
 	struct dnssd_record rec;
 	char *host, *address, *interface, *tag;
 };
@@ -68,6 +69,9 @@ struct dnssd {
 	int all_for_now;        /* ALL_FOR_NOW seen, not yet reported */
 	struct item *items;
 	size_t nitems;
+	int wide;               /* a unicast domain: browsers are re-created (dnssd.h) */
+	unsigned gen;           /* counts those browsers */
+	AvahiTimeout *rebrowse;
 	AvahiTimeout *reconnect;
 	AvahiWatch *sigwatch;
 	int sigfd;
@@ -76,6 +80,7 @@ struct dnssd {
 static void client_cb(AvahiClient *c, AvahiClientState state, void *arg);
 static void pub_commit(struct dnssd_pub *p);
 static void browse_start(struct dnssd *d);
+static void rebrowse_cb(AvahiTimeout *t, void *arg);
 
 /* Client life cycle. ------------------------------------------------------------------ */
 
@@ -237,10 +242,12 @@ dnssd_new(const char *domain, const char *interface, const struct dnssd_callback
 	}
 	if (domain && !(d->domain = strdup(domain)))
 		goto oom;
+	d->wide = domain && strcasecmp(domain, "local") && strcasecmp(domain, "local.");
 	if (!(d->sp = avahi_simple_poll_new()))
 		goto oom;
 	const AvahiPoll *api = avahi_simple_poll_get(d->sp);
-	if (!(d->reconnect = api->timeout_new(api, NULL, reconnect_cb, d)))
+	if (!(d->reconnect = api->timeout_new(api, NULL, reconnect_cb, d)) ||
+	    (d->wide && !(d->rebrowse = api->timeout_new(api, NULL, rebrowse_cb, d))))
 		goto oom;
 
 	/* Signals arrive through the loop, so withdrawing records runs in normal context.
@@ -656,6 +663,27 @@ resolver_cb(AvahiServiceResolver *r, AvahiIfIndex ifindex, AvahiProtocol proto,
 	check_all_for_now(d);
 }
 
+/* Wide area: reports lost, and forgets, what the current browser has not reported. */
+static void
+wide_sweep(struct dnssd *d)
+{
+	struct item **pp = &d->items, *it;
+
+	if (!d->wide)
+		return;
+	while ((it = *pp)) {
+		if (it->gen == d->gen || it->resolver) {
+			pp = &it->next;
+			continue;
+		}
+		*pp = it->next;
+		d->nitems--;
+		if (it->found && d->cb->record)
+			d->cb->record(d->ctx, &it->rec, 0);
+		item_free(it);
+	}
+}
+
 static void
 browser_cb(AvahiServiceBrowser *b, AvahiIfIndex ifindex, AvahiProtocol proto,
     AvahiBrowserEvent ev, const char *name, const char *type, const char *domain,
@@ -668,8 +696,10 @@ browser_cb(AvahiServiceBrowser *b, AvahiIfIndex ifindex, AvahiProtocol proto,
 	(void)flags;
 	switch (ev) {
 	case AVAHI_BROWSER_NEW:
-		if (item_find(d, ifindex, proto, name, domain, NULL))
+		if ((it = item_find(d, ifindex, proto, name, domain, NULL))) {
+			it->gen = d->gen;
 			break;
+		}
 		if (d->nitems >= DNSSD_MAX_RECORDS) {
 			if (log_once_per_burst("dnssd-full"))
 				log_error("more than %d advertisements: ignoring the rest",
@@ -684,6 +714,7 @@ browser_cb(AvahiServiceBrowser *b, AvahiIfIndex ifindex, AvahiProtocol proto,
 			break;
 		}
 		it->d = d;
+		it->gen = d->gen;
 		it->ifindex = ifindex;
 		it->proto = proto;
 		it->resolver = avahi_service_resolver_new(d->client, ifindex, proto, name, type,
@@ -709,6 +740,7 @@ browser_cb(AvahiServiceBrowser *b, AvahiIfIndex ifindex, AvahiProtocol proto,
 		check_all_for_now(d);
 		break;
 	case AVAHI_BROWSER_ALL_FOR_NOW:
+		wide_sweep(d);
 		d->all_for_now = 1;
 		check_all_for_now(d);
 		break;
@@ -729,6 +761,8 @@ browser_cb(AvahiServiceBrowser *b, AvahiIfIndex ifindex, AvahiProtocol proto,
 static void
 browse_start(struct dnssd *d)
 {
+	struct timeval tv;
+
 	if (!d->browsing || d->browser || !d->client ||
 	    avahi_client_get_state(d->client) != AVAHI_CLIENT_S_RUNNING)
 		return;
@@ -736,6 +770,27 @@ browse_start(struct dnssd *d)
 	    DNSSD_TYPE, d->domain, 0, browser_cb, d);
 	if (!d->browser)
 		log_error("cannot browse: %s", avahi_strerror(avahi_client_errno(d->client)));
+	if (d->wide)
+		dnssd_poll(d)->timeout_update(d->rebrowse,
+		    avahi_elapse_time(&tv, DNSSD_WIDE_POLL_MS, 0));
+}
+
+/* avahi 0.8 neither re-asks a unicast server nor sends REMOVE for wide-area results, so
+ * the browser is made anew on a timer, and what the newest one no longer reports (once
+ * avahi's cache of it ends, at its TTL) has gone. */
+static void
+rebrowse_cb(AvahiTimeout *t, void *arg)
+{
+	struct dnssd *d = arg;
+
+	dnssd_poll(d)->timeout_update(t, NULL);
+	if (!d->browser)
+		return;
+	wide_sweep(d);
+	avahi_service_browser_free(d->browser);
+	d->browser = NULL;
+	d->gen++;
+	browse_start(d);
 }
 
 void

@@ -19,6 +19,9 @@
 #define DNSSD_INSTANCE_HEX 8          /* random bytes of an instance name: 16 hex chars */
 #define DNSSD_INSTANCE_MAX 63         /* longest DNS label */
 #define DNSSD_MAX_RECORDS 4096        /* browse items kept at once; more are ignored */
+/* A unicast (wide-area) domain is browsed anew this often: a peer that went is reported
+ * lost within its records' TTL and one or two of these. */
+#define DNSSD_WIDE_POLL_MS 2000
 
 struct dnssd;
 struct dnssd_pub;

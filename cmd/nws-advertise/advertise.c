@@ -19,10 +19,8 @@ send_error(struct advertise *a, int code, const char *reason)
 }
 
 static void
-on_published(void *ctx, struct dnssd_pub *p, const char *instance)
+advertised(struct advertise *a, struct advert *ad, const char *instance)
 {
-	struct advertise *a = ctx;
-	struct advert *ad = dnssd_pub_user(p);
 	struct frame f;
 
 	log_info("advertised instance %s at port %u", instance, ad->port);
@@ -31,6 +29,12 @@ on_published(void *ctx, struct dnssd_pub *p, const char *instance)
 	if (frame_set(&f.channel, ad->channel) == 0 && frame_set(&f.instance, instance) == 0)
 		dnssd_io_send(a->io, &f);
 	frame_free(&f);
+}
+
+static void
+on_published(void *ctx, struct dnssd_pub *p, const char *instance)
+{
+	advertised(ctx, dnssd_pub_user(p), instance);
 }
 
 static void
@@ -50,6 +54,10 @@ on_down(void *ctx, const char *why)
 {
 	struct advertise *a = ctx;
 
+	if (a->wide) {
+		log_debug(DNSSD_DOWN_REASON ": %s (not needed for -d)", why);
+		return;
+	}
 	if (!log_stage)
 		log_error(DNSSD_DOWN_REASON ": %s", why);
 	send_error(a, 69, DNSSD_DOWN_REASON);
@@ -89,6 +97,24 @@ find(struct advertise *a, const char *channel)
 	return NULL;
 }
 
+/* Wide area: one DNS UPDATE; a failure is the user's to see, not out of memory. */
+static void
+publish_wide(struct advertise *a, struct advert *ad, const char *tag)
+{
+	char err[512], reason[600];
+
+	if (!a->up)
+		return;   /* main said once that nothing can be published without a key */
+	dnsupdate_unpublish(a->up, ad->wpub);
+	if ((ad->wpub = dnsupdate_publish(a->up, ad->port, tag, err, sizeof err))) {
+		advertised(a, ad, dnsupdate_pub_instance(ad->wpub));
+		return;
+	}
+	log_error("cannot publish an advertisement: %s", err);
+	snprintf(reason, sizeof reason, "cannot publish: %s", err);
+	send_error(a, 1, reason);
+}
+
 /* (Re)publishes ad at its port with a fresh tag: a new advertisement. */
 static int
 publish(struct advertise *a, struct advert *ad)
@@ -96,6 +122,10 @@ publish(struct advertise *a, struct advert *ad)
 	char tag[KEYS_TAG_TEXT_LEN];
 
 	keys_tag_make(ad->k, ad->port, tag);
+	if (a->wide) {
+		publish_wide(a, ad, tag);
+		return 0;
+	}
 	if (ad->pub)
 		dnssd_unpublish(a->d, ad->pub);
 	ad->pub = dnssd_publish(a->d, a->instance, ad->port, tag, ad);
@@ -109,6 +139,8 @@ advert_free(struct advertise *a, struct advert *ad)
 		derive_cancel(a->dv, ad->job);
 	if (ad->pub)
 		dnssd_unpublish(a->d, ad->pub);
+	if (ad->wpub)
+		dnsupdate_unpublish(a->up, ad->wpub);
 	sodium_memzero(ad->channel, strlen(ad->channel));
 	free(ad->channel);
 	keys_free(ad->k);

@@ -9,6 +9,7 @@
 
 #include "derive.h"
 #include "dnssd.h"
+#include "dnsupdate.h"
 #include "frame.h"
 #include "keys.h"
 
@@ -20,6 +21,7 @@ struct advert {
 	/* port 0: K came with an open, the listening has not come yet */
 	struct derive_job *job;
 	struct dnssd_pub *pub;
+	struct dnsupdate_pub *wpub;   /* -d DOMAIN: the records put there by DNS UPDATE */
 	uint16_t port;
 };
 
@@ -31,6 +33,8 @@ struct advertise {
 	size_t nads;
 	int keep;         /* channels came from the command line: stdin EOF does not end us */
 	const char *instance;   /* --instance: the first name to try */
+	int wide;         /* -d names a unicast DNS domain: publish by DNS UPDATE, not avahi */
+	struct dnsupdate *up;   /* wide with --tsig-key; NULL: cannot publish there */
 };
 
 extern const struct dnssd_callbacks advertise_callbacks;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "advertise.h"
@@ -12,7 +13,7 @@
 static const char usage[] =
     "usage: nws-advertise [-v] [-d domain] [-i interface] [-p port]\n"
     "                     [--instance name] [--format json|cbor] [--channel-file file]\n"
-    "                     [channel ...]\n"
+    "                     [--tsig-key file] [--dns-server addr] [channel ...]\n"
     "Publishes each channel of a listening frame on stdin (or of the arguments, NWS_CHANNEL\n"
     "and --channel-file, at --port) as an _nws._tcp record that names no channel, withdraws\n"
     "it on close, and passes every other frame on.\n"
@@ -20,7 +21,10 @@ static const char usage[] =
     "                             with them)\n"
     "  -i, --interface INTERFACE  publish on this interface only\n"
     "  --instance NAME            the instance name to try first (default: 16 random hex)\n"
-    "  -d, --domain DOMAIN        publish in DOMAIN instead of local\n"
+    "  -d, --domain DOMAIN        publish in unicast DNS domain DOMAIN by DNS UPDATE\n"
+    "                             instead of on mDNS (local)\n"
+    "  --tsig-key FILE            the TSIG key for -d, as tsig-keygen writes it\n"
+    "  --dns-server ADDR          send updates to ADDR, not to the primary in the SOA\n"
     "  --format json|cbor         json (default) or cbor\n"
     "  --json, --cbor             the same as --format json, --format cbor\n"
     "  --channel-file FILE        read channel names from FILE (also: NWS_CHANNEL)\n"
@@ -29,7 +33,7 @@ static const char usage[] =
     "  -h, --help                 this text\n"
     "  -V, --version              the version\n";
 
-enum { OPT_FORMAT = OPT_TOOL, OPT_INSTANCE };
+enum { OPT_FORMAT = OPT_TOOL, OPT_INSTANCE, OPT_TSIG_KEY, OPT_DNS_SERVER };
 
 int
 main(int argc, char **argv)
@@ -40,11 +44,14 @@ main(int argc, char **argv)
 		{ "interface", required_argument, 0, 'i' },
 		{ "format", required_argument, 0, OPT_FORMAT },
 		{ "instance", required_argument, 0, OPT_INSTANCE },
+		{ "tsig-key", required_argument, 0, OPT_TSIG_KEY },
+		{ "dns-server", required_argument, 0, OPT_DNS_SERVER },
 		{ 0, 0, 0, 0 },
 	};
 	static struct advertise a;
 	struct opts o;
-	const char *iface = NULL, *why;
+	const char *iface = NULL, *why, *keyfile = NULL, *server = NULL;
+	char err[512];
 	long port = 0;
 	char *end;
 	int c, rc;
@@ -66,6 +73,8 @@ main(int argc, char **argv)
 			a.instance = optarg;
 			break;
 		case 'i': iface = optarg; break;
+		case OPT_TSIG_KEY: keyfile = optarg; break;
+		case OPT_DNS_SERVER: server = optarg; break;
 		case OPT_FORMAT:
 			if (strcmp(optarg, "cbor") == 0)
 				o.out_fmt = FORMAT_CBOR;
@@ -82,6 +91,16 @@ main(int argc, char **argv)
 	if (o.nchannels && !port)
 		opts_usage(&o, "channels given here need --port (the port their peers dial)");
 	a.keep = o.nchannels > 0;
+	a.wide = o.domain && strcasecmp(o.domain, "local") && strcasecmp(o.domain, "local.");
+	if ((keyfile || server) && !a.wide)
+		opts_usage(&o, "--tsig-key and --dns-server publish in a unicast DNS domain: "
+		    "name it with -d DOMAIN");
+	if (a.wide && keyfile && !(a.up = dnsupdate_new(o.domain, keyfile, server, err,
+	    sizeof err)))
+		log_fatal(1, "%s", err);
+	if (a.wide && !keyfile)
+		log_error("no --tsig-key: cannot publish in %s, so peers there cannot find this "
+		    "host (it still finds and links to theirs)", o.domain);
 
 	if (!(a.d = dnssd_new(o.domain, iface, &advertise_callbacks, &a))) {
 		opts_free(&o);
@@ -100,6 +119,7 @@ main(int argc, char **argv)
 	rc = dnssd_run(a.d);
 	dnssd_io_close(a.io);
 	advertise_remove_all(&a);   /* the daemon withdraws them with goodbye packets */
+	dnsupdate_free(a.up);
 	dnssd_free(a.d);
 	return rc;
 }

@@ -31,6 +31,8 @@ static const char usage[] =
 "  --new-name             print a random private channel name and exit\n"
 "  --listen ADDR          where the spawned nws-link listens\n"
 "  -d, --domain DOMAIN    DNS-SD domain to browse and publish in (default local)\n"
+"  --tsig-key FILE        with -d: the TSIG key (tsig-keygen) to publish by DNS UPDATE\n"
+"  --dns-server ADDR      with -d: send updates to ADDR, not to the zone's primary\n"
 "  --max-frame SIZE       the largest frame (default 16M); longer lines go in pieces\n"
 "  --channel-file FILE    read the channel name from FILE (also: NWS_CHANNEL)\n"
 "  -v, --verbose          say more on stderr (twice: more still)\n"
@@ -47,6 +49,8 @@ enum {
 	OPT_NO_PROXY,
 	OPT_PROGRESS,
 	OPT_NEW_NAME,
+	OPT_TSIG_KEY,
+	OPT_DNS_SERVER,
 };
 
 static volatile sig_atomic_t signalled;
@@ -97,6 +101,8 @@ static void
 parse(struct np *np, struct opts *o, int argc, char **argv)
 {
 	static const char *listen_args[3] = { "--listen", NULL, NULL };
+	static const char *advertise_args[5];   /* --tsig-key, --dns-server: for -d */
+	size_t nadv = 0;
 	static const struct option longopts[] = {
 		OPTS_LONG,
 		{ "raw", no_argument, 0, OPT_RAW },
@@ -109,6 +115,8 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 		{ "no-proxy", no_argument, 0, OPT_NO_PROXY },
 		{ "progress", no_argument, 0, OPT_PROGRESS },
 		{ "new-name", no_argument, 0, OPT_NEW_NAME },
+		{ "tsig-key", required_argument, 0, OPT_TSIG_KEY },
+		{ "dns-server", required_argument, 0, OPT_DNS_SERVER },
 		{ 0, 0, 0, 0 },
 	};
 	int c, new_name = 0;
@@ -163,6 +171,14 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 			listen_args[1] = optarg;
 			np->pcfg.link_args = listen_args;
 			break;
+		case OPT_TSIG_KEY:
+		case OPT_DNS_SERVER:
+			if (nadv == 4)
+				opts_usage(o, "--tsig-key and --dns-server go once each");
+			advertise_args[nadv++] = c == OPT_TSIG_KEY ? "--tsig-key" : "--dns-server";
+			advertise_args[nadv++] = optarg;
+			np->pcfg.advertise_args = advertise_args;
+			break;
 		default:
 			if (!opts_common(o, c, optarg))
 				opts_usage(o, NULL);
@@ -186,8 +202,12 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 	np->pcfg.verbose = log_level;
 	if (np->timeout_ms >= 0 && !np->wait_n && !np->to)
 		np->wait_n = 1;
+	if (nadv && !o->domain)
+		opts_usage(o, "--tsig-key and --dns-server publish in a unicast DNS domain: "
+		    "name it with -d DOMAIN");
 	if (np->proxy_url && (o->domain || np->pcfg.link_args))
-		opts_usage(o, "-d and --listen are the proxy's business with --via-proxy");
+		opts_usage(o, "-d, --listen, --tsig-key and --dns-server are the proxy's "
+		    "business with --via-proxy");
 	if (np->proxy_url && np->no_proxy)
 		opts_usage(o, "--via-proxy and --no-proxy exclude each other");
 	/* -d and --listen configure a pipeline of our own: no proxy is looked for. */

@@ -11,7 +11,8 @@
 
 static const char usage[] =
     "usage: nws-proxy [-v] [-p PORT] [--max-message SIZE] [--max-queue SIZE]\n"
-    "                 [--listen [ADDR:]PORT] [-d DOMAIN] [--local]\n"
+    "                 [--listen [ADDR:]PORT] [-d DOMAIN] [--tsig-key FILE]\n"
+    "                 [--dns-server ADDR] [--local]\n"
     "Serves named network channels to web pages and local programs:\n"
     "  ws://localhost:PORT/CHANNEL   the WebSocket endpoint (JSON, or CBOR with the\n"
     "                                subprotocol nws.cbor)\n"
@@ -23,6 +24,9 @@ static const char usage[] =
     "  --listen [ADDR:]PORT    where nws-link accepts links from other machines\n"
     "                          (default all interfaces, a free port)\n"
     "  -d, --domain DOMAIN     DNS-SD browse and publish domain (default local)\n"
+    "  --tsig-key FILE         with -d: the TSIG key (tsig-keygen) to publish by DNS\n"
+    "                          UPDATE\n"
+    "  --dns-server ADDR       with -d: send updates to ADDR, not to the zone's primary\n"
     "  --local                 do not join the network: channels of this machine only\n"
     "  --max-frame SIZE        largest frame in the pipeline (default 16M)\n"
     "  -v, --verbose           say more (-vv: per-event detail, channel names included)\n"
@@ -34,6 +38,8 @@ enum {
 	OPT_MAX_QUEUE,
 	OPT_LISTEN,
 	OPT_LOCAL,
+	OPT_TSIG_KEY,
+	OPT_DNS_SERVER,
 };
 
 static size_t
@@ -73,9 +79,13 @@ main(int argc, char **argv)
 		{ "max-queue", required_argument, 0, OPT_MAX_QUEUE },
 		{ "listen", required_argument, 0, OPT_LISTEN },
 		{ "local", no_argument, 0, OPT_LOCAL },
+		{ "tsig-key", required_argument, 0, OPT_TSIG_KEY },
+		{ "dns-server", required_argument, 0, OPT_DNS_SERVER },
 		{ 0, 0, 0, 0 },
 	};
 	const char *link_args[3] = { NULL, NULL, NULL };
+	const char *advertise_args[5] = { NULL };   /* --tsig-key, --dns-server: for -d */
+	size_t nadv = 0;
 	struct proxy_config cfg;
 	struct opts o;
 	char *end;
@@ -110,6 +120,13 @@ main(int argc, char **argv)
 		case OPT_LOCAL:
 			cfg.local_only = 1;
 			break;
+		case OPT_TSIG_KEY:
+		case OPT_DNS_SERVER:
+			if (nadv == 4)
+				opts_usage(&o, "--tsig-key and --dns-server go once each");
+			advertise_args[nadv++] = c == OPT_TSIG_KEY ? "--tsig-key" : "--dns-server";
+			advertise_args[nadv++] = optarg;
+			break;
 		default:
 			opts_usage(&o, NULL);
 		}
@@ -117,11 +134,15 @@ main(int argc, char **argv)
 	if (optind < argc)
 		opts_usage(&o, "channels come from clients: ws://localhost:PORT/CHANNEL");
 
+	if (nadv && !o.domain)
+		opts_usage(&o, "--tsig-key and --dns-server publish in a unicast DNS domain: "
+		    "name it with -d DOMAIN");
 	cfg.pipe.domain = o.domain;
 	cfg.pipe.verbose = log_level;
 	cfg.pipe.max_frame = o.max_frame;
 	cfg.pipe.max_queue = cfg.max_queue;
 	cfg.pipe.link_args = link_args[0] ? link_args : NULL;
+	cfg.pipe.advertise_args = nadv ? advertise_args : NULL;
 	if (server_start(&cfg) < 0)
 		return 1;
 	server_run();

@@ -3,6 +3,8 @@ complete -c nws-advertise -s p -l port -x -d 'Port of the channels given here'
 complete -c nws-advertise -l instance -x -d 'Instance name to try first'
 complete -c nws-advertise -s i -l interface -x -a '(string replace -r "^.*/" "" /sys/class/net/*)' -d 'Publish on this interface only'
 complete -c nws-advertise -s d -l domain -x -d 'Publish in this domain instead of local'
+complete -c nws-advertise -l tsig-key -r -F -d 'TSIG key (tsig-keygen) to publish in the -d domain'
+complete -c nws-advertise -l dns-server -x -d "Send DNS updates here, not to the zone's primary"
 complete -c nws-advertise -l format -x -a 'json cbor' -d 'Output format'
 complete -c nws-advertise -l json -d 'Write JSON Lines'
 complete -c nws-advertise -l cbor -d 'Write a CBOR sequence'

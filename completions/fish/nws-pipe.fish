@@ -11,6 +11,8 @@ complete -c nws-pipe -l no-proxy -d 'Own pipeline even if an nws-proxy runs'
 complete -c nws-pipe -l new-name -d 'Print a random private channel name'
 complete -c nws-pipe -l listen -x -d "Where the pipeline's nws-link accepts links"
 complete -c nws-pipe -s d -l domain -x -d 'DNS-SD domain instead of local'
+complete -c nws-pipe -l tsig-key -r -F -d 'TSIG key (tsig-keygen) to publish in the -d domain'
+complete -c nws-pipe -l dns-server -x -d "Send DNS updates here, not to the zone's primary"
 complete -c nws-pipe -l max-frame -x -d 'Largest frame'
 complete -c nws-pipe -l channel-file -r -F -d 'Read the channel name from a file'
 complete -c nws-pipe -s v -l verbose -d 'Say more on stderr'

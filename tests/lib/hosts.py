@@ -4,6 +4,8 @@ dbus-daemon and avahi-daemon (DESIGN.md §8).
     net = Network()            # owns everything it creates; net.close() tears it down
     a, b = net.add(2)          # two hosts on one bridge
     b.run(["nws-browse", "-t", "chat"], timeout=10)
+    c, = net.add(1)            # a second bridge: subnet 10.77.1.0/24
+    r = net.add_router([a, b], [c])   # routes between them, avahi reflector on
 
 Layout for a network of n hosts (k counts networks in this process, i counts hosts):
 - namespace nws<pid>b<k> holds a Linux bridge "br0" (multicast snooping off so mDNS is
@@ -170,9 +172,14 @@ class Host:
         self.procs = []
         self.dbus = None
         self.avahi = None
+        self.resolv = None   # use_dns(): this host's own /etc/resolv.conf
 
     # Running things inside the host.
     def cmd(self, argv):
+        if self.resolv:
+            # A private mount namespace per command: the machine's file is never touched.
+            return ["ip", "netns", "exec", self.ns, "unshare", "-m", "sh", "-c",
+                    'mount --bind "$0" /etc/resolv.conf && exec "$@"', self.resolv, *argv]
         return ["ip", "netns", "exec", self.ns, *argv]
 
     def _kw(self, kw):
@@ -246,6 +253,24 @@ class Host:
                            env={**os.environ, **self.env}, capture_output=True, text=True)
         return p.returncode == 0 and f"int32 {AVAHI_RUNNING}" in p.stdout
 
+    def use_dns(self, server, wide_area=True):
+        """Points the host's resolver at server (an address): every command run in the host
+        and its avahi-daemon see their own /etc/resolv.conf, bind-mounted over the
+        machine's. With wide_area, avahi also browses unicast DNS-SD domains there
+        (enable-wide-area=yes). A running avahi-daemon is restarted to take both."""
+        self.resolv = os.path.join(self.dir, "resolv.conf")
+        with open(self.resolv, "w") as f:
+            f.write(f"nameserver {server}\n")
+        path = os.path.join(self.dir, "avahi-daemon.conf")
+        with open(path) as f:
+            conf = f.read()
+        with open(path, "w") as f:
+            f.write(conf.replace("enable-wide-area=no",
+                                 f"enable-wide-area={'yes' if wide_area else 'no'}"))
+        if self.avahi and self.avahi.poll() is None:
+            self.stop_avahi()
+            self.start_avahi()
+
     def add_service_file(self, name, xml):
         """Publishes a static avahi service (an avahi.service(5) XML text) from this host:
         written to its own services directory, then avahi-daemon is told to reload."""
@@ -318,6 +343,7 @@ class Network:
         made = []
         for j in range(n):
             h = Host(self, j, f"10.77.{k % 256}.{j + 1}", self.top)
+            h.bridge_ns, h.subnet = bridge_ns, k % 256
             self.hosts.append(h)
             self._netns_add(h.ns)
             # DAD off: the link-local IPv6 address is usable at once, also after link_up.
@@ -339,6 +365,41 @@ class Network:
             for h in made:
                 wait_for(h.avahi_ready, 20, f"avahi-daemon of {h.name}", interval=0.05)
         return made
+
+    def add_router(self, *groups, reflector=True):
+        """A host with one interface per group of hosts (lists returned by add(), each on
+        its own bridge and subnet): eth<i> on group i's bridge at 10.77.<k>.254, IPv4
+        forwarding on, and every host of the groups routed to the others through it. Its
+        avahi-daemon listens on all those interfaces and, with reflector, repeats mDNS
+        between them (enable-reflector=yes), as a home or office router would."""
+        r = Host(self, len(self.hosts), None, self.top)
+        self.hosts.append(r)
+        self._netns_add(r.ns)
+        _sh(r.cmd(["sysctl", "-q", "-w", "net.ipv6.conf.default.accept_dad=0",
+                   "net.ipv6.conf.all.accept_dad=0", "net.ipv4.ip_forward=1"]), check=False)
+        _sh(["ip", "-n", r.ns, "link", "set", "lo", "up"])
+        ifaces = []
+        for i, group in enumerate(groups):
+            first = group[0]
+            iface, port = f"eth{i}", f"r{r.name}"[-15:]
+            _sh(["ip", "-n", first.bridge_ns, "link", "add", port, "type", "veth",
+                 "peer", "name", iface, "netns", r.ns])
+            _sh(["ip", "-n", first.bridge_ns, "link", "set", port, "master", "br0", "up"])
+            _sh(["ip", "-n", r.ns, "link", "set", iface, "multicast", "on", "up"])
+            gw = f"10.77.{first.subnet}.254"
+            _sh(["ip", "-n", r.ns, "addr", "add", f"{gw}/24", "dev", iface])
+            for h in group:
+                _sh(["ip", "-n", h.ns, "route", "add", "default", "via", gw])
+            ifaces.append(iface)
+        r.iface, r.ifaces, r.addr = ifaces[0], ifaces, f"10.77.{groups[0][0].subnet}.254"
+        r._setup()
+        conf = AVAHI_CONF.format(hostname=r.name, iface=",".join(ifaces))
+        if reflector:
+            conf = conf.replace("enable-reflector=no", "enable-reflector=yes")
+        with open(os.path.join(r.dir, "avahi-daemon.conf"), "w") as f:
+            f.write(conf)
+        r.start_avahi()
+        return r
 
     def _netns_add(self, name):
         _sh(["ip", "netns", "add", name])
