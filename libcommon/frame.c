@@ -313,6 +313,18 @@ json_data(struct frame *f, json_t *obj, json_t *v, const unsigned char *buf, siz
 	return rc;
 }
 
+static json_t *
+json_load_frame(const unsigned char *buf, size_t len, json_error_t *je)
+{
+	json_t *obj = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, je);
+	/* An integer past int64 (a JavaScript 1e19) is still JSON a client may send in
+	 * "data", whose text is kept as written anyway: parse once more taking it as real. */
+	if (!obj && json_error_code(je) == json_error_numeric_overflow)
+		obj = json_loadb((const char *)buf, len,
+		    JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, je);
+	return obj;
+}
+
 static int
 json_decode(struct frame *f, const unsigned char *buf, size_t len, char *err, size_t errlen)
 {
@@ -324,12 +336,7 @@ json_decode(struct frame *f, const unsigned char *buf, size_t len, char *err, si
 		return -1;
 	}
 	json_error_t je;
-	json_t *obj = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &je);
-	/* An integer past int64 (a JavaScript 1e19) is still JSON a client may send in
-	 * "data", whose text is kept as written anyway: parse once more taking it as real. */
-	if (!obj && json_error_code(&je) == json_error_numeric_overflow)
-		obj = json_loadb((const char *)buf, len,
-		    JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &je);
+	json_t *obj = json_load_frame(buf, len, &je);
 	if (!obj) {
 		snprintf(err, errlen, "invalid JSON at column %d: %s", je.column, je.text);
 		return -1;
@@ -1083,10 +1090,19 @@ json_peek(const unsigned char *p, size_t n)
 	}
 	const unsigned char *v;
 	size_t vn;
-	if (jsontext_span(p, n, "action", &v, &vn) < 0 || vn < 2 || v[0] != '"' ||
-	    memchr(v, '\\', vn))
-		return ACTION_UNKNOWN;
-	return action_lookup((const char *)v + 1, vn - 2);
+	if (jsontext_span(p, n, "action", &v, &vn) == 0 && vn >= 2 && v[0] == '"' &&
+	    !memchr(v, '\\', vn))
+		return action_lookup((const char *)v + 1, vn - 2);
+	/* The action or its key written with escapes ("\u0062roadcast"), or no action: read
+	 * it as frame_decode does, or a stage would route the frame as something else than
+	 * what the next one decodes. Nothing nws writes takes this path. */
+	json_error_t je;
+	json_t *obj = json_load_frame(p, n, &je);
+	json_t *a = obj ? json_object_get(obj, "action") : NULL;
+	enum frame_action r = json_is_string(a) ?
+	    action_lookup(json_string_value(a), json_string_length(a)) : ACTION_UNKNOWN;
+	json_decref(obj);
+	return r;
 }
 
 static enum frame_action
