@@ -191,6 +191,8 @@ wsc_feed(struct wsc *w, const unsigned char *p, size_t n, wsc_frame_fn fn, void 
 {
 	long used;
 
+	if (n == 0)
+		return 0;   /* nothing to search: an empty buffer has no data pointer */
 	if (!w->open) {
 		/* Only the answer is bounded by WS_ANSWER_MAX, not the frames that may follow it
 		 * in the same read: buffer no more than the answer can take. */
