@@ -13,8 +13,9 @@
 #include "fuzz.h"
 
 /* The path argument keys_tag_make_nonce and keys_tag_verify take between the port and
- * the tag. Branch linkproto drops it (the tag covers nonce || port): this becomes empty. */
-#define TAG_PATH(path) (path),
+ * the tag, in calls and in check_canonical's parameters. Branch linkproto drops it (the
+ * tag covers nonce || port): then this line becomes "#define TAG_PATH(path)". */
+#define TAG_PATH(path) path,
 
 #define B64URL "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -24,13 +25,12 @@ static const struct keys fixed_keys = {
 
 /* t verified for port and path: it must be the canonical tag of the nonce it holds. */
 static void
-check_canonical(uint16_t port, const char *path, const char *t)
+check_canonical(uint16_t port, TAG_PATH(const char *path) const char *t)
 {
 	unsigned char raw[KEYS_NONCE_LEN + KEYS_TAG_LEN];
 	char again[KEYS_TAG_TEXT_LEN];
 	size_t rawlen = 0;
 
-	(void)path;
 	fuzz_check(sodium_base642bin(raw, sizeof raw, t, strlen(t), NULL, &rawlen, NULL,
 	    sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0 && rawlen == sizeof raw);
 	keys_tag_make_nonce(&fixed_keys, port, TAG_PATH(path) raw, again);
@@ -64,7 +64,7 @@ check_record(const uint8_t *rdata, size_t n, uint16_t port, int v6)
 		    strspn(r->tag, B64URL) == KEYS_TAG_TEXT_LEN - 1);
 		fuzz_check(r->port == port && r->address && r->interface && r->host);
 		if (keys_tag_verify(&fixed_keys, r->port, TAG_PATH(r->path) r->tag))
-			check_canonical(r->port, r->path, r->tag);
+			check_canonical(r->port, TAG_PATH(r->path) r->tag);
 	}
 	item_free(it);
 	avahi_string_list_free(l);
@@ -77,6 +77,7 @@ LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
 	unsigned char nonce[KEYS_NONCE_LEN] = { 0 };
 	char t[KEYS_TAG_TEXT_LEN];
 
+	(void)path;   /* used through TAG_PATH only */
 	if (n < 3)
 		return 0;
 	uint16_t port = (uint16_t)(p[0] << 8 | p[1]);
@@ -95,7 +96,7 @@ LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
 	char *any = strndup((const char *)p + 3, n - 3);
 	fuzz_check(any != NULL);
 	if (keys_tag_verify(&fixed_keys, port, TAG_PATH(path) any))
-		check_canonical(port, path, any);
+		check_canonical(port, TAG_PATH(path) any);
 	free(any);
 	return 0;
 }
