@@ -69,7 +69,7 @@ read_stream(const unsigned char *s, size_t n, size_t max_frame, uint32_t seed,
 	fuzz_check(pipe2(fds, O_NONBLOCK) == 0);
 	stream_reader_init(&r, fds[0], max_frame);
 	while (off < n) {
-		size_t k = seed ? 1 + fuzz_rand(&seed) % 97 : n;
+		size_t k = seed ? 1 + fuzz_rand(&seed) % 251 : n;
 		if (k > n - off)
 			k = n - off;
 		fuzz_check(write(fds[1], s + off, k) == (ssize_t)k);

@@ -216,23 +216,55 @@ def txt_inputs():
     return out
 
 
+NOISE_PSK = b"nws fuzz: a fixed link key K_li\0"
+NOISE_PROLOGUE = b"nws-link/1" b"/0123456789abcdef0123456789abcdef"   # as fuzz_noise.c
+
+
+def hkdf(ck, ikm, n):
+    import hmac
+    temp = hmac.new(ck, ikm, hashlib.blake2b).digest()
+    outs, prev = [], b""
+    for i in range(1, n + 1):
+        prev = hmac.new(temp, prev + bytes([i]), hashlib.blake2b).digest()
+        outs.append(prev)
+    return outs
+
+
+def msg1(eph_sk, payload):
+    """The first message of Noise_NNpsk0_25519_ChaChaPoly_BLAKE2b (Noise rev. 34)."""
+    from nacl import bindings
+    name = b"Noise_NNpsk0_25519_ChaChaPoly_BLAKE2b"
+    h = ck = name.ljust(64, b"\0")
+
+    def mix_hash(data):
+        return hashlib.blake2b(h + data).digest()
+    h = mix_hash(NOISE_PROLOGUE)
+    ck, temp_h, temp_k = hkdf(ck, NOISE_PSK, 3)
+    h = mix_hash(temp_h)
+    e = bindings.crypto_scalarmult_base(eph_sk)
+    h = mix_hash(e)
+    ck, temp_k = hkdf(ck, e, 2)
+    ct = bindings.crypto_aead_chacha20poly1305_ietf_encrypt(payload, h, bytes(12), temp_k[:32])
+    return e + ct
+
+
 def noise_inputs():
     out = {}
+    for i, payload in enumerate((b"", b"\xa1\x64node\x50" + bytes(16), bytes(300))):
+        out[f"msg1-valid-{i}"] = b"\x00" + msg1(bytes([i + 1]) * 32, payload)
     for n in (0, 31, 48, 49, 80, 200):
         out[f"msg1-random-{n}"] = b"\x00" + bytes(rng.randrange(256) for _ in range(n))
     out["msg1-zero-key"] = b"\x00" + bytes(48 + 23)
     for i in range(8):
-        eph = bytes(rng.randrange(256) for _ in range(32))
-        pl = rng.randrange(0, 65)
-        body = bytes([pl]) + bytes(rng.randrange(256) for _ in range(pl))
         pieces = b""
         for _ in range(rng.randrange(1, 6)):
             ln = rng.randrange(0, 200)
             sel = rng.choice([0, 0, 1, 1, 2, 3])
             pieces += bytes([ln >> 3, ((ln & 7) << 2) | sel]) + \
                 bytes(rng.randrange(256) for _ in range(ln))
-        out[f"session-{i}"] = b"\x01" + eph + body + pieces
-    out["session-big-frame"] = b"\x01" + bytes(range(1, 33)) + b"\x00" + b"\xff\xf8" + bytes(2100)
+        out[f"pieces-{i}"] = b"\x01" + pieces
+    out["pieces-big-frame"] = b"\x01" + b"\xff\xf8" + bytes(2100)
+    out["pieces-empty-final"] = b"\x01" + b"\x00\x01" + b"\x00\x00" + b"\x00\x01"
     return out
 
 
