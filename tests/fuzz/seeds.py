@@ -94,6 +94,13 @@ def frame_inputs():
     out["cbor-trailing"] = cbor_frame(FRAMES[0]) + b"\x00"
     out["cbor-tag-not-json"] = cbor2.dumps({"action": "broadcast",
                                             "data": cbor2.CBORTag(262, b"{nope")})
+    # JSON text that jsontext passes and the JSON decoder (jansson) refuses.
+    out["cbor-tag-real-overflow"] = cbor2.dumps({"action": "broadcast",
+                                                 "data": cbor2.CBORTag(262, b"1e400")})
+    out["cbor-tag-duplicate-key"] = cbor2.dumps({"action": "broadcast",
+                                                 "data": cbor2.CBORTag(262, b'{"a":1,"a":2}')})
+    out["cbor-tag-big-integer"] = cbor2.dumps({"action": "broadcast",
+                                               "data": cbor2.CBORTag(262, b"1" * 30)})
     return out
 
 
