@@ -91,10 +91,12 @@ def ends_clean(proc, stderr, what):
 
 
 def at_eof(p):
+    def stderr():
+        for t in p.threads:
+            t.join(5)
+        return p.stderr()
     p.close_stdin()
-    for t in p.threads:
-        t.join(EXIT_SECS + 5)
-    ends_clean(p.proc, p.stderr, "the end of its input")
+    ends_clean(p.proc, stderr, "the end of its input")
 
 
 def node_at_eof(node):
