@@ -5,6 +5,7 @@
 #   make check      deps, build, every test suite; ends with "N passed, N failed"
 #                   (NWS_SLOW=1 make check adds the slow ones: 24 hosts)
 #   make check-asan the same with AddressSanitizer and UndefinedBehaviorSanitizer
+#   make fuzz       clang's libFuzzer on every tests/fuzz target, FUZZ_SECS=60 each
 #   make bench      the benchmarks (needs root for the test hosts)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make deb        a Debian package (debian/) in $(O)/deb, checked with lintian
@@ -49,6 +50,8 @@ all: $(BINS)
 -include $(wildcard cmd/*/build.mk)
 # The benchmarks' own programs (load generators): BENCH_TOOLS, built by make bench.
 -include tests/bench/bench.mk
+# The fuzz targets: their corpus replays (built by make units) and make fuzz.
+-include tests/fuzz/fuzz.mk
 
 $(O)/%.o: %.c
 	@mkdir -p $(@D)
@@ -87,11 +90,13 @@ deps:
 
 check: deps
 	$(MAKE) all units
-	NWS_BIN=$(abspath $(O)/bin) NWS_UNITS=$(abspath $(O)/unit) $(PYTHON) tests/run
+	NWS_BIN=$(abspath $(O)/bin) NWS_UNITS=$(abspath $(O)/unit) NWS_FUZZ=$(abspath $(O)/fuzz) \
+	$(PYTHON) tests/run
 
 check-asan: deps
 	$(MAKE) O=build/asan SAN=1 all units
 	NWS_BIN=$(abspath build/asan/bin) NWS_UNITS=$(abspath build/asan/unit) \
+	NWS_FUZZ=$(abspath build/asan/fuzz) \
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	NWS_ASAN=1 $(PYTHON) tests/run
 

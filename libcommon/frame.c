@@ -320,6 +320,38 @@ json_data(struct frame *f, json_t *obj, json_t *v, const unsigned char *buf, siz
 	return rc;
 }
 
+/* jansson's reading of JSON text as the JSON decoder takes it: no key twice in any
+ * object. flags: 0 for a frame, JSON_DECODE_ANY for a "data" value. */
+static json_t *
+json_load(const unsigned char *buf, size_t len, size_t flags, json_error_t *je)
+{
+	flags |= JSON_REJECT_DUPLICATES;
+	json_t *obj = json_loadb((const char *)buf, len, flags, je);
+	/* An integer past int64 (a JavaScript 1e19) is still JSON a client may send in
+	 * "data", whose text is kept as written anyway: parse once more taking it as real. */
+	if (!obj && json_error_code(je) == json_error_numeric_overflow)
+		obj = json_loadb((const char *)buf, len, flags | JSON_DECODE_INT_AS_REAL, je);
+	return obj;
+}
+
+/* 0 when p[0..n) is a "data" value the JSON decoder would take: valid JSON text that
+ * jansson also reads (a real in range, no key twice). Else -1 and a reason in why. */
+static int
+json_data_check(const unsigned char *p, size_t n, char *why, size_t whylen)
+{
+	json_error_t je;
+	json_t *v;
+
+	if (jsontext_check(p, n, 1, why, whylen) < 0)
+		return -1;
+	if (!(v = json_load(p, n, JSON_DECODE_ANY, &je))) {
+		snprintf(why, whylen, "%.64s", je.text);
+		return -1;
+	}
+	json_decref(v);
+	return 0;
+}
+
 static int
 json_decode(struct frame *f, const unsigned char *buf, size_t len, char *err, size_t errlen)
 {
@@ -331,12 +363,7 @@ json_decode(struct frame *f, const unsigned char *buf, size_t len, char *err, si
 		return -1;
 	}
 	json_error_t je;
-	json_t *obj = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &je);
-	/* An integer past int64 (a JavaScript 1e19) is still JSON a client may send in
-	 * "data", whose text is kept as written anyway: parse once more taking it as real. */
-	if (!obj && json_error_code(&je) == json_error_numeric_overflow)
-		obj = json_loadb((const char *)buf, len,
-		    JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &je);
+	json_t *obj = json_load(buf, len, 0, &je);
 	if (!obj) {
 		snprintf(err, errlen, "invalid JSON at column %d: %s", je.column, je.text);
 		return -1;
@@ -848,7 +875,7 @@ cb_data(struct frame *f, const unsigned char *p, size_t n, char *err, size_t err
 			return -1;
 		}
 		char why[96];
-		if (jsontext_check(p + hl, (size_t)arg, 1, why, sizeof why) < 0) {
+		if (json_data_check(p + hl, (size_t)arg, why, sizeof why) < 0) {
 			snprintf(err, errlen, "tag 262 \"data\" is not JSON: %s", why);
 			return -1;
 		}
@@ -1070,10 +1097,19 @@ json_peek(const unsigned char *p, size_t n)
 	}
 	const unsigned char *v;
 	size_t vn;
-	if (jsontext_span(p, n, "action", &v, &vn) < 0 || vn < 2 || v[0] != '"' ||
-	    memchr(v, '\\', vn))
-		return ACTION_UNKNOWN;
-	return action_lookup((const char *)v + 1, vn - 2);
+	if (jsontext_span(p, n, "action", &v, &vn) == 0 && vn >= 2 && v[0] == '"' &&
+	    !memchr(v, '\\', vn))
+		return action_lookup((const char *)v + 1, vn - 2);
+	/* The action or its key written with escapes ("\u0062roadcast"), or no action: read
+	 * it as frame_decode does, or a stage would route the frame as something else than
+	 * what the next one decodes. Nothing nws writes takes this path. */
+	json_error_t je;
+	json_t *obj = json_load(p, n, 0, &je);
+	json_t *a = obj ? json_object_get(obj, "action") : NULL;
+	enum frame_action r = json_is_string(a) ?
+	    action_lookup(json_string_value(a), json_string_length(a)) : ACTION_UNKNOWN;
+	json_decref(obj);
+	return r;
 }
 
 static enum frame_action

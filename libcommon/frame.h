@@ -92,7 +92,8 @@ int frame_decode(struct frame *f, enum frame_format fmt, const void *buf, size_t
 int frame_encode(const struct frame *f, enum frame_format fmt, struct buf *out);
 
 /* The action of an encoded frame without decoding the rest, for pass-through stages
- * that only route on it. ACTION_UNKNOWN when there is none or it is not a known one. */
+ * that only route on it: for any frame frame_decode accepts, the action it decodes.
+ * ACTION_UNKNOWN when there is none or it is not a known one. */
 enum frame_action frame_peek_action(enum frame_format fmt, const void *buf, size_t len);
 
 /* The format a stream starting with this byte is in: '{' (after optional whitespace is

@@ -89,13 +89,16 @@ hex4(const unsigned char *p, const unsigned char *e, unsigned *v)
 	return 0;
 }
 
-/* p is just past the opening quote; returns just past the closing one, or NULL. */
+/* p is just past the opening quote; returns just past the closing one, or NULL with *why
+ * and *at (the byte at fault) set. */
 static const unsigned char *
-scan_string(const unsigned char *p, const unsigned char *e, const char **why)
+scan_string(const unsigned char *p, const unsigned char *e, const char **why,
+    const unsigned char **at)
 {
 	for (;;) {
 		while (p < e && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
 			p++;
+		*at = p;
 		if (p == e) {
 			*why = "unterminated string";
 			return NULL;
@@ -129,7 +132,6 @@ scan_string(const unsigned char *p, const unsigned char *e, const char **why)
 			*why = "invalid escape in a string";
 			return NULL;
 		}
-		p += 6;
 		if (u == 0) {
 			*why = "NUL in a string";
 			return NULL;
@@ -138,9 +140,11 @@ scan_string(const unsigned char *p, const unsigned char *e, const char **why)
 			*why = "lone surrogate escape";
 			return NULL;
 		}
+		p += 6;
 		if (u >= 0xd800 && u <= 0xdbff) {
 			if (e - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, e, &lo) < 0 ||
 			    lo < 0xdc00 || lo > 0xdfff) {
+				*at = p - 6;
 				*why = "lone surrogate escape";
 				return NULL;
 			}
@@ -230,8 +234,9 @@ value:
 			goto key;
 		goto value;
 	case '"':
-		if (!(p = scan_string(p + 1, e, &w)))
+		if (!(q = scan_string(p + 1, e, &w, &p)))
 			goto bad;
+		p = q;
 		goto after;
 	case 't':
 	case 'f':
@@ -255,9 +260,9 @@ key:
 		w = "expected a string key";
 		goto bad;
 	}
-	if (!(p = scan_string(p + 1, e, &w)))
+	if (!(q = scan_string(p + 1, e, &w, &p)))
 		goto bad;
-	p = skip_ws(p, e);
+	p = skip_ws(q, e);
 	if (p == e)
 		goto bad;
 	if (*p++ != ':') {

@@ -19,8 +19,8 @@ int jsontext_check(const void *p, size_t n, int any, char *why, size_t whylen);
 /* Copies valid JSON text dropping the whitespace outside strings; returns its length. */
 size_t jsontext_compact(unsigned char *dst, const void *src, size_t n);
 
-/* The raw text of the value of top-level key `key` (written without escapes) of the
- * object in p[0..n): 0 and *v, *vn set, or -1. Safe on any input. */
+/* The raw text of the value of top-level key `key` (written without escapes, so key has
+ * no backslash) of the object in p[0..n): 0 and *v, *vn set, or -1. Safe on any input. */
 int jsontext_span(const void *p, size_t n, const char *key, const unsigned char **v,
     size_t *vn);
 

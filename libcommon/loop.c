@@ -291,10 +291,13 @@ loop_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 				pipe_finish(p);
 		}
 		if (!p->rwsi && !p->wwsi) {
-			npipes--;
 			stream_reader_free(&p->r);
 			stream_writer_free(&p->w);
 			free(p);
+			/* A stopping tool waits in lws_service for this count to reach 0; the close
+			 * may come from a timer, after which lws would poll with nothing due. */
+			if (--npipes == 0)
+				lws_cancel_service(lws_get_context(wsi));
 		}
 		return 0;
 	default:

@@ -46,7 +46,8 @@ void loop_pipe_pause(struct loop_pipe *p, int pause);
 void loop_pipe_close(struct loop_pipe *p);
 /* Pipes whose fds are still open, including closed ones still flushing their queue: a
  * tool that is stopping runs lws_service until this is 0, then destroys the context
- * (destroying it earlier calls on_close from inside lws_context_destroy). */
+ * (destroying it earlier calls on_close from inside lws_context_destroy). The last pipe
+ * to go wakes lws_service, so that wait never sleeps past it. */
 size_t loop_pipes_open(void);
 
 #endif

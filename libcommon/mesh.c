@@ -721,6 +721,10 @@ mesh_down(void *ctx, struct link *l, const char *why)
 	free(r);
 	if (ch->closed && !ch->links && !ch->nodes)
 		channel_free(ch);
+	/* The stopping tool waits in lws_service for the last link: wake it, as this may run
+	 * from a timer after which lws would poll with nothing due. */
+	if (m->stopping && mesh_idle(m))
+		lws_cancel_service(m->cx);
 }
 
 static const struct link_ops mesh_link_ops = {
@@ -1101,7 +1105,10 @@ void
 mesh_stop(struct mesh *m)
 {
 	m->stopping = 1;
+	/* Every timer goes now, while the context lives: none is armed again once stopping,
+	 * and mesh_free, after lws_context_destroy, must not touch lws's timer lists. */
 	lws_sul_cancel(&m->stall);
+	lws_sul_cancel(&m->derive_sul);
 	for (struct channel *ch = m->channels; ch; ch = ch->next) {
 		for (struct target *t = ch->targets; t; t = t->next)
 			lws_sul_cancel(&t->sul);
@@ -1119,7 +1126,7 @@ mesh_idle(const struct mesh *m)
 	return 1;
 }
 
-/* After lws_context_destroy: every link is gone by then. */
+/* After mesh_stop and lws_context_destroy: every link and timer is gone by then. */
 void
 mesh_free(struct mesh *m)
 {
@@ -1138,8 +1145,6 @@ mesh_free(struct mesh *m)
 		channel_free(ch);
 	}
 	link_set_acceptor(NULL, NULL);
-	lws_sul_cancel(&m->stall);
-	lws_sul_cancel(&m->derive_sul);
 	derive_free(m->dv);
 	buf_free(&m->scratch);
 	sodium_memzero(m, sizeof *m);

@@ -45,10 +45,12 @@ void mesh_set_flow(struct mesh *m, mesh_flow_fn fn, void *ctx);
 int mesh_open(struct mesh *m, const char *name, const unsigned char *key);
 /* One frame from the input: consumed, or passed on to the output unchanged. */
 void mesh_input(struct mesh *m, enum frame_format fmt, const unsigned char *raw, size_t len);
-/* Closes every link cleanly (the other ends see our peers leave at once). */
+/* Closes every link cleanly (the other ends see our peers leave at once) and cancels
+ * every timer. The last link to go wakes lws_service. */
 void mesh_stop(struct mesh *m);
 /* 1 when no link is left. */
 int mesh_idle(const struct mesh *m);
+/* After mesh_stop and lws_context_destroy (which ends the links still open). */
 void mesh_free(struct mesh *m);
 
 #endif

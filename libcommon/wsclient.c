@@ -191,15 +191,24 @@ wsc_feed(struct wsc *w, const unsigned char *p, size_t n, wsc_frame_fn fn, void 
 {
 	long used;
 
+	if (n == 0)
+		return 0;   /* nothing to search: an empty buffer has no data pointer */
 	if (!w->open) {
-		if (buf_append(&w->in, p, n) < 0 || w->in.len > WS_ANSWER_MAX) {
+		/* Only the answer is bounded by WS_ANSWER_MAX, not the frames that may follow it
+		 * in the same read: buffer no more than the answer can take. */
+		size_t take = n < WS_ANSWER_MAX - w->in.len ? n : WS_ANSWER_MAX - w->in.len;
+		if (buf_append(&w->in, p, take) < 0) {
 			*err = "answer too long";
 			return -1;
 		}
 		unsigned char *d = buf_data(&w->in);
 		unsigned char *end = memmem(d, w->in.len, "\r\n\r\n", 4);
-		if (!end)
-			return 0;
+		if (!end) {
+			if (w->in.len < WS_ANSWER_MAX)
+				return 0;
+			*err = "answer too long";
+			return -1;
+		}
 		size_t hl = (size_t)(end - d) + 4;
 		char head[WS_ANSWER_MAX + 1];
 		memcpy(head, d, hl);
@@ -207,13 +216,12 @@ wsc_feed(struct wsc *w, const unsigned char *p, size_t n, wsc_frame_fn fn, void 
 		if (answer_ok(w, head, err) < 0)
 			return -1;
 		w->open = 1;
-		buf_consume(&w->in, hl);
-		/* Frames right behind the answer came in the same read and are in the
-		 * buffer: parse them there. All of p is in the buffer. */
-		if ((used = frames(w, buf_data(&w->in), w->in.len, fn, ctx, err)) < 0)
-			return -1;
-		buf_consume(&w->in, (size_t)used);
-		return 0;
+		/* The answer ends in what this call took (it was not whole before): the bytes
+		 * behind it are frames, parsed from p below like any others. */
+		size_t behind = w->in.len - hl;
+		buf_reset(&w->in);
+		p += take - behind;
+		n -= take - behind;
 	}
 	/* A frame split across reads: complete it from p, byte counts from its header. */
 	while (w->in.len && n) {

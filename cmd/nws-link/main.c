@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <libwebsockets.h>
 
@@ -42,6 +41,8 @@ static const char usage[] =
     "Exits 0 at the end of stdin or on SIGINT/SIGTERM, after closing every link.\n";
 
 static volatile sig_atomic_t stop;
+static int late;   /* the stop deadline passed */
+static lws_sorted_usec_list_t late_sul;
 static struct lws_context *cx;
 static struct mesh *mesh;
 static struct loop_pipe *in_pipe, *out_pipe;
@@ -80,13 +81,28 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 	return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
+/* Also from callbacks: one may run from a timer, after which lws_service would poll on
+ * with nothing due. */
+static void
+stop_loop(void)
+{
+	stop = 1;
+	if (cx)
+		lws_cancel_service(cx);
+}
+
 static void
 on_signal(int sig)
 {
 	(void)sig;
-	stop = 1;
-	if (cx)
-		lws_cancel_service(cx);
+	stop_loop();
+}
+
+static void
+on_late(lws_sorted_usec_list_t *sul)
+{
+	(void)sul;
+	late = 1;
 }
 
 static void
@@ -109,7 +125,7 @@ on_input_closed(void *ctx, struct loop_pipe *p)
 	(void)ctx;
 	(void)p;
 	in_pipe = NULL;
-	stop = 1;
+	stop_loop();
 }
 
 static void
@@ -119,7 +135,7 @@ on_output_closed(void *ctx, struct loop_pipe *p)
 	(void)p;
 	out_pipe = NULL;
 	mesh_set_output(mesh, NULL);
-	stop = 1;
+	stop_loop();
 }
 
 static void
@@ -183,15 +199,6 @@ count_arg(const struct opts *o, const char *arg, const char *what)
 		opts_usage(o, msg);
 	}
 	return (size_t)v;
-}
-
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int
@@ -300,17 +307,20 @@ main(int argc, char **argv)
 		if (lws_service(cx, 0) < 0)
 			break;
 
-	/* Clean stop: close frames to every link, flush stdout, then go. */
+	/* Clean stop: close frames to every link, flush stdout, then go. The last link and
+	 * the last pipe wake lws_service when they go; the deadline is a timer so that it
+	 * wakes it too. Every timer is cancelled before the context is destroyed. */
 	mesh_stop(mesh);
-	long long deadline = now_ms() + STOP_DEADLINE_MS;
-	while (!mesh_idle(mesh) && now_ms() < deadline)
+	lws_sul_schedule(cx, 0, &late_sul, on_late, STOP_DEADLINE_MS * LWS_US_PER_MS);
+	while (!mesh_idle(mesh) && !late)
 		lws_service(cx, 0);
 	if (in_pipe)
 		loop_pipe_close(in_pipe);
 	if (out_pipe)
 		loop_pipe_close(out_pipe);
-	while (loop_pipes_open() && now_ms() < deadline)
+	while (loop_pipes_open() && !late)
 		lws_service(cx, 0);
+	lws_sul_cancel(&late_sul);
 	lws_context_destroy(cx);
 	mesh_free(mesh);
 	opts_free(&o);

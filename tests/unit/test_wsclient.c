@@ -166,6 +166,58 @@ test_refusals(void **state)
 	    "Sec-WebSocket-Protocol: nws-link.1\r\n\r\n", NULL, 0);
 }
 
+static int
+count_frame(void *ctx, int op, int fin, const unsigned char *p, size_t n)
+{
+	size_t *total = ctx;
+
+	(void)op;
+	(void)fin;
+	(void)p;
+	*total += n;
+	return 0;
+}
+
+/* Frames that come in the answer's read are no part of it: however long they are, the
+ * 8 KiB bound is the answer's alone (the whole read was refused as "answer too long"). */
+static void
+test_answer_bound_is_the_answers_alone(void **state)
+{
+	static unsigned char big[20000];
+	struct buf b;
+	struct wsc w;
+	size_t total = 0;
+	const char *err = NULL;
+
+	(void)state;
+	buf_init(&b, 0);
+	assert_int_equal(buf_append_str(&b, ANSWER), 0);
+	assert_int_equal(ws_frame_append(&b, WS_OP_BINARY, big, sizeof big, NULL), 0);
+	open_client(&w);
+	assert_int_equal(wsc_feed(&w, buf_data(&b), b.len, count_frame, &total, &err), 0);
+	assert_int_equal(total, sizeof big);
+	wsc_free(&w);
+	buf_free(&b);
+
+	/* An answer that is itself too long is still refused, whole or in pieces. */
+	buf_init(&b, 0);
+	assert_int_equal(buf_append_str(&b, "HTTP/1.1 101 Switching Protocols\r\nX: "), 0);
+	memset(big, 'x', sizeof big);
+	assert_int_equal(buf_append(&b, big, 9000), 0);
+	assert_int_equal(buf_append_str(&b, "\r\n\r\n"), 0);
+	for (size_t piece = 1000; piece <= b.len; piece += b.len - 1000) {
+		open_client(&w);
+		int rc = 0;
+		for (size_t off = 0; off < b.len && rc == 0; off += piece)
+			rc = wsc_feed(&w, buf_data(&b) + off, off + piece < b.len ? piece :
+			    b.len - off, count_frame, &total, &err);
+		assert_int_equal(rc, -1);
+		assert_string_equal(err, "answer too long");
+		wsc_free(&w);
+	}
+	buf_free(&b);
+}
+
 static void
 test_frame_build(void **state)
 {
@@ -192,6 +244,7 @@ main(void)
 		cmocka_unit_test(test_whole),
 		cmocka_unit_test(test_split_everywhere),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_answer_bound_is_the_answers_alone),
 		cmocka_unit_test(test_frame_build),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

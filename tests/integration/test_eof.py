@@ -1,0 +1,289 @@
+"""Every tool at the end of its input, in every state it can be in then (nws-proxy, which
+reads no input: at SIGTERM): it exits 0 within EXIT_SECS, with no sanitizer report on
+stderr (issue 9; under make check-asan the tools are the sanitizer build).
+
+States: no channel; deriving (Argon2id still running on the worker); listening or
+advertised (keys derived, nothing linked); linked to a peer on another test host. The
+states that need avahi or links run on test hosts; the others on loopback."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from hosts import wait_for
+from linknode import LinkNode, link_pair
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_proxy import Agent, start_proxy  # noqa: E402
+
+EXIT_SECS = 2
+SANITIZER = ("Sanitizer", "runtime error:")
+# Argon2id runs one channel at a time: with this many queued, a tool whose input ends at
+# once is still deriving then.
+MANY = 4
+
+
+class Proc:
+    """A tool with its stdin a pipe, its JSON-lines stdout and its stderr collected."""
+
+    def __init__(self, argv, host=None):
+        kw = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.proc = host.popen(argv, **kw) if host else subprocess.Popen(argv, **kw)
+        self.out, self.err = [], []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._pump, args=(f, into), daemon=True)
+                        for f, into in ((self.proc.stdout, self.out),
+                                        (self.proc.stderr, self.err))]
+        for t in self.threads:
+            t.start()
+
+    def _pump(self, f, into):
+        for line in f:
+            with self.lock:
+                into.append(line.decode(errors="replace").rstrip("\n"))
+
+    def frames(self, action=None):
+        with self.lock:
+            lines = list(self.out)
+        fs = [json.loads(s) for s in lines if s.startswith("{")]
+        return [f for f in fs if action is None or f.get("action") == action]
+
+    def stderr(self):
+        with self.lock:
+            return "\n".join(self.err)
+
+    def send(self, **frame):
+        self.proc.stdin.write(json.dumps(frame).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def wait_frame(self, action, timeout=20, **match):
+        def find():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"exited {self.proc.returncode} before {action}: "
+                                     f"{self.stderr()}")
+            return [f for f in self.frames(action)
+                    if all(f.get(k) == v for k, v in match.items())]
+        return wait_for(find, timeout, f"{action} {match}")[0]
+
+    def close_stdin(self):
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+
+
+def ends_clean(proc, stderr, what):
+    """proc exits 0 within EXIT_SECS of what just happened, and stderr() has no report."""
+    try:
+        rc = proc.wait(EXIT_SECS)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"still running {EXIT_SECS} s after {what}:\n{stderr()}")
+    err = stderr()
+    assert rc == 0, f"exited {rc} after {what}:\n{err}"
+    assert not any(s in err for s in SANITIZER), err
+
+
+def at_eof(p):
+    def stderr():
+        for t in p.threads:
+            t.join(5)
+        return p.stderr()
+    p.close_stdin()
+    ends_clean(p.proc, stderr, "the end of its input")
+
+
+def node_at_eof(node):
+    node.close_stdin()
+    ends_clean(node.proc, lambda: (node._threads[0].join(5), "\n".join(node.errors()))[1],
+               "the end of its input")
+
+
+# ---------------------------------------------------------------- nws-link
+
+def test_link_no_channel(nws_bin):
+    node = LinkNode(nws_bin("nws-link"), [])
+    node_at_eof(node)
+
+
+def test_link_deriving_with_found_peers(nws_bin):
+    """`cat peers.jsonl | nws-link chat`: found frames, then the end, while deriving."""
+    chans = [f"eof-derive-{i}" for i in range(MANY)]
+    node = LinkNode(nws_bin("nws-link"), chans)
+    for ch in chans:
+        node.send(action="found", channel=ch, address="127.0.0.1", port=9, path="0" * 32,
+                  instance="00" * 8, host="peer", interface="lo")
+    assert len(node.of("listening")) < MANY
+    node_at_eof(node)
+
+
+def test_link_open_frame_then_end(nws_bin):
+    """`echo '{"action":"open","channel":"x"}' | nws-link`"""
+    node = LinkNode(nws_bin("nws-link"), [])
+    node.send(action="open", channel="eof-open")
+    node_at_eof(node)
+
+
+def test_link_listening(nws_bin):
+    node = LinkNode(nws_bin("nws-link"), ["eof-listen"])
+    node.listening("eof-listen")
+    node_at_eof(node)
+
+
+def test_link_linked(hosts, nws_bin):
+    ch = "eof-linked"
+    ha, hb = hosts(2, avahi=False)
+    a, b = (LinkNode(nws_bin("nws-link"), [ch], host=h) for h in (ha, hb))
+    a.send(action="connect", channel=ch, target="a1")
+    link_pair(a, b, ch)
+    a.wait_action("linked")
+    b.wait_action("connect", target="a1")
+    node_at_eof(a)
+    # The link was closed, not dropped: b reports a's peer gone.
+    b.wait_action("disconnect", target="a1")
+    b.wait_action("unlinked")
+    node_at_eof(b)
+
+
+# ---------------------------------------------------------------- nws-browse
+
+@pytest.fixture(scope="module")
+def net(module_hosts):
+    return module_hosts(2)
+
+
+def test_browse_no_channel(net, nws_bin):
+    at_eof(Proc([nws_bin("nws-browse")], host=net[0]))
+
+
+def test_browse_deriving(net, nws_bin):
+    p = Proc([nws_bin("nws-browse")], host=net[0])
+    for i in range(MANY):
+        p.send(action="open", channel=f"eof-browse-derive-{i}")
+    at_eof(p)
+
+
+def test_browse_found(net, nws_bin):
+    ch = "eof-browse-found"
+    adv = Proc([nws_bin("nws-advertise"), "-p", "4000", ch], host=net[1])
+    adv.wait_frame("advertised")
+    p = Proc([nws_bin("nws-browse")], host=net[0])
+    p.send(action="open", channel=ch)
+    p.wait_frame("found", channel=ch)
+    at_eof(p)
+    adv.proc.send_signal(signal.SIGTERM)
+    ends_clean(adv.proc, adv.stderr, "SIGTERM")
+
+
+# ---------------------------------------------------------------- nws-advertise
+
+def test_advertise_no_channel(net, nws_bin):
+    at_eof(Proc([nws_bin("nws-advertise")], host=net[0]))
+
+
+def test_advertise_deriving(net, nws_bin):
+    p = Proc([nws_bin("nws-advertise")], host=net[0])
+    for i in range(MANY):
+        p.send(action="listening", channel=f"eof-adv-derive-{i}", port=4000 + i)
+    at_eof(p)
+
+
+def test_advertise_advertised(net, nws_bin):
+    ch = "eof-adv-published"
+    p = Proc([nws_bin("nws-advertise")], host=net[0])
+    p.send(action="listening", channel=ch, port=4000)
+    p.wait_frame("advertised", channel=ch)
+    at_eof(p)
+
+
+# ---------------------------------------------------------------- nws-pipe -1
+
+@pytest.fixture
+def pipe_bin(nws_bin):
+    for tool in ("nws-browse", "nws-link", "nws-advertise"):
+        nws_bin(tool)
+    return nws_bin("nws-pipe")
+
+
+def test_pipe_once_deriving(net, pipe_bin):
+    p = Proc([pipe_bin, "-1", "eof-pipe-derive"], host=net[0])
+    at_eof(p)
+
+
+def test_pipe_once_listening(net, pipe_bin, nws_bin):
+    """Keys derived and advertised (another host's nws-browse -t finds it), no peer."""
+    ch = "eof-pipe-listen"
+    p = Proc([pipe_bin, "-1", ch], host=net[0])
+    wait_for(lambda: net[1].run([nws_bin("nws-browse"), "-t", ch], timeout=20).returncode
+             == 0, 30, "the pipe's advertisement")
+    at_eof(p)
+
+
+def test_pipe_once_linked(net, pipe_bin):
+    ch = "eof-pipe-linked"
+    b = Proc([pipe_bin, "--json", ch], host=net[1])
+    a = Proc([pipe_bin, "--json", "-1", ch], host=net[0])
+    a.wait_frame("connect")
+    a.send(action="broadcast", data="last words")
+    at_eof(a)
+    b.wait_frame("broadcast", data="last words")
+    b.wait_frame("disconnect")
+    b.close_stdin()
+    b.proc.send_signal(signal.SIGTERM)
+    ends_clean(b.proc, b.stderr, "SIGTERM")
+
+
+# ---------------------------------------------------------------- nws-proxy (SIGTERM)
+
+def proxy(host, nws_bin):
+    """nws-proxy in host, its stderr (host.dir/proxy.err) this test's alone."""
+    try:
+        os.unlink(os.path.join(host.dir, "proxy.err"))
+    except FileNotFoundError:
+        pass
+    return start_proxy(host, nws_bin("nws-proxy"))
+
+
+def proxy_at_sigterm(host, proc):
+    proc.send_signal(signal.SIGTERM)
+
+    def err():
+        with open(os.path.join(host.dir, "proxy.err"), errors="replace") as f:
+            return f.read()
+    ends_clean(proc, err, "SIGTERM")
+
+
+def test_proxy_no_client(net, nws_bin):
+    proxy_at_sigterm(net[0], proxy(net[0], nws_bin))
+
+
+def test_proxy_client_deriving(net, nws_bin):
+    proc = proxy(net[0], nws_bin)
+    agents = [Agent(net[0], f"ws://localhost:9009/eof-proxy-derive-{i}")
+              for i in range(MANY)]
+    proxy_at_sigterm(net[0], proc)
+    for a in agents:
+        assert a.until(lambda m: "closed" in m)["closed"] == 1001
+
+
+def test_proxy_linked(net, nws_bin):
+    ch = "eof-proxy-linked"
+    procs = [proxy(h, nws_bin) for h in net]
+    agents = [Agent(h, f"ws://localhost:9009/{ch}") for h in net]
+    ids = [a.status() for a in agents]
+    agents[0].until(lambda m: m.get("action") == "connect" and m["target"] == ids[1],
+                    timeout=30)
+    proxy_at_sigterm(net[0], procs[0])
+    m = agents[1].until(lambda m: m.get("action") == "disconnect")
+    assert m["target"] == ids[0]
+    proxy_at_sigterm(net[1], procs[1])
+    deadline = time.monotonic() + 5
+    for a in agents:
+        a.proc.stdin.close()
+        a.proc.wait(max(0.1, deadline - time.monotonic()))

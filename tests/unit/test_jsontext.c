@@ -1,0 +1,139 @@
+/* jsontext: what jsontext_check accepts and refuses, and that a refusal names the byte at
+ * fault (string errors once reported a pointer difference from NULL), the span of a
+ * top-level key, and compaction. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "jsontext.h"
+
+static int
+check(const char *s, char *why, size_t whylen)
+{
+	return jsontext_check(s, strlen(s), 0, why, whylen);
+}
+
+/* The reason jsontext_check gives for s, which must be refused. */
+static const char *
+reason(const char *s)
+{
+	static char why[128];
+
+	why[0] = '\0';
+	assert_int_equal(check(s, why, sizeof why), -1);
+	return why;
+}
+
+static void
+test_accepts(void **state)
+{
+	static const char *ok[] = {
+		"{}", " { } ", "{\"a\":1}", "{\"a\":[1,2.5e-3,-0,true,false,null,{}]}",
+		"{\"s\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\"}",
+		"{\"u\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"}",
+	};
+	char why[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
+		assert_int_equal(check(ok[i], why, sizeof why), 0);
+	assert_int_equal(jsontext_check("[1]", 3, 1, why, sizeof why), 0);
+	assert_int_equal(jsontext_check("\"x\"", 3, 1, why, sizeof why), 0);
+	assert_int_equal(jsontext_check("[1]", 3, 0, why, sizeof why), -1);
+}
+
+/* Each refusal names its reason and the offset of the byte at fault. */
+static void
+test_string_errors_name_the_byte(void **state)
+{
+	(void)state;
+	/*                                  0123456789012345678 */
+	assert_string_equal(reason("{\"data\":\"ab\\udc00\"}"),
+	    "lone surrogate escape at byte 11");
+	assert_string_equal(reason("{\"data\":\"ab\\ud800x\"}"),
+	    "lone surrogate escape at byte 11");
+	assert_string_equal(reason("{\"data\":\"ab\\ud800\\u0041\"}"),
+	    "lone surrogate escape at byte 11");
+	assert_string_equal(reason("{\"data\":\"ab\\u0000\"}"), "NUL in a string at byte 11");
+	assert_string_equal(reason("{\"data\":\"ab\\x\"}"),
+	    "invalid escape in a string at byte 11");
+	assert_string_equal(reason("{\"data\":\"ab\\u12\"}"),
+	    "invalid escape in a string at byte 11");
+	assert_string_equal(reason("{\"data\":\"ab\ncd\"}"),
+	    "control character in a string at byte 11");
+	assert_string_equal(reason("{\"data\":\"ab\xc0\x80\"}"), "invalid UTF-8 at byte 11");
+	assert_string_equal(reason("{\"data\":\"abc"), "unterminated string at byte 12");
+	assert_string_equal(reason("{\"data\":\"ab\\"), "unterminated string at byte 11");
+	/* The same in a key. */
+	assert_string_equal(reason("{\"k\\udc00\":1}"), "lone surrogate escape at byte 3");
+	assert_string_equal(reason("{\"key"), "unterminated string at byte 5");
+	/* A NUL byte in a string, counted by length, not by strlen. */
+	char why[64];
+	assert_int_equal(jsontext_check("{\"a\":\"\0\"}", 9, 0, why, sizeof why), -1);
+	assert_string_equal(why, "NUL in a string at byte 6");
+}
+
+static void
+test_structure_errors(void **state)
+{
+	(void)state;
+	assert_string_equal(reason("[]"), "not a JSON object at byte 0");
+	assert_string_equal(reason("{\"a\":1"), "truncated JSON at byte 6");
+	assert_string_equal(reason("{\"a\" 1}"), "expected ':' at byte 6");
+	assert_string_equal(reason("{1:1}"), "expected a string key at byte 1");
+	assert_string_equal(reason("{\"a\":tru}"), "invalid JSON value at byte 5");
+	assert_string_equal(reason("{\"a\":1} x"), "text after the JSON value at byte 8");
+	assert_string_equal(reason("{\"a\":[1 2]}"),
+	    "expected ',' or a closing bracket at byte 8");
+
+	char deep[2 * JSONTEXT_MAX_DEPTH + 16], why[64];
+	size_t n = 0;
+	deep[n++] = '{';
+	deep[n++] = '"';
+	deep[n++] = 'a';
+	deep[n++] = '"';
+	deep[n++] = ':';
+	for (int i = 0; i < JSONTEXT_MAX_DEPTH; i++)
+		deep[n++] = '[';
+	assert_int_equal(jsontext_check(deep, n, 0, why, sizeof why), -1);
+	assert_non_null(strstr(why, "nested too deep"));
+}
+
+static void
+test_span_and_compact(void **state)
+{
+	const char *s = " { \"action\" : \"broadcast\" , \"data\" : { \"x\" : [1, \"}\"] } } ";
+	const unsigned char *v;
+	size_t vn;
+	unsigned char out[128];
+
+	(void)state;
+	assert_int_equal(jsontext_span(s, strlen(s), "data", &v, &vn), 0);
+	assert_int_equal(vn, strlen("{ \"x\" : [1, \"}\"] }"));
+	assert_memory_equal(v, "{ \"x\" : [1, \"}\"] }", vn);
+	assert_int_equal(jsontext_span(s, strlen(s), "action", &v, &vn), 0);
+	assert_memory_equal(v, "\"broadcast\"", vn);
+	assert_int_equal(jsontext_span(s, strlen(s), "none", &v, &vn), -1);
+	assert_int_equal(jsontext_span("{\"a\":", 5, "a", &v, &vn), -1);
+
+	size_t n = jsontext_compact(out, s, strlen(s));
+	assert_int_equal(n, strlen("{\"action\":\"broadcast\",\"data\":{\"x\":[1,\"}\"]}}"));
+	assert_memory_equal(out, "{\"action\":\"broadcast\",\"data\":{\"x\":[1,\"}\"]}}", n);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_accepts),
+		cmocka_unit_test(test_string_errors_name_the_byte),
+		cmocka_unit_test(test_structure_errors),
+		cmocka_unit_test(test_span_and_compact),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
