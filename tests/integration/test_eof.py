@@ -211,8 +211,16 @@ def pipe_bin(nws_bin):
     return nws_bin("nws-pipe")
 
 
+def sent_line(p):
+    """A pipe that sent nothing is a receiver, which -1 keeps until a sender's end: this
+    one sends a line, so -1 makes it exit at the end of its input."""
+    p.proc.stdin.write(b"last words\n")
+    p.proc.stdin.flush()
+    return p
+
+
 def test_pipe_once_deriving(net, pipe_bin):
-    p = Proc([pipe_bin, "-1", "eof-pipe-derive"], host=net[0])
+    p = sent_line(Proc([pipe_bin, "-1", "eof-pipe-derive"], host=net[0]))
     at_eof(p)
 
 
@@ -222,7 +230,7 @@ def test_pipe_once_listening(net, pipe_bin, nws_bin):
     p = Proc([pipe_bin, "-1", ch], host=net[0])
     wait_for(lambda: net[1].run([nws_bin("nws-browse"), "-t", ch], timeout=20).returncode
              == 0, 30, "the pipe's advertisement")
-    at_eof(p)
+    at_eof(sent_line(p))
 
 
 def test_pipe_once_linked(net, pipe_bin):
