@@ -392,3 +392,60 @@ jsontext_span(const void *buf, size_t n, const char *key, const unsigned char **
 			return -1;
 	}
 }
+
+/* p is just past the opening quote: just past the closing one if the string has no
+ * escape or control character and is UTF-8, else NULL. */
+static const unsigned char *
+plain_string(const unsigned char *p, const unsigned char *e)
+{
+	while (p < e) {
+		if (*p == '"')
+			return p + 1;
+		if (*p < 0x20 || *p == '\\')
+			return NULL;
+		if (*p < 0x80) {
+			p++;
+			continue;
+		}
+		size_t k = utf8_seq(p, (size_t)(e - p));
+		if (!k)
+			return NULL;
+		p += k;
+	}
+	return NULL;
+}
+
+int
+jsontext_plain_members(const void *buf, size_t n, struct jsontext_member *m, size_t max)
+{
+	const unsigned char *p = buf, *e = p + n, *s[2];
+	size_t len[2], count = 0;
+
+	p = skip_ws(p, e);
+	if (p == e || *p++ != '{')
+		return -1;
+	for (;;) {
+		for (int i = 0; i < 2; i++) {
+			p = skip_ws(p, e);
+			if (p == e || *p != '"')
+				return -1;
+			s[i] = p + 1;
+			if (!(p = plain_string(s[i], e)))
+				return -1;
+			len[i] = (size_t)(p - 1 - s[i]);
+			p = skip_ws(p, e);
+			if (i == 0 && (p == e || *p++ != ':'))
+				return -1;
+		}
+		if (count == max)
+			return -1;
+		m[count++] = (struct jsontext_member){ s[0], s[1], len[0], len[1] };
+		if (p == e)
+			return -1;
+		if (*p == '}')
+			break;
+		if (*p++ != ',')
+			return -1;
+	}
+	return skip_ws(p + 1, e) == e ? (int)count : -1;
+}
