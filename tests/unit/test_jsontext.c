@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,6 +92,42 @@ test_prefixes_and_flips(void **state)
 	free(copy);
 }
 
+/* Long runs are scanned eight bytes at a time: whatever stops a byte-wise scan stops it
+ * at every offset of such a run too. */
+static void
+test_long_runs(void **state)
+{
+	struct jsontext_member m[3];
+	static const char *const bad[] = { "\\", "\x01", "\x1f", "\xff", "\xc3", "\xed\xa0\x80" };
+	char text[64], obj[96];
+	(void)state;
+
+	for (size_t at = 0; at < 40; at++) {
+		for (size_t b = 0; b < sizeof bad / sizeof *bad; b++) {
+			memset(text, 'a', 40);
+			memcpy(text + at, bad[b], strlen(bad[b]));
+			text[40] = '\0';
+			snprintf(obj, sizeof obj, "{\"data\":\"%s\"}", text);
+			assert_int_equal(members(obj, m, 3), -1);
+			if (bad[b][0] != '\\' && (unsigned char)bad[b][0] >= 0x80)
+				assert_false(jsontext_utf8((unsigned char *)text, 40));
+		}
+		memset(text, 'a', 41);
+		memcpy(text + at, "\xc3\xa9", 2);
+		text[41] = '\0';
+		assert_true(jsontext_utf8((unsigned char *)text, 41));
+		snprintf(obj, sizeof obj, "{\"data\":\"%s\"}", text);
+		assert_int_equal(members(obj, m, 3), 1);
+		assert_int_equal(m[0].vlen, 41);
+		/* A quote inside the run ends the string there. */
+		memset(text, 'a', 40);
+		text[at] = '"';
+		text[40] = '\0';
+		snprintf(obj, sizeof obj, "{\"data\":\"%s\"}", text);
+		assert_int_equal(members(obj, m, 3), -1);
+	}
+}
+
 int
 main(void)
 {
@@ -98,6 +135,7 @@ main(void)
 		cmocka_unit_test(test_plain_objects),
 		cmocka_unit_test(test_everything_else_falls_back),
 		cmocka_unit_test(test_prefixes_and_flips),
+		cmocka_unit_test(test_long_runs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
