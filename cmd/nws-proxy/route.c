@@ -629,10 +629,14 @@ static void
 on_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t len)
 {
 	struct frame f, out;
-	char err[160];
+	char err[160], store[3 * (PEER_ID_MAX + 1) + KEYS_NAME_MAX + 1];
 
 	(void)ctx;
-	if (frame_decode(&f, fmt, raw, len, err, sizeof err) < 0) {
+	/* Most tail frames are remote broadcasts: viewed where they lie. Decoding them
+	 * (libcbor builds and counts every string, each field copied) was this proxy's
+	 * largest cost per message, and with 1 MiB broadcasts a fifth of its time. */
+	int viewed = fmt == FORMAT_CBOR && frame_view(&f, raw, len, store, sizeof store) == 0;
+	if (!viewed && frame_decode(&f, fmt, raw, len, err, sizeof err) < 0) {
 		if (log_once_per_burst("tail"))
 			log_error("skipping a frame from the pipeline: %s", err);
 		return;
@@ -704,7 +708,10 @@ on_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t len)
 		/* open/close passed through, found/lost, listening: the stages' business. */
 		break;
 	}
-	frame_free(&f);
+	if (!viewed)
+		frame_free(&f);
+	else
+		sodium_memzero(store, sizeof store);   /* it held the channel name */
 	reap_run();
 }
 
