@@ -35,8 +35,9 @@ DISCOVERY_SECS = 30    # bound for the two clients to see each other
 
 CLIENT = r'''
 import asyncio, ctypes, json, os, socket, sys, time, websockets
-url1, url2, ns2, n, warm, size, bound = sys.argv[1:8]
+url1, url2, ns2, n, warm, size, bound, piped = sys.argv[1:9]
 n, warm, size, bound = int(n), int(warm), int(size), float(bound)
+seen = set()
 
 def sock_in(ns, port):
     if ns:
@@ -54,6 +55,7 @@ async def ident(ws):
     peers = set()
     while True:
         m = json.loads(await ws.recv())
+        seen.add(m["action"])
         if m["action"] == "connect":
             peers.add(m["target"])
         elif m["action"] == "status":
@@ -72,8 +74,14 @@ async def main():
     for ws, peers, other in ((b, bpeers, ida), (a, apeers, idb)):
         while other not in peers:
             m = json.loads(await asyncio.wait_for(ws.recv(), end - time.monotonic()))
+            seen.add(m["action"])
             if m["action"] == "connect":
                 peers.add(m["target"])
+    # With a pipeline, its stages have the channel once it is advertised: until then
+    # (its key is derived, ~0.1 s or more) nothing would reach them.
+    while piped == "1" and "advertised" not in seen:
+        m = json.loads(await asyncio.wait_for(a.recv(), end - time.monotonic()))
+        seen.add(m["action"])
     payload = json.dumps({"action": "broadcast", "data": "x" * size})
     rt = []
     for i in range(warm + n):
@@ -101,16 +109,35 @@ def start_proxy(host, binary, port, extra=()):
     err = open(os.path.join(host.dir, f"proxy{port}.err"), "ab")
     p = host.popen([binary, "-p", str(port), *extra], stdin=subprocess.DEVNULL,
                    stdout=err, stderr=err)
+    # ip netns exec execs the proxy: p.pid is the proxy's, its stages are its children.
     probe = f"import socket; socket.create_connection(('127.0.0.1', {port}), 1)"
     hostlib.wait_for(lambda: host.run([sys.executable, "-c", probe]).returncode == 0, 10,
                      f"nws-proxy on {host.name}:{port}", interval=0.1)
     return p
 
 
-def run_once(h1, port1, h2, port2, channel):
-    """Round trips (us) of one run, or an error string."""
-    args = [f"ws://127.0.0.1:{port1}/{channel}", f"ws://127.0.0.1:{port2}/{channel}",
-            "" if h2 is h1 else h2.ns, str(N), str(WARMUP), str(SIZE), str(DISCOVERY_SECS)]
+def stage_wakeups(proxy_pid):
+    """Context switches so far of the stages of a proxy's pipeline (its children)."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) != proxy_pid:
+                    continue
+            with open(f"/proc/{pid}/status") as f:
+                total += sum(int(line.split()[1]) for line in f
+                             if "ctxt_switches" in line)
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def run_once(h1, port1, h2, port2, channel, piped):
+    """Round trips (us) of one run, or an error string. The first client asks for link
+    events, to see the channel advertised when the proxy runs a pipeline."""
+    args = [f"ws://127.0.0.1:{port1}/{channel}?events=link",
+            f"ws://127.0.0.1:{port2}/{channel}", "" if h2 is h1 else h2.ns, str(N),
+            str(WARMUP), str(SIZE), str(DISCOVERY_SECS), "1" if piped else "0"]
     try:
         r = h1.run([sys.executable, "-c", CLIENT, *args], timeout=RUN_SECS, text=True)
     except subprocess.TimeoutExpired:
@@ -132,14 +159,15 @@ def main():
     status = 0
     try:
         a, b = net.add(2)
-        scen = []
+        scen, watch = [], {}
         for k, (label, bindir) in enumerate(builds):
             proxy = os.path.join(bindir, "nws-proxy")
             p0 = 9009 + 10 * k
-            start_proxy(a, proxy, p0)
+            one = start_proxy(a, proxy, p0)
             start_proxy(a, proxy, p0 + 1, ["--local"])
             start_proxy(a, proxy, p0 + 2)
             start_proxy(b, proxy, p0)
+            watch[f"{label}: one proxy"] = one.pid
             scen += [(f"{label}: one proxy", a, p0, a, p0),
                      (f"{label}: one proxy --local", a, p0 + 1, a, p0 + 1),
                      (f"{label}: two proxies, one host", a, p0, a, p0 + 2),
@@ -151,14 +179,20 @@ def main():
         for run in range(REPEAT):
             for label, h1, p1, h2, p2 in scen:
                 # A fresh channel per run: no state left over from the run before.
-                rt = run_once(h1, p1, h2, p2, f"bench-rt-{run}-{abs(hash(label)) % 10**6}")
+                w0 = stage_wakeups(watch[label]) if label in watch else 0
+                rt = run_once(h1, p1, h2, p2, f"bench-rt-{run}-{abs(hash(label)) % 10**6}",
+                              "--local" not in label)
+                woke = ""
+                if label in watch and not isinstance(rt, str):
+                    per = (stage_wakeups(watch[label]) - w0) / (N + WARMUP)
+                    woke = f", pipeline stages woke {per:.2f} times per message"
                 if isinstance(rt, str):
                     print(f"  {label}: run {run + 1}: failed: {rt}", flush=True)
                     status = 1
                     continue
                 figs[label].append((pct(rt, 0.5), pct(rt, 0.99)))
                 print(f"  {label}: run {run + 1}: p50 {pct(rt, 0.5):.0f} us, "
-                      f"p99 {pct(rt, 0.99):.0f} us", flush=True)
+                      f"p99 {pct(rt, 0.99):.0f} us{woke}", flush=True)
         print(f"medians of {REPEAT} runs (load average now: {os.getloadavg()[0]:.2f}):")
         for label, f in figs.items():
             if f:
