@@ -442,10 +442,10 @@ route_join(struct client *c, const char *name)
 
 /* A broadcast or end goes into the pipeline only while the channel has a remote peer
  * (one whose connect came out of the tail): nws-link would hand it to no link anyway.
- * Measured (tests/bench/README): with the pipeline running, each broadcast otherwise
- * wakes nws-browse and nws-link, two wake-ups and ~50 µs of CPU on a 2-core machine
- * whose other core runs the clients, and a local round trip cost 1.3-2x what it costs
- * with --local, its p99 several ms. Opens, closes, connects and disconnects still go:
+ * Measured (tests/bench/README): otherwise each local broadcast woke the stages about
+ * twice (nws-browse, then nws-link), on a 2-core machine whose cores also run the
+ * clients, and the issue saw a local round trip at 2-3x its --local time. Now they wake
+ * only for their periodic ticks. Opens, closes, connects and disconnects still go:
  * they are what makes a remote peer appear. Its local receivers are queued first and
  * written at the end of this pass of the loop (server_flush), before the head, whose
  * write is due as the next pass begins. */
