@@ -816,6 +816,7 @@ struct dnssd_io {
 	struct stream_writer w;
 	size_t max_queue;
 	AvahiWatch *in_watch, *out_watch;
+	AvahiWatchEvent in_ev, out_ev;   /* what each watch is set to */
 	dnssd_frame_fn on_frame;
 	void (*on_eof)(void *ctx);
 	void *ctx;
@@ -838,9 +839,18 @@ io_update(struct dnssd_io *io)
 	const AvahiPoll *api = dnssd_poll(io->d);
 	size_t pending = stream_writer_pending(&io->w);
 
-	if (io->in_watch)
-		api->watch_update(io->in_watch, pending > io->max_queue / 2 ? 0 : AVAHI_WATCH_IN);
-	api->watch_update(io->out_watch, pending ? AVAHI_WATCH_OUT : 0);
+	AvahiWatchEvent in = pending > io->max_queue / 2 ? 0 : AVAHI_WATCH_IN;
+	AvahiWatchEvent out = pending ? AVAHI_WATCH_OUT : 0;
+
+	/* Only changes: AvahiSimplePoll wakes its own poll (a write to its wake-up pipe, a
+	 * read and one more turn) at each update, which was three syscalls per frame
+	 * passed on, in each pass-through stage. */
+	if (io->in_watch && in != io->in_ev)
+		api->watch_update(io->in_watch, in);
+	if (out != io->out_ev)
+		api->watch_update(io->out_watch, out);
+	io->in_ev = in;
+	io->out_ev = out;
 }
 
 static void
@@ -915,8 +925,8 @@ dnssd_io_new(struct dnssd *d, int in, int out, enum frame_format out_fmt, size_t
 	stream_writer_init(&io->w, out, out_fmt, io->max_queue);
 	nonblock_if_pipe(in);
 	nonblock_if_pipe(out);
-	io->in_watch = api->watch_new(api, in, AVAHI_WATCH_IN, io_in_cb, io);
-	io->out_watch = api->watch_new(api, out, 0, io_out_cb, io);
+	io->in_watch = api->watch_new(api, in, io->in_ev = AVAHI_WATCH_IN, io_in_cb, io);
+	io->out_watch = api->watch_new(api, out, io->out_ev = 0, io_out_cb, io);
 	if (!io->in_watch || !io->out_watch) {
 		dnssd_io_close(io);
 		return NULL;

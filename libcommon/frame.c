@@ -1158,3 +1158,79 @@ frame_peek_action(enum frame_format fmt, const void *buf, size_t len)
 		return cb_peek(buf, len);
 	return ACTION_UNKNOWN;
 }
+
+/* ---- Views ---- */
+
+/* The head's argument is in its shortest form, as nws writes every head. */
+static int
+cb_minimal(int ai, uint64_t arg)
+{
+	static const uint64_t least[4] = { 24, 256, 65536, (uint64_t)1 << 32 };
+	return ai < 24 || (ai <= 27 && arg >= least[ai - 24]);
+}
+
+/* One definite, minimal string head at p[*pos]: major 2 or 3 as allowed by bytes, its
+ * contents in *v, *vn, and *pos past it; the major type, or -1. */
+static int
+cb_view_str(const unsigned char *p, size_t len, size_t *pos, int bytes,
+    const unsigned char **v, size_t *vn)
+{
+	int major, ai;
+	uint64_t arg;
+	size_t hl;
+
+	if (cb_head(p + *pos, len - *pos, &major, &ai, &arg, &hl) != 1 || ai == 31 ||
+	    !cb_minimal(ai, arg) || (major != 3 && !(bytes && major == 2)) ||
+	    arg > len - *pos - hl)
+		return -1;
+	*v = p + *pos + hl;
+	*vn = (size_t)arg;
+	*pos += hl + (size_t)arg;
+	if (major == 3 && (memchr(*v, 0, *vn) || !jsontext_utf8(*v, *vn)))
+		return -1;
+	return major;
+}
+
+int
+frame_view(struct frame *f, const void *buf, size_t len, char *store, size_t storelen)
+{
+	const unsigned char *p = buf, *ks, *vs;
+	size_t pos, kn, vn, used = 0;
+	uint64_t pairs, seen = 0;
+	int major, ai;
+
+	frame_init(f);
+	if (cb_head(p, len, &major, &ai, &pairs, &pos) != 1 || major != 5 || ai == 31 ||
+	    !cb_minimal(ai, pairs))
+		return -1;
+	for (uint64_t i = 0; i < pairs; i++) {
+		if (cb_view_str(p, len, &pos, 0, &ks, &kn) < 0)
+			goto other;
+		const struct key *k = key_find((const char *)ks, kn);
+		if (!k || k->kind == K_INT || k->kind == K_KEY || seen & 1u << (k - keys))
+			goto other;
+		seen |= 1u << (k - keys);
+		if ((major = cb_view_str(p, len, &pos, k->kind == K_DATA, &vs, &vn)) < 0)
+			goto other;
+		if (k->kind == K_DATA) {
+			f->data = (unsigned char *)vs;
+			f->data_len = vn;
+			f->data_kind = major == 3 ? DATA_TEXT : DATA_BYTES;
+		} else if (k->kind == K_ACTION) {
+			if ((f->action = action_lookup((const char *)vs, vn)) == ACTION_UNKNOWN)
+				goto other;
+		} else {
+			if (storelen - used < vn + 1)
+				goto other;
+			memcpy(store + used, vs, vn);
+			store[used + vn] = '\0';
+			*str_field(f, k) = store + used;
+			used += vn + 1;
+		}
+	}
+	if (pos == len && seen & 1)
+		return 0;
+other:
+	frame_init(f);
+	return -1;
+}

@@ -85,6 +85,14 @@ int frame_set_data(struct frame *f, enum frame_data kind, const void *p, size_t 
 int frame_decode(struct frame *f, enum frame_format fmt, const void *buf, size_t len,
     char *err, size_t errlen);
 
+/* Decodes a CBOR frame of the common form without allocating: a definite map of known
+ * text keys whose values are definite text strings (or bytes, for data), every head in
+ * its shortest form, an action nws knows, no key twice. Strings are copied, NUL-ended,
+ * into store[0..storelen); data points into buf. f is borrowed: valid while buf and store
+ * are, and never frame_free'd. -1 (f as after frame_init) for anything else, which
+ * frame_decode then decides on: errors read the same either way. */
+int frame_view(struct frame *f, const void *buf, size_t len, char *store, size_t storelen);
+
 /* Appends one encoded frame (JSON with its '\n') to out. -1 on out of memory or bound, or
  * when a text field or DATA_TEXT is not UTF-8 (or DATA_TEXT holds a NUL), there is no
  * action, or port is past 65535 (negative port/code: absent); out is then

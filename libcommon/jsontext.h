@@ -1,6 +1,7 @@
 /* jsontext: checks and walks JSON text in place, without allocating, for the paths that
  * must not pay for a full parse (stream framing, action peeking, keeping the exact text of
- * a "data" value). Decoding proper is jansson's job, in frame.c. */
+ * a "data" value, the common frames of nws-proxy's clients). Decoding proper is jansson's
+ * job, in frame.c. */
 #ifndef NWS_JSONTEXT_H
 #define NWS_JSONTEXT_H
 
@@ -23,5 +24,17 @@ size_t jsontext_compact(unsigned char *dst, const void *src, size_t n);
  * no backslash) of the object in p[0..n): 0 and *v, *vn set, or -1. Safe on any input. */
 int jsontext_span(const void *p, size_t n, const char *key, const unsigned char **v,
     size_t *vn);
+
+/* A top-level member of an object, as spans of p (strings without their quotes). */
+struct jsontext_member {
+	const unsigned char *key, *val;
+	size_t klen, vlen;
+};
+
+/* When p[0..n) is an object of at most max members whose keys and values are all plain
+ * strings (no escapes, UTF-8, no control characters), with optional whitespace: their
+ * number, m[] filled in order (duplicates included). Else -1: any other JSON, or not
+ * JSON. For the common frames of clients, which a full parse costs most on. */
+int jsontext_plain_members(const void *p, size_t n, struct jsontext_member *m, size_t max);
 
 #endif

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -113,11 +114,17 @@ listen_accept(struct lws *wsi)
 {
 	int lfd = lws_get_socket_fd(wsi);
 	struct lws_vhost *vh = lws_get_vhost(wsi);
+	int one = 1;
 
 	for (int i = 0; i < LISTEN_ACCEPT_BURST; i++) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return;   /* EAGAIN, or a connection that died before we took it */
+		/* lws sets options only on sockets it accepts or dials itself, so the accepting
+		 * end of a link had Nagle on: a frame written while the one before was still
+		 * unacknowledged (one-way traffic, whose ACKs the peer delays) waited for that
+		 * ACK, up to a delayed-ACK timeout. Each write is a whole burst already. */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		/* lws closes fd itself when it cannot adopt it. */
 		lws_adopt_socket_vhost(vh, fd);
 	}

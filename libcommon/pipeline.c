@@ -29,6 +29,10 @@
 #define STOP_WAIT_MS 2000
 #define TERM_WAIT_MS 1000
 #define BROKEN_GRACE_MS 200
+/* Each pipe between the stages holds this much: a 64 KiB pipe takes a 1 MiB broadcast in
+ * 16 pieces at each of the four hops, each piece a wake-up of both ends (and of the
+ * writer's loop for POLLOUT); small frames never fill even 64 KiB. */
+#define PIPE_SIZE (1 << 20)
 /* Remote peers remembered for synthesized disconnects; beyond this they are not tracked. */
 #define MAX_REMOTES 65536
 
@@ -347,9 +351,12 @@ spawn(struct pipeline *p)
 	int fds[NSTAGES + 1][2];
 	int made = 0;
 
-	for (; made <= NSTAGES; made++)
+	for (; made <= NSTAGES; made++) {
 		if (pipe2(fds[made], O_CLOEXEC) < 0)
 			goto fail;
+		/* Best effort (bounded by fs.pipe-max-size). */
+		fcntl(fds[made][1], F_SETPIPE_SZ, PIPE_SIZE);
+	}
 	p->gen++;
 	for (int i = 0; i < NSTAGES; i++) {
 		pid_t pid = fork();

@@ -45,9 +45,15 @@ on_done(void *ctx)
 	np_finished(ctx);
 }
 
+/* Our only local peer is us: data for a channel with no remote peer yet (none whose
+ * connect came out of the tail) would reach no link, so it does not wake the stages
+ * (nws-proxy's route.c does the same, see up_data there). */
 static int
 local_send(struct np *np, const struct frame *f)
 {
+	if (!np->npeers && (f->action == ACTION_BROADCAST || f->action == ACTION_MESSAGE ||
+	    f->action == ACTION_END))
+		return 0;
 	return pipeline_send(np->be_state, f);
 }
 

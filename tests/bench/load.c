@@ -40,8 +40,9 @@
 
 #define RX_CAP   (4u << 20)
 #define TX_BATCH 512                    /* messages per write when sending flat out */
+#define TX_BATCH_BYTES (1u << 20)       /* ... and at most this many bytes of them */
 #define MAX_N    20000000L
-#define MAX_SIZE 65536
+#define MAX_SIZE (1u << 20)             /* 1 MiB broadcasts (bench_e2e.py) */
 
 static const char *prog = "nws-load";
 
@@ -439,9 +440,11 @@ run_send(struct conn *c, const struct run *r)
 		}
 		if (!full) {
 			/* New messages only once the last batch is out: their times stay true. */
-			long k = due - sent;
-			if (k > TX_BATCH)
-				k = TX_BATCH;
+			long k = due - sent, most = (long)(TX_BATCH_BYTES / r->size);
+			if (most > TX_BATCH)
+				most = TX_BATCH;
+			if (k > (most > 0 ? most : 1))
+				k = most > 0 ? most : 1;
 			while (k-- > 0)
 				queue_message(c, r, sent++);
 			if ((full = tx_flush(c)) < 0) {

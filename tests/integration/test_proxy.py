@@ -701,6 +701,9 @@ def test_killing_nws_link_keeps_clients_and_peers_come_back(hosts, nws_bin):
         os.kill(link[0], signal.SIGKILL)
         # The remote peer goes and comes back; meanwhile the local client stays connected.
         m = ca.until(lambda m: m.get("action") == "connect" and m["target"] == idb, timeout=10)
+        # A proxy sends a broadcast to the remote peers it knows of: b waits to see a again.
+        for action in ("connect", "disconnect", "connect"):
+            cb.until(lambda m: m.get("action") == action and m["target"] == ida, timeout=10)
         cb.send({"action": "broadcast", "data": "after the restart"})
         m = ca.until(lambda m: m.get("action") == "broadcast")
         assert m == {"action": "broadcast", "source": idb, "data": "after the restart"}
@@ -733,6 +736,9 @@ def test_without_avahi_then_joins_the_network_when_it_starts(hosts, nws_bin):
         # Now A joins: the peer on B appears at both clients of A, and talks.
         for x in (x1, x2):
             x.until(lambda m: m.get("action") == "connect" and m["target"] == idy, timeout=30)
+        # A proxy sends a broadcast to the remote peers it knows of: y waits for both.
+        for idx in (id1, id2):
+            y.until(lambda m: m.get("action") == "connect" and m["target"] == idx, timeout=30)
         y.send({"action": "broadcast", "data": "welcome"})
         for x in (x1, x2):
             m = x.until(lambda m: m.get("action") == "broadcast")

@@ -315,6 +315,8 @@ def test_argon2id_runs_once_per_channel_per_host(hosts, nws_bin):
         # Linked and advertised with the one key the proxy derived and passed on.
         agents[0].until(lambda m: m.get("action") == "connect" and m["target"] == ids[1],
                         timeout=20)
+        agents[1].until(lambda m: m.get("action") == "connect" and m["target"] == ids[0],
+                        timeout=20)
         for a in agents:
             a.until(lambda m: m.get("action") == "advertised", timeout=20)
         agents[1].send({"action": "broadcast", "data": "one key"})
