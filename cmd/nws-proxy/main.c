@@ -7,7 +7,7 @@
 
 #include "log.h"
 #include "opts.h"
-#include "proxy.h"
+#include "route.h"
 
 static const char usage[] =
     "usage: nws-proxy [-v] [-p PORT] [--max-message SIZE] [--max-queue SIZE]\n"
@@ -143,10 +143,14 @@ main(int argc, char **argv)
 	cfg.pipe.max_queue = cfg.max_queue;
 	cfg.pipe.link_args = link_args[0] ? link_args : NULL;
 	cfg.pipe.advertise_args = nadv ? advertise_args : NULL;
-	if (server_start(&cfg) < 0)
+	struct route *route = route_new(&cfg, &server_conn_ops);
+	if (!route)
+		log_fatal(1, "out of memory");
+	if (server_start(&cfg, &route_ops, route) < 0)
 		return 1;
 	server_run();
 	server_free();
+	route_free(route);
 	opts_free(&o);
 	return 0;
 }

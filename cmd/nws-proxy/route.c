@@ -3,7 +3,7 @@
  * at the last. A client's broadcast goes to every other local client and, while the
  * channel has a remote peer, into the pipeline; remote events from the pipeline fan out to
  * the local clients of the channel. */
-#include "proxy.h"
+#include "route.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sodium.h>
 
+#include "buf.h"
 #include "jsontext.h"
 #include "keys.h"
 #include "log.h"
@@ -35,10 +36,20 @@ struct link {
 	char address[80];
 };
 
+/* One client in its channel; conn is the server's side of it. */
+struct peer {
+	void *conn;
+	struct channel *ch;          /* NULL once it left */
+	struct peer *prev, *next;    /* the peers of ch */
+	char id[PROXY_ID_LEN + 1];
+	struct proxy_client_info info;
+	unsigned dead : 1;           /* closed: told nothing more, leaves when the server says */
+};
+
 struct channel {
 	char *name;                  /* a key: wiped when the channel closes */
 	uint64_t origin;             /* of the client that opened it (see DERIVING_MAX) */
-	struct client *clients, *last;
+	struct peer *clients, *last;
 	struct peer_id *remotes;
 	size_t nremotes, capremotes;
 	struct link *links;
@@ -46,32 +57,35 @@ struct channel {
 	struct channel *next;
 };
 
-static const struct proxy_config *cfg;
-static struct channel *channels;
-static struct pipeline *pipe_;
-static struct client *reap;        /* closed clients still to leave their channel */
-static struct buf held;            /* frames for the head that did not fit: u32 len + CBOR */
-static struct buf enc_json, enc_cbor;
-static int paused, net_down, stopping;
-static void (*stop_done)(void);
+struct route {
+	const struct proxy_config *cfg;
+	const struct proxy_conn_ops *conn;
+	struct channel *channels;
+	struct pipeline *pipe;
+	struct buf held;             /* frames for the head that did not fit: u32 len + CBOR */
+	struct buf enc_json, enc_cbor;
+	int paused, net_down, stopping;
+	proxy_done_fn stop_done;
+	void *stop_ctx;
+};
 
 /* Channels and peers */
 
 static struct channel *
-channel_find(const char *name)
+channel_find(struct route *r, const char *name)
 {
 	if (!name)
 		return NULL;
-	for (struct channel *ch = channels; ch; ch = ch->next)
+	for (struct channel *ch = r->channels; ch; ch = ch->next)
 		if (!strcmp(ch->name, name))
 			return ch;
 	return NULL;
 }
 
 static void
-channel_free(struct channel *ch)
+channel_free(struct route *r, struct channel *ch)
 {
-	for (struct channel **pp = &channels; *pp; pp = &(*pp)->next)
+	for (struct channel **pp = &r->channels; *pp; pp = &(*pp)->next)
 		if (*pp == ch) {
 			*pp = ch->next;
 			break;
@@ -83,10 +97,10 @@ channel_free(struct channel *ch)
 	free(ch);
 }
 
-static struct client *
+static struct peer *
 local_find(struct channel *ch, const char *id)
 {
-	for (struct client *c = ch->clients; c; c = c->next)
+	for (struct peer *c = ch->clients; c; c = c->next)
 		if (!strcmp(c->id, id))
 			return c;
 	return NULL;
@@ -160,47 +174,73 @@ link_set(struct channel *ch, const char *node, const char *address, int up)
 	    address ? address : "");
 }
 
+/* To connections. A send that closed the connection (too slow) marks its peer dead, so
+ * the rest of a fan-out skips it; the server runs its leave after route returns. */
+
+static void
+peer_send(struct route *r, struct peer *p, int binary, const void *data, size_t n)
+{
+	if (!p->dead && r->conn->send(p->conn, binary, data, n) < 0)
+		p->dead = 1;
+}
+
+static void
+peer_send_frame(struct route *r, struct peer *p, const struct frame *f)
+{
+	if (!p->dead && r->conn->send_frame(p->conn, f) < 0)
+		p->dead = 1;
+}
+
+static void
+peer_close(struct route *r, struct peer *p, int code, const char *reason)
+{
+	if (p->dead)
+		return;
+	p->dead = 1;
+	r->conn->close(p->conn, code, reason);
+}
+
 /* The pipeline */
 
 static void
-rx_all(int on)
+rx_all(struct route *r, int on)
 {
-	paused = !on;
-	for (struct channel *ch = channels; ch; ch = ch->next)
-		for (struct client *c = ch->clients; c; c = c->next)
-			lws_rx_flow_control(c->wsi, on);
+	r->paused = !on;
+	for (struct channel *ch = r->channels; ch; ch = ch->next)
+		for (struct peer *c = ch->clients; c; c = c->next)
+			r->conn->pause(c->conn, !on);
 }
 
 /* Into the head, in order. When the head's queue passes half full, clients are not read
  * until it drains; a frame that did not fit at all is held, and frames after it queue
  * behind it, so the pipeline sees them in order. */
 static void
-up_send(const struct frame *f)
+up_send(struct route *r, const struct frame *f)
 {
-	if (!pipe_)
+	if (!r->pipe)
 		return;
-	if (!held.len) {
-		int rc = pipeline_send(pipe_, f);
+	if (!r->held.len) {
+		int rc = pipeline_send(r->pipe, f);
 		if (rc == 0)
 			return;
 		if (rc == 1) {
-			if (!paused)
-				rx_all(0);
+			if (!r->paused)
+				rx_all(r, 0);
 			return;
 		}
 	}
-	size_t at = held.len;
-	if (buf_reserve(&held, 4) < 0)
+	size_t at = r->held.len;
+	if (buf_reserve(&r->held, 4) < 0)
 		goto drop;
-	held.len += 4;
-	if (frame_encode(f, FORMAT_CBOR, &held) < 0) {
-		held.len = at;
+	r->held.len += 4;
+	if (frame_encode(f, FORMAT_CBOR, &r->held) < 0) {
+		r->held.len = at;
 		goto drop;
 	}
-	uint32_t n = (uint32_t)(held.len - at - 4);
-	memcpy(buf_data(&held) + at, &n, 4);
-	if (!paused)
-		rx_all(0);
+	uint32_t n = (uint32_t)(r->held.len - at - 4);
+	memcpy(buf_data(&r->held) + at, &n, 4);
+	if (!r->paused)
+		rx_all(r, 0);
 	return;
 drop:
 	if (log_once_per_burst("held"))
@@ -208,55 +248,56 @@ drop:
 }
 
 static void
-up_event(struct channel *ch, enum frame_action a, const char *target)
+up_event(struct route *r, struct channel *ch, enum frame_action a, const char *target)
 {
 	struct frame f;
 	frame_init(&f);
 	f.action = a;
 	f.channel = ch->name;
 	f.target = (char *)target;
-	up_send(&f);
+	up_send(r, &f);
 }
 
 static void
 on_drain(void *ctx)
 {
+	struct route *r = ctx;
 	int over = 0;
-	(void)ctx;
-	while (held.len && pipe_) {
+	while (r->held.len && r->pipe) {
 		uint32_t n;
-		memcpy(&n, buf_data(&held), 4);
-		int rc = pipeline_send_raw(pipe_, FORMAT_CBOR, buf_data(&held) + 4, n);
+		memcpy(&n, buf_data(&r->held), 4);
+		int rc = pipeline_send_raw(r->pipe, FORMAT_CBOR, buf_data(&r->held) + 4, n);
 		if (rc < 0)
 			return;
 		over |= rc == 1;
-		buf_consume(&held, 4 + n);
+		buf_consume(&r->held, 4 + n);
 	}
 	/* Over half full again: the next on_drain resumes reading. */
-	if (paused && !over)
-		rx_all(1);
+	if (r->paused && !over)
+		rx_all(r, 1);
 }
 
 /* To clients */
 
 static void
-tell(struct client *to, enum frame_action a, const char *source, const char *target)
+tell(struct route *r, struct peer *to, enum frame_action a, const char *source,
+    const char *target)
 {
 	struct frame f;
 	frame_init(&f);
 	f.action = a;
 	f.source = (char *)source;
 	f.target = (char *)target;
-	client_send_frame(to, &f);
+	peer_send_frame(r, to, &f);
 }
 
 static void
-tell_error(struct client *to, int code, const char *reason)
+tell_error(struct route *r, struct peer *to, int code, const char *reason)
 {
 	struct frame f;
 
 	frame_error(&f, code, reason);
-	client_send_frame(to, &f);
+	peer_send_frame(r, to, &f);
 }
 
 /* f (no channel) to every local client of ch but except, encoded once per format. A
@@ -264,43 +305,51 @@ tell_error(struct client *to, int code, const char *reason)
  * form, without its sender), or, if it asked with ?bytes=base64, as a JSON broadcast
  * with its source and the bytes in base64, as JSON clients receive bytes elsewhere. */
 static void
-fanout(struct channel *ch, struct client *except, const struct frame *f)
+fanout(struct route *r, struct channel *ch, struct peer *except, const struct frame *f)
 {
 	int json = 0, cbor = 0;
-	for (struct client *c = ch->clients; c; c = c->next) {
+	for (struct peer *c = ch->clients; c; c = c->next) {
 		if (c == except || c->dead)
 			continue;
-		if (c->cbor) {
+		if (c->info.cbor) {
 			if (!cbor) {
-				buf_reset(&enc_cbor);
-				cbor = frame_encode(f, FORMAT_CBOR, &enc_cbor) < 0 ? -1 : 1;
+				buf_reset(&r->enc_cbor);
+				cbor = frame_encode(f, FORMAT_CBOR, &r->enc_cbor) < 0 ? -1 : 1;
 			}
 			if (cbor > 0)
-				client_send(c, 1, buf_data(&enc_cbor), enc_cbor.len);
+				peer_send(r, c, 1, buf_data(&r->enc_cbor), r->enc_cbor.len);
 		} else if (f->action == ACTION_BROADCAST && f->data_kind == DATA_BYTES &&
-		    !c->bytes_base64) {
-			client_send(c, 1, f->data, f->data_len);
+		    !c->info.bytes_base64) {
+			peer_send(r, c, 1, f->data, f->data_len);
 		} else {
 			if (!json) {
-				buf_reset(&enc_json);
-				json = frame_encode(f, FORMAT_JSON, &enc_json) < 0 ? -1 : 1;
+				buf_reset(&r->enc_json);
+				json = frame_encode(f, FORMAT_JSON, &r->enc_json) < 0 ? -1 : 1;
 			}
 			if (json > 0)
-				client_send(c, 0, buf_data(&enc_json), enc_json.len - 1);
+				peer_send(r, c, 0, buf_data(&r->enc_json), r->enc_json.len - 1);
 		}
 	}
 }
 
+/* A connect or disconnect of peer id to every local client of ch. */
 static void
-tell_links(struct channel *ch, struct client *only, const struct frame *f)
+tell_all(struct route *r, struct channel *ch, enum frame_action a, const char *id)
 {
-	for (struct client *c = ch->clients; c; c = c->next)
-		if (c->link_events && (!only || c == only))
-			client_send_frame(c, f);
+	for (struct peer *c = ch->clients; c; c = c->next)
+		tell(r, c, a, c->id, id);
 }
 
 static void
-tell_link_state(struct client *c)
+tell_links(struct route *r, struct channel *ch, const struct frame *f)
+{
+	for (struct peer *c = ch->clients; c; c = c->next)
+		if (c->info.link_events)
+			peer_send_frame(r, c, f);
+}
+
+static void
+tell_link_state(struct route *r, struct peer *c)
 {
 	struct frame f;
 	for (size_t i = 0; i < c->ch->nlinks; i++) {
@@ -308,24 +357,19 @@ tell_link_state(struct client *c)
 		f.action = ACTION_LINKED;
 		f.node = c->ch->links[i].node;
 		f.address = c->ch->links[i].address;
-		client_send_frame(c, &f);
+		peer_send_frame(r, c, &f);
 	}
-	if (net_down)
-		tell_error(c, 69, "cannot reach avahi-daemon: only peers on this machine are "
+	if (r->net_down)
+		tell_error(r, c, 69, "cannot reach avahi-daemon: only peers on this machine are "
 		    "reachable until it runs");
 }
 
 /* Leaving */
 
+/* c leaves its channel (told to the others and the pipeline); c itself stays. */
 static void
-leave_one(struct client *c)
+peer_detach(struct route *r, struct peer *c)
 {
-	for (struct client **pp = &reap; *pp; pp = &(*pp)->reap_next)
-		if (*pp == c) {
-			*pp = c->reap_next;
-			break;
-		}
-	c->reaping = 0;
 	struct channel *ch = c->ch;
 	if (!ch)
 		return;
@@ -339,80 +383,84 @@ leave_one(struct client *c)
 		ch->last = c->prev;
 	c->prev = c->next = NULL;
 	c->ch = NULL;
-	up_event(ch, ACTION_DISCONNECT, c->id);
-	for (struct client *l = ch->clients; l; l = l->next)
-		tell(l, ACTION_DISCONNECT, l->id, c->id);
+	up_event(r, ch, ACTION_DISCONNECT, c->id);
+	tell_all(r, ch, ACTION_DISCONNECT, c->id);
 	if (!ch->clients) {
-		up_event(ch, ACTION_CLOSE, NULL);
-		channel_free(ch);
+		up_event(r, ch, ACTION_CLOSE, NULL);
+		channel_free(r, ch);
 	}
 }
 
 static void
-reap_run(void)
+route_leave(void *ctx, void *peer)
 {
-	while (reap)
-		leave_one(reap);
-}
-
-void
-route_dead(struct client *c)
-{
-	if (!c->ch || c->reaping)
-		return;
-	c->reaping = 1;
-	c->reap_next = reap;
-	reap = c;
-}
-
-void
-route_leave(struct client *c)
-{
-	leave_one(c);
-	reap_run();
+	peer_detach(ctx, peer);
+	free(peer);
 }
 
 /* Joining */
 
-/* 1 when opening one more channel for c would pass a cap on the keys being derived. */
+/* 1 when opening one more channel for a client of origin would pass a cap on the keys
+ * being derived. */
 static int
-deriving_full(const struct client *c)
+deriving_full(struct route *r, uint64_t origin)
 {
 	const char *names[DERIVING_MAX];
 	size_t total, mine = 0;
 
-	if (!pipe_ || !c->origin)
+	if (!r->pipe || !origin)
 		return 0;
-	if ((total = pipeline_deriving(pipe_, names, DERIVING_MAX)) >= DERIVING_MAX)
+	if ((total = pipeline_deriving(r->pipe, names, DERIVING_MAX)) >= DERIVING_MAX)
 		return 1;
 	for (size_t i = 0; i < total; i++) {
-		struct channel *ch = channel_find(names[i]);
-		mine += ch && ch->origin == c->origin;
+		struct channel *ch = channel_find(r, names[i]);
+		mine += ch && ch->origin == origin;
 	}
 	return mine >= DERIVING_MAX_ORIGIN;
 }
 
-void
-route_join(struct client *c, const char *name)
+/* The channel name for c, opened (in the pipeline too) if new; NULL when c was closed. */
+static struct channel *
+channel_open(struct route *r, struct peer *c, const char *name)
 {
-	struct channel *ch = channel_find(name);
-	if (!ch && deriving_full(c)) {
-		tell_error(c, 429, "too many channels are being opened at once; try again "
+	struct channel *ch = channel_find(r, name);
+	if (ch)
+		return ch;
+	if (deriving_full(r, c->info.origin)) {
+		tell_error(r, c, 429, "too many channels are being opened at once; try again "
 		    "in a moment");
-		client_close(c, 1013, "try again later");
-		return;
+		peer_close(r, c, 1013, "try again later");
+		return NULL;
 	}
-	if (!ch) {
-		if (!(ch = calloc(1, sizeof *ch)) || !(ch->name = strdup(name))) {
-			free(ch);
-			client_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
-			return;
-		}
-		ch->origin = c->origin;
-		ch->next = channels;
-		channels = ch;
-		up_event(ch, ACTION_OPEN, NULL);
-		log_debug("channel %s opened", name);
+	if (!(ch = calloc(1, sizeof *ch)) || !(ch->name = strdup(name))) {
+		free(ch);
+		peer_close(r, c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+		return NULL;
+	}
+	ch->origin = c->info.origin;
+	ch->next = r->channels;
+	r->channels = ch;
+	up_event(r, ch, ACTION_OPEN, NULL);
+	log_debug("channel %s opened", name);
+	return ch;
+}
+
+static void *
+route_join(void *ctx, void *conn, const char *name, const struct proxy_client_info *info)
+{
+	struct route *r = ctx;
+	struct peer *c = calloc(1, sizeof *c);
+	struct channel *ch;
+
+	if (!c) {
+		r->conn->close(conn, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+		return NULL;
+	}
+	c->conn = conn;
+	c->info = *info;
+	if (!(ch = channel_open(r, c, name))) {
+		free(c);
+		return NULL;
 	}
 	keys_random_hex(c->id, PROXY_ID_LEN / 2);
 	c->ch = ch;
@@ -422,20 +470,20 @@ route_join(struct client *c, const char *name)
 	else
 		ch->clients = c;
 	ch->last = c;
-	if (paused)
-		lws_rx_flow_control(c->wsi, 0);
-	up_event(ch, ACTION_CONNECT, c->id);
-	for (struct client *l = ch->clients; l; l = l->next) {
+	if (r->paused)
+		r->conn->pause(conn, 1);
+	up_event(r, ch, ACTION_CONNECT, c->id);
+	for (struct peer *l = ch->clients; l; l = l->next) {
 		if (l == c || l->dead)
 			continue;
-		tell(c, ACTION_CONNECT, c->id, l->id);
-		tell(l, ACTION_CONNECT, l->id, c->id);
+		tell(r, c, ACTION_CONNECT, c->id, l->id);
+		tell(r, l, ACTION_CONNECT, l->id, c->id);
 	}
 	for (size_t i = 0; i < ch->nremotes; i++)
-		tell(c, ACTION_CONNECT, c->id, ch->remotes[i].s);
-	if (c->link_events)
-		tell_link_state(c);
-	reap_run();
+		tell(r, c, ACTION_CONNECT, c->id, ch->remotes[i].s);
+	if (c->info.link_events)
+		tell_link_state(r, c);
+	return c;
 }
 
 /* From clients */
@@ -450,16 +498,17 @@ route_join(struct client *c, const char *name)
  * written at the end of this pass of the loop (server_flush), before the head, whose
  * write is due as the next pass begins. */
 static void
-up_data(struct channel *ch, struct frame *f)
+up_data(struct route *r, struct channel *ch, struct frame *f)
 {
 	if (!ch->nremotes)
 		return;
 	f->channel = ch->name;
-	up_send(f);
+	up_send(r, f);
 }
 
 static void
-input_broadcast(struct client *c, enum frame_data kind, unsigned char *data, size_t len)
+input_broadcast(struct route *r, struct peer *c, enum frame_data kind, unsigned char *data,
+    size_t len)
 {
 	struct frame f;
 	frame_init(&f);
@@ -468,28 +517,28 @@ input_broadcast(struct client *c, enum frame_data kind, unsigned char *data, siz
 	f.data_kind = kind;
 	f.data = data;
 	f.data_len = len;
-	fanout(c->ch, c, &f);
-	up_data(c->ch, &f);
+	fanout(r, c->ch, c, &f);
+	up_data(r, c->ch, &f);
 }
 
 /* A client's end of input, told to every other peer like a broadcast (DESIGN.md §2). */
 static void
-input_end(struct client *c)
+input_end(struct route *r, struct peer *c)
 {
 	struct frame f;
 	frame_init(&f);
 	f.action = ACTION_END;
 	f.source = c->id;
-	fanout(c->ch, c, &f);
-	up_data(c->ch, &f);
+	fanout(r, c->ch, c, &f);
+	up_data(r, c->ch, &f);
 }
 
 static void
-input_message(struct client *c, const char *target, enum frame_data kind,
+input_message(struct route *r, struct peer *c, const char *target, enum frame_data kind,
     unsigned char *data, size_t len)
 {
 	struct frame f;
-	struct client *t = local_find(c->ch, target);
+	struct peer *t = local_find(c->ch, target);
 	frame_init(&f);
 	f.action = ACTION_MESSAGE;
 	f.source = c->id;
@@ -498,14 +547,14 @@ input_message(struct client *c, const char *target, enum frame_data kind,
 	f.data = data;
 	f.data_len = len;
 	if (t) {
-		client_send_frame(t, &f);
+		peer_send_frame(r, t, &f);
 	} else if (remote_find(c->ch, target) >= 0) {
 		f.channel = c->ch->name;
-		up_send(&f);
+		up_send(r, &f);
 	} else {
 		char why[PEER_ID_MAX + 64];
 		snprintf(why, sizeof why, "no peer \"%.*s\" in this channel", PEER_ID_MAX, target);
-		tell_error(c, 404, why);
+		tell_error(r, c, 404, why);
 	}
 }
 
@@ -520,7 +569,7 @@ span_is(const unsigned char *s, size_t n, const char *lit)
  * allocating every field) was the proxy's largest cost per message. Anything else
  * (escapes, other keys or values, duplicates) is left to it, so errors read the same. */
 static int
-input_plain(struct client *c, const unsigned char *p, size_t n)
+input_plain(struct route *r, struct peer *c, const unsigned char *p, size_t n)
 {
 	struct jsontext_member m[3];
 	const struct jsontext_member *action = NULL, *data = NULL, *target = NULL;
@@ -538,100 +587,191 @@ input_plain(struct client *c, const unsigned char *p, size_t n)
 	if (!action || !data)
 		return 0;
 	if (!target && span_is(action->val, action->vlen, "broadcast")) {
-		input_broadcast(c, DATA_TEXT, (unsigned char *)data->val, data->vlen);
+		input_broadcast(r, c, DATA_TEXT, (unsigned char *)data->val, data->vlen);
 		return 1;
 	}
 	if (target && target->vlen <= PEER_ID_MAX &&
 	    span_is(action->val, action->vlen, "message")) {
 		memcpy(to, target->val, target->vlen);
 		to[target->vlen] = '\0';
-		input_message(c, to, DATA_TEXT, (unsigned char *)data->val, data->vlen);
+		input_message(r, c, to, DATA_TEXT, (unsigned char *)data->val, data->vlen);
 		return 1;
 	}
 	return 0;
 }
 
-void
-route_input(struct client *c, int binary, const unsigned char *p, size_t n)
+/* A decoded frame from client c. */
+static void
+input_frame(struct route *r, struct peer *c, struct frame *f)
 {
+	char err[160];
+
+	switch (f->action) {
+	case ACTION_BROADCAST:
+		if (f->data_kind == DATA_NONE)
+			tell_error(r, c, 400, "a broadcast needs \"data\"");
+		else
+			input_broadcast(r, c, f->data_kind, f->data, f->data_len);
+		break;
+	case ACTION_MESSAGE:
+		if (!f->target || f->data_kind == DATA_NONE)
+			tell_error(r, c, 400, "a message needs \"target\" and \"data\"");
+		else
+			input_message(r, c, f->target, f->data_kind, f->data, f->data_len);
+		break;
+	case ACTION_STATUS:
+		tell(r, c, ACTION_STATUS, c->id, c->id);
+		break;
+	case ACTION_END:
+		input_end(r, c);
+		break;
+	case ACTION_UNKNOWN:
+		snprintf(err, sizeof err, "unknown action \"%.40s\": send broadcast, message "
+		    "or status", frame_action_name(f));
+		tell_error(r, c, 400, err);
+		break;
+	default:
+		snprintf(err, sizeof err, "\"%s\" is not a client action: send broadcast, "
+		    "message, end or status", frame_action_name(f));
+		tell_error(r, c, 400, err);
+		break;
+	}
+}
+
+static void
+route_input(void *ctx, void *peer, int binary, const unsigned char *p, size_t n)
+{
+	struct route *r = ctx;
+	struct peer *c = peer;
 	struct frame f;
 	char err[160];
 
 	if (c->dead || !c->ch)
 		return;
-	if (binary && !c->cbor) {
-		input_broadcast(c, DATA_BYTES, (unsigned char *)p, n);
-		reap_run();
+	if (binary && !c->info.cbor) {
+		input_broadcast(r, c, DATA_BYTES, (unsigned char *)p, n);
 		return;
 	}
-	if (!binary && !c->cbor && input_plain(c, p, n)) {
-		reap_run();
+	if (!binary && !c->info.cbor && input_plain(r, c, p, n))
 		return;
-	}
 	if (frame_decode(&f, binary ? FORMAT_CBOR : FORMAT_JSON, p, n, err, sizeof err) < 0) {
-		tell_error(c, 400, err);
-		reap_run();
+		tell_error(r, c, 400, err);
 		return;
 	}
-	switch (f.action) {
-	case ACTION_BROADCAST:
-		if (f.data_kind == DATA_NONE)
-			tell_error(c, 400, "a broadcast needs \"data\"");
-		else
-			input_broadcast(c, f.data_kind, f.data, f.data_len);
-		break;
-	case ACTION_MESSAGE:
-		if (!f.target || f.data_kind == DATA_NONE)
-			tell_error(c, 400, "a message needs \"target\" and \"data\"");
-		else
-			input_message(c, f.target, f.data_kind, f.data, f.data_len);
-		break;
-	case ACTION_STATUS:
-		tell(c, ACTION_STATUS, c->id, c->id);
-		break;
-	case ACTION_END:
-		input_end(c);
-		break;
-	default:
-		if (f.action != ACTION_UNKNOWN) {
-			snprintf(err, sizeof err, "\"%s\" is not a client action: send broadcast, "
-			    "message, end or status", frame_action_name(&f));
-			tell_error(c, 400, err);
-			break;
-		}
-		snprintf(err, sizeof err, "unknown action \"%.40s\": send broadcast, message "
-		    "or status", frame_action_name(&f));
-		tell_error(c, 400, err);
-		break;
-	}
+	input_frame(r, c, &f);
 	frame_free(&f);
-	reap_run();
 }
 
 /* From the pipeline */
 
 static void
-on_network_error(const struct frame *f)
+on_network_error(struct route *r, const struct frame *f)
 {
 	if (f->code != 69) {
 		/* The stage said it on stderr already. */
 		return;
 	}
-	if (!net_down)
+	if (!r->net_down)
 		log_error("cannot reach avahi-daemon: serving peers on this machine only "
 		    "until it runs (then this proxy joins the network by itself)");
-	net_down = 1;
-	for (struct channel *ch = channels; ch; ch = ch->next)
-		tell_links(ch, NULL, f);
+	r->net_down = 1;
+	for (struct channel *ch = r->channels; ch; ch = ch->next)
+		tell_links(r, ch, f);
+}
+
+/* A remote peer's broadcast, end or message, to the local clients it is for: out
+ * carries only the fields a client is told. */
+static void
+tail_data(struct route *r, struct channel *ch, const struct frame *f)
+{
+	struct frame out;
+	frame_init(&out);
+	out.action = f->action;
+	out.source = f->source;
+	if (!ch || !f->source)
+		return;
+	if (f->action == ACTION_END) {
+		fanout(r, ch, NULL, &out);
+		return;
+	}
+	if (f->data_kind == DATA_NONE)
+		return;
+	out.data_kind = f->data_kind;
+	out.data = f->data;
+	out.data_len = f->data_len;
+	if (f->action == ACTION_BROADCAST) {
+		fanout(r, ch, NULL, &out);
+		return;
+	}
+	struct peer *t = f->target ? local_find(ch, f->target) : NULL;
+	if (t) {
+		out.target = f->target;
+		peer_send_frame(r, t, &out);
+	}
+}
+
+/* A link or advertisement state, to the clients that asked for them (?events=link). */
+static void
+tail_state(struct route *r, struct channel *ch, const struct frame *f)
+{
+	struct frame out;
+	frame_init(&out);
+	out.action = f->action;
+	if (f->action == ACTION_ADVERTISED) {
+		if (r->net_down)
+			log_info("avahi-daemon is reachable again: joining the network");
+		out.instance = f->instance;
+	} else if (ch && f->node) {
+		link_set(ch, f->node, f->address, f->action == ACTION_LINKED);
+		out.node = f->node;
+		out.address = f->address;
+	} else {
+		ch = NULL;
+	}
+	r->net_down = 0;
+	if (ch)
+		tell_links(r, ch, &out);
+}
+
+static void
+tail_route(struct route *r, const struct frame *f)
+{
+	struct channel *ch = channel_find(r, f->channel);
+
+	switch (f->action) {
+	case ACTION_CONNECT:
+		if (ch && f->target && remote_add(ch, f->target))
+			tell_all(r, ch, ACTION_CONNECT, f->target);
+		break;
+	case ACTION_DISCONNECT:
+		if (ch && f->target && remote_del(ch, f->target))
+			tell_all(r, ch, ACTION_DISCONNECT, f->target);
+		break;
+	case ACTION_BROADCAST:
+	case ACTION_END:
+	case ACTION_MESSAGE:
+		tail_data(r, ch, f);
+		break;
+	case ACTION_LINKED:
+	case ACTION_UNLINKED:
+	case ACTION_ADVERTISED:
+		tail_state(r, ch, f);
+		break;
+	case ACTION_ERROR:
+		on_network_error(r, f);
+		break;
+	default:
+		/* open/close passed through, found/lost, listening: the stages' business. */
+		break;
+	}
 }
 
 static void
 on_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t len)
 {
-	struct frame f, out;
+	struct frame f;
 	char err[160], store[3 * (PEER_ID_MAX + 1) + KEYS_NAME_MAX + 1];
 
-	(void)ctx;
 	/* Most tail frames are remote broadcasts: viewed where they lie. Decoding them
 	 * (libcbor builds and counts every string, each field copied) was this proxy's
 	 * largest cost per message, and with 1 MiB broadcasts a fifth of its time. */
@@ -641,92 +781,36 @@ on_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t len)
 			log_error("skipping a frame from the pipeline: %s", err);
 		return;
 	}
-	struct channel *ch = channel_find(f.channel);
-	frame_init(&out);
-	out.action = f.action;
-	switch (f.action) {
-	case ACTION_CONNECT:
-		if (ch && f.target && remote_add(ch, f.target))
-			for (struct client *c = ch->clients; c; c = c->next)
-				tell(c, ACTION_CONNECT, c->id, f.target);
-		break;
-	case ACTION_DISCONNECT:
-		if (ch && f.target && remote_del(ch, f.target))
-			for (struct client *c = ch->clients; c; c = c->next)
-				tell(c, ACTION_DISCONNECT, c->id, f.target);
-		break;
-	case ACTION_BROADCAST:
-		if (ch && f.source && f.data_kind != DATA_NONE) {
-			out.source = f.source;
-			out.data_kind = f.data_kind;
-			out.data = f.data;
-			out.data_len = f.data_len;
-			fanout(ch, NULL, &out);
-		}
-		break;
-	case ACTION_END:
-		if (ch && f.source) {
-			out.source = f.source;
-			fanout(ch, NULL, &out);
-		}
-		break;
-	case ACTION_MESSAGE: {
-		struct client *t = ch && f.target ? local_find(ch, f.target) : NULL;
-		if (t && f.source && f.data_kind != DATA_NONE) {
-			out.source = f.source;
-			out.target = f.target;
-			out.data_kind = f.data_kind;
-			out.data = f.data;
-			out.data_len = f.data_len;
-			client_send_frame(t, &out);
-		}
-		break;
-	}
-	case ACTION_LINKED:
-	case ACTION_UNLINKED:
-		if (ch && f.node) {
-			link_set(ch, f.node, f.address, f.action == ACTION_LINKED);
-			out.node = f.node;
-			out.address = f.address;
-			tell_links(ch, NULL, &out);
-		}
-		net_down = 0;
-		break;
-	case ACTION_ADVERTISED:
-		if (net_down)
-			log_info("avahi-daemon is reachable again: joining the network");
-		net_down = 0;
-		if (ch) {
-			out.instance = f.instance;
-			tell_links(ch, NULL, &out);
-		}
-		break;
-	case ACTION_ERROR:
-		on_network_error(&f);
-		break;
-	default:
-		/* open/close passed through, found/lost, listening: the stages' business. */
-		break;
-	}
+	tail_route(ctx, &f);
 	if (!viewed)
 		frame_free(&f);
 	else
 		sodium_memzero(store, sizeof store);   /* it held the channel name */
-	reap_run();
 }
 
 /* Life */
 
-int
-route_start(const struct proxy_config *c, struct lws_context *cx, struct lws_vhost *vh)
+struct route *
+route_new(const struct proxy_config *cfg, const struct proxy_conn_ops *conn)
 {
-	cfg = c;
-	buf_init(&held, cfg->max_queue);
-	buf_init(&enc_json, 0);
-	buf_init(&enc_cbor, 0);
-	if (cfg->local_only)
+	struct route *r = calloc(1, sizeof *r);
+	if (!r)
+		return NULL;
+	r->cfg = cfg;
+	r->conn = conn;
+	buf_init(&r->held, cfg->max_queue);
+	buf_init(&r->enc_json, 0);
+	buf_init(&r->enc_cbor, 0);
+	return r;
+}
+
+static int
+route_start(void *ctx, struct lws_context *cx, struct lws_vhost *vh)
+{
+	struct route *r = ctx;
+	if (r->cfg->local_only)
 		return 0;
-	if (!(pipe_ = pipeline_start(cx, vh, &cfg->pipe, on_frame, on_drain, NULL)))
+	if (!(r->pipe = pipeline_start(cx, vh, &r->cfg->pipe, on_frame, on_drain, r)))
 		log_error("cannot start the network pipeline (nws-browse | nws-link | "
 		    "nws-advertise); serving peers on this machine only");
 	return 0;
@@ -735,43 +819,62 @@ route_start(const struct proxy_config *c, struct lws_context *cx, struct lws_vho
 static void
 on_pipeline_done(void *ctx)
 {
-	(void)ctx;
-	if (stop_done)
-		stop_done();
+	struct route *r = ctx;
+	if (r->stop_done)
+		r->stop_done(r->stop_ctx);
+}
+
+static void
+route_stop(void *ctx, proxy_done_fn done, void *done_ctx)
+{
+	struct route *r = ctx;
+	if (r->stopping)
+		return;
+	r->stopping = 1;
+	r->stop_done = done;
+	r->stop_ctx = done_ctx;
+	/* Every client leaves now (each channel holds one at least while it exists), so
+	 * disconnect and close frames withdraw us from the network before the pipeline
+	 * ends; the server frees the peers with their leaves. */
+	while (r->channels) {
+		struct peer *c = r->channels->clients;
+		peer_close(r, c, LWS_CLOSE_STATUS_GOINGAWAY, "nws-proxy is shutting down");
+		peer_detach(r, c);
+	}
+	on_drain(r);
+	if (!r->pipe) {
+		done(done_ctx);
+		return;
+	}
+	struct pipeline *p = r->pipe;
+	r->pipe = NULL;
+	pipeline_stop(p, on_pipeline_done, r);
 }
 
 void
-route_stop(void (*done)(void))
+route_free(struct route *r)
 {
-	if (stopping)
+	if (!r)
 		return;
-	stopping = 1;
-	stop_done = done;
-	for (struct channel *ch = channels; ch; ch = ch->next)
-		for (struct client *c = ch->clients; c; c = c->next)
-			client_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "nws-proxy is shutting down");
-	/* Every client leaves: disconnect and close frames withdraw us from the network. */
-	reap_run();
-	on_drain(NULL);
-	if (!pipe_) {
-		done();
-		return;
+	while (r->channels) {
+		struct channel *ch = r->channels;
+		while (ch->clients) {
+			struct peer *c = ch->clients;
+			ch->clients = c->next;
+			free(c);
+		}
+		channel_free(r, ch);
 	}
-	struct pipeline *p = pipe_;
-	pipe_ = NULL;
-	pipeline_stop(p, on_pipeline_done, NULL);
+	buf_free(&r->held);
+	buf_free(&r->enc_json);
+	buf_free(&r->enc_cbor);
+	free(r);
 }
 
-void
-route_free(void)
-{
-	while (channels) {
-		struct channel *ch = channels;
-		for (struct client *c = ch->clients; c; c = c->next)
-			c->ch = NULL;
-		channel_free(ch);
-	}
-	buf_free(&held);
-	buf_free(&enc_json);
-	buf_free(&enc_cbor);
-}
+const struct proxy_route_ops route_ops = {
+	.start = route_start,
+	.join = route_join,
+	.input = route_input,
+	.leave = route_leave,
+	.stop = route_stop,
+};

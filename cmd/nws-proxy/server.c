@@ -47,13 +47,36 @@
 #define STOP_DEADLINE_US (5 * LWS_US_PER_SEC)
 #define HTTP_CHUNK 16384
 
+/* One WebSocket client: lws's per-session data of both ws protocols, so lws zeroes it.
+ * Route knows it as conn, and it knows route's side as peer. */
+struct client {
+	struct lws *wsi;
+	void *peer;                     /* route's; NULL until joined and after its leave */
+	struct client *leave_next;      /* on the list of leaves owed to route */
+	struct client *dirty_next;      /* on the list of clients to write to */
+	unsigned cbor : 1;              /* subprotocol nws.cbor: CBOR frames both ways */
+	unsigned dead : 1;              /* closing: sends are dropped */
+	unsigned owes_leave : 1;        /* on the leave list */
+	unsigned rx_binary : 1;
+	unsigned write_asked : 1;       /* lws_callback_on_writable is pending */
+	unsigned dirty : 1;             /* on the list of clients to write to */
+	lws_usec_t progress_us;         /* when its socket last took bytes */
+	lws_sorted_usec_list_t sul;     /* live: bytes wait for its socket; dead: its grace */
+	int close_code;
+	char close_reason[64];
+	struct buf rx;                  /* the message being reassembled, max_message */
+	struct buf tx;                  /* WebSocket frames not yet written (see client_flush) */
+};
+
 struct conn {
-	struct client client;     /* first: route.c and lws see the same pointer */
+	struct client client;
 	const struct asset *asset;
 	size_t off;
 };
 
 static const struct proxy_config *cfg;
+static const struct proxy_route_ops *route;
+static void *route_ctx;
 static struct lws_context *context;
 static struct lws_vhost *vhost;
 static int listen_fds[2] = { -1, -1 };
@@ -65,6 +88,7 @@ static lws_sorted_usec_list_t stop_sul;
 static char hostname[256];
 static struct buf enc;         /* one frame being encoded for a client */
 static struct client *dirty;   /* clients with messages queued in this pass of the loop */
+static struct client *leaving; /* closed clients whose leave route is owed */
 
 static int http_cb(struct lws *, enum lws_callback_reasons, void *, void *, size_t);
 static int listen_cb(struct lws *, enum lws_callback_reasons, void *, void *, size_t);
@@ -126,6 +150,8 @@ client_wait_writeable(struct client *c)
 	}
 }
 
+static void client_close(void *conn, int code, const char *reason);
+
 static int
 client_full(struct client *c)
 {
@@ -172,9 +198,10 @@ client_stall_watch(struct client *c)
 		    left > 0 ? left : 1);
 }
 
-int
-client_send(struct client *c, int binary, const void *p, size_t n)
+static int
+client_send(void *conn, int binary, const void *p, size_t n)
 {
+	struct client *c = conn;
 	if (c->dead)
 		return 0;
 	if (ws_frame_append(&c->tx, binary ? WS_OP_BINARY : WS_OP_TEXT, p, n, NULL) < 0)
@@ -183,9 +210,10 @@ client_send(struct client *c, int binary, const void *p, size_t n)
 	return 0;
 }
 
-int
-client_send_frame(struct client *c, const struct frame *f)
+static int
+client_send_frame(void *conn, const struct frame *f)
 {
+	struct client *c = conn;
 	if (c->dead)
 		return 0;
 	buf_reset(&enc);
@@ -197,15 +225,22 @@ client_send_frame(struct client *c, const struct frame *f)
 	return client_send(c, c->cbor, buf_data(&enc), n);
 }
 
-void
-client_close(struct client *c, int code, const char *reason)
+/* Route is not called from here (this may run inside its fan-out): the client's leave
+ * is owed, and run by leaves_run once route has returned. */
+static void
+client_close(void *conn, int code, const char *reason)
 {
+	struct client *c = conn;
 	if (c->dead)
 		return;
 	c->dead = 1;
 	c->close_code = code;
 	snprintf(c->close_reason, sizeof c->close_reason, "%s", reason);
-	route_dead(c);
+	if (c->peer && !c->owes_leave) {
+		c->owes_leave = 1;
+		c->leave_next = leaving;
+		leaving = c;
+	}
 	lws_sul_cancel(&c->sul);
 	if (code == LWS_CLOSE_STATUS_POLICY_VIOLATION) {
 		/* A client closed for being slow gets nothing more: it has every message
@@ -215,6 +250,55 @@ client_close(struct client *c, int code, const char *reason)
 	}
 	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_S);
 	client_want_write(c);
+}
+
+static void
+client_pause(void *conn, int pause)
+{
+	struct client *c = conn;
+	lws_rx_flow_control(c->wsi, !pause);
+}
+
+const struct proxy_conn_ops server_conn_ops = {
+	.send = client_send,
+	.send_frame = client_send_frame,
+	.close = client_close,
+	.pause = client_pause,
+};
+
+/* c leaves its channel now, owed or not. */
+static void
+client_leave(struct client *c)
+{
+	if (c->owes_leave) {
+		for (struct client **pp = &leaving; *pp; pp = &(*pp)->leave_next)
+			if (*pp == c) {
+				*pp = c->leave_next;
+				break;
+			}
+		c->owes_leave = 0;
+	}
+	if (c->peer)
+		route->leave(route_ctx, c->peer);
+	c->peer = NULL;
+}
+
+/* The leaves owed to route: run outside any route call, before the next one and at the
+ * end of each pass of the loop. */
+static void
+leaves_run(void)
+{
+	while (leaving)
+		client_leave(leaving);
+}
+
+/* One whole message from c, to route. */
+static void
+client_input(struct client *c, const unsigned char *p, size_t n)
+{
+	leaves_run();
+	if (c->peer && !c->dead)
+		route->input(route_ctx, c->peer, c->rx_binary, p, n);
 }
 
 /* Writes the whole queue with one send(2), past lws: lws_write would take at most its
@@ -510,24 +594,41 @@ http_writeable(struct lws *wsi, struct conn *cn)
 
 /* Pages are told apart by their Origin header, for route.c's caps on the channel keys
  * each may have derived at once. */
-static void
-client_origin(struct lws *wsi, struct client *c)
+static uint64_t
+client_origin(struct lws *wsi)
 {
 	char origin[512];
 	int n = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
+	uint64_t h = 0;
 
-	c->origin = 0;
 	if (n > 0) {
-		crypto_generichash((unsigned char *)&c->origin, sizeof c->origin,
-		    (unsigned char *)origin, (size_t)n, NULL, 0);
-		c->origin |= 1;   /* never 0 */
+		crypto_generichash((unsigned char *)&h, sizeof h, (unsigned char *)origin,
+		    (size_t)n, NULL, 0);
+		h |= 1;   /* never 0 */
 	}
+	return h;
+}
+
+/* What route is told of a client: its format, its origin, what it asked for. */
+static void
+client_info(struct lws *wsi, const struct client *c, struct proxy_client_info *info)
+{
+	char arg[32];
+
+	memset(info, 0, sizeof *info);
+	info->cbor = c->cbor;
+	const char *ev = lws_get_urlarg_by_name(wsi, "events=", arg, sizeof arg);
+	info->link_events = ev && !strcmp(ev, "link");
+	const char *by = lws_get_urlarg_by_name(wsi, "bytes=", arg, sizeof arg);
+	info->bytes_base64 = by && !strcmp(by, "base64");
+	info->origin = client_origin(wsi);
 }
 
 static void
 client_established(struct lws *wsi, struct client *c)
 {
-	char name[KEYS_NAME_MAX + 1], arg[32];
+	char name[KEYS_NAME_MAX + 1];
+	struct proxy_client_info info;
 	memset(c, 0, sizeof *c);
 	c->wsi = wsi;
 	c->progress_us = lws_now_usecs();
@@ -537,11 +638,6 @@ client_established(struct lws *wsi, struct client *c)
 	buf_init(&c->tx, cfg->max_queue > SIZE_MAX / TX_HARD_BOUNDS ? SIZE_MAX
 	    : cfg->max_queue * TX_HARD_BOUNDS);
 	nclients++;
-	const char *ev = lws_get_urlarg_by_name(wsi, "events=", arg, sizeof arg);
-	c->link_events = ev && !strcmp(ev, "link");
-	const char *by = lws_get_urlarg_by_name(wsi, "bytes=", arg, sizeof arg);
-	c->bytes_base64 = by && !strcmp(by, "base64");
-	client_origin(wsi, c);
 	if (stopping) {
 		client_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "nws-proxy is shutting down");
 		return;
@@ -551,7 +647,9 @@ client_established(struct lws *wsi, struct client *c)
 		client_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "invalid channel name");
 		return;
 	}
-	route_join(c, name);
+	client_info(wsi, c, &info);
+	leaves_run();
+	c->peer = route->join(route_ctx, c, name, &info);
 	sodium_memzero(name, sizeof name);
 }
 
@@ -566,13 +664,13 @@ client_receive(struct lws *wsi, struct client *c, const void *in, size_t len)
 		c->rx_binary = lws_frame_is_binary(wsi) != 0;
 		/* The usual case, a message in one piece of lws's read: routed where it lies. */
 		if (whole && len <= cfg->max_message) {
-			route_input(c, c->rx_binary, in, len);
+			client_input(c, in, len);
 			return 0;
 		}
 	}
 	if (buf_append(&c->rx, in, len) < 0) {
 		static const char why[] = "message too big";
-		route_leave(c);
+		client_leave(c);
 		c->dead = 1;
 		buf_free(&c->rx);
 		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
@@ -581,7 +679,7 @@ client_receive(struct lws *wsi, struct client *c, const void *in, size_t len)
 	}
 	if (!whole)
 		return 0;
-	route_input(c, c->rx_binary, buf_data(&c->rx), c->rx.len);
+	client_input(c, buf_data(&c->rx), c->rx.len);
 	buf_reset(&c->rx);
 	/* Keep a big buffer only while big messages keep coming. */
 	if (c->rx.cap > 65536)
@@ -602,7 +700,7 @@ client_closed(struct client *c)
 			*pp = c->dirty_next;
 			break;
 		}
-	route_leave(c);
+	client_leave(c);
 	buf_free(&c->rx);
 	buf_free(&c->tx);
 	nclients--;
@@ -620,8 +718,9 @@ stop_deadline(lws_sorted_usec_list_t *sul)
 }
 
 static void
-on_route_done(void)
+on_route_done(void *ctx)
 {
+	(void)ctx;
 	route_done = 1;
 	check_finished();
 }
@@ -636,7 +735,7 @@ stop_begin(void)
 		if (listen_wsi[i])
 			lws_set_timeout(listen_wsi[i], PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
 	lws_sul_schedule(context, 0, &stop_sul, stop_deadline, STOP_DEADLINE_US);
-	route_stop(on_route_done);
+	route->stop(route_ctx, on_route_done, NULL);
 }
 
 static void
@@ -822,13 +921,15 @@ listen_fail(int port)
 }
 
 int
-server_start(const struct proxy_config *c)
+server_start(const struct proxy_config *c, const struct proxy_route_ops *ops, void *ctx)
 {
 	struct lws_context_creation_info info;
 	static struct proxy_config live;
 
 	live = *c;
 	cfg = &live;
+	route = ops;
+	route_ctx = ctx;
 	buf_init(&enc, 0);   /* bounded by the frames encoded into it */
 	if (gethostname(hostname, sizeof hostname) < 0)
 		hostname[0] = '\0';
@@ -876,7 +977,7 @@ server_start(const struct proxy_config *c)
 	sa.sa_handler = on_signal;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	return route_start(cfg, context, vhost);
+	return route->start(route_ctx, context, vhost);
 }
 
 void
@@ -885,6 +986,7 @@ server_run(void)
 	while (!finished) {
 		if (lws_service(context, 0) < 0)
 			break;
+		leaves_run();
 		server_flush();
 		/* A signal that came before the loop slept is seen here too. */
 		if (stop_requested && !stopping)
@@ -896,7 +998,6 @@ void
 server_free(void)
 {
 	lws_sul_cancel(&stop_sul);
-	route_free();
 	buf_free(&enc);
 	if (context)
 		lws_context_destroy(context);
