@@ -17,3 +17,10 @@ $(O)/gen/nws-proxy-assets.c: $(PROXY_FILES) $(PROXY_DIR)/embed.sh $(PROXY_DIR)/b
 
 $(O)/gen/nws-proxy-assets.o: $(O)/gen/nws-proxy-assets.c $(PROXY_DIR)/assets.h
 	$(CC) $(CFLAGS) -I$(PROXY_DIR) -c -o $@ $<
+
+# route.c runs without lws in tests/unit/test_route.c, which fakes the connections and
+# the pipeline around it.
+$(O)/tests/unit/test_route.o: CPPFLAGS += -I$(PROXY_DIR)
+$(O)/unit/test_route: $(O)/tests/unit/test_route.o $(O)/cmd/nws-proxy/route.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(PKG_LIBS) -lcmocka
