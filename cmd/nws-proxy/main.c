@@ -72,8 +72,15 @@ seed_flags(int argc, char **argv)
 int
 main(int argc, char **argv)
 {
+	/* Of the shared options (OPTS_LONG) only those nws-proxy uses: it has no frame
+	 * output to format and takes its channels from clients, so --json, --cbor and
+	 * --channel-file are refused rather than ignored. */
 	static const struct option longopts[] = {
-		OPTS_LONG,
+		{ "help", no_argument, 0, 'h' },
+		{ "version", no_argument, 0, 'V' },
+		{ "verbose", no_argument, 0, 'v' },
+		{ "domain", required_argument, 0, 'd' },
+		{ "max-frame", required_argument, 0, OPT_MAX_FRAME },
 		{ "port", required_argument, 0, 'p' },
 		{ "max-message", required_argument, 0, OPT_MAX_MESSAGE },
 		{ "max-queue", required_argument, 0, OPT_MAX_QUEUE },

@@ -42,7 +42,8 @@ BAD = {
     "nws-pipe": [["--bogus", "c"], ["-x", "c"], [], ["a", "b"], ["-w", "x", "c"], ["-w"],
                  ["--raw=1", "c"], ["bad/name"], ["--via-proxy", "ftp://h", "c"],
                  ["--via-proxy", "--no-proxy", "c"], ["--new-name", "c"]],
-    "nws-proxy": [["--bogus"], ["-x"], ["-p", "x"], ["chan"], ["--max-queue", "0"]],
+    "nws-proxy": [["--bogus"], ["-x"], ["-p", "x"], ["chan"], ["--max-queue", "0"],
+                  ["--json"], ["--cbor"], ["--channel-file", "f"]],
 }
 
 
