@@ -69,87 +69,95 @@ seed_flags(int argc, char **argv)
 	}
 }
 
-int
-main(int argc, char **argv)
+/* Of the shared options (OPTS_LONG) only those nws-proxy uses: it has no frame output
+ * to format and takes its channels from clients, so --json, --cbor and --channel-file
+ * are refused rather than ignored. */
+static const struct option longopts[] = {
+	{ "help", no_argument, 0, 'h' },
+	{ "version", no_argument, 0, 'V' },
+	{ "verbose", no_argument, 0, 'v' },
+	{ "domain", required_argument, 0, 'd' },
+	{ "max-frame", required_argument, 0, OPT_MAX_FRAME },
+	{ "port", required_argument, 0, 'p' },
+	{ "max-message", required_argument, 0, OPT_MAX_MESSAGE },
+	{ "max-queue", required_argument, 0, OPT_MAX_QUEUE },
+	{ "listen", required_argument, 0, OPT_LISTEN },
+	{ "local", no_argument, 0, OPT_LOCAL },
+	{ "tsig-key", required_argument, 0, OPT_TSIG_KEY },
+	{ "dns-server", required_argument, 0, OPT_DNS_SERVER },
+	{ 0, 0, 0, 0 },
+};
+
+/* The command line into cfg (o keeps the shared options); usage errors exit 2. */
+static void
+config_parse(int argc, char **argv, struct opts *o, struct proxy_config *cfg)
 {
-	/* Of the shared options (OPTS_LONG) only those nws-proxy uses: it has no frame
-	 * output to format and takes its channels from clients, so --json, --cbor and
-	 * --channel-file are refused rather than ignored. */
-	static const struct option longopts[] = {
-		{ "help", no_argument, 0, 'h' },
-		{ "version", no_argument, 0, 'V' },
-		{ "verbose", no_argument, 0, 'v' },
-		{ "domain", required_argument, 0, 'd' },
-		{ "max-frame", required_argument, 0, OPT_MAX_FRAME },
-		{ "port", required_argument, 0, 'p' },
-		{ "max-message", required_argument, 0, OPT_MAX_MESSAGE },
-		{ "max-queue", required_argument, 0, OPT_MAX_QUEUE },
-		{ "listen", required_argument, 0, OPT_LISTEN },
-		{ "local", no_argument, 0, OPT_LOCAL },
-		{ "tsig-key", required_argument, 0, OPT_TSIG_KEY },
-		{ "dns-server", required_argument, 0, OPT_DNS_SERVER },
-		{ 0, 0, 0, 0 },
-	};
-	const char *link_args[3] = { NULL, NULL, NULL };
-	const char *advertise_args[5] = { NULL };   /* --tsig-key, --dns-server: for -d */
+	static const char *link_args[3];
+	static const char *advertise_args[5];   /* --tsig-key, --dns-server: for -d */
 	size_t nadv = 0;
-	struct proxy_config cfg;
-	struct opts o;
 	char *end;
 	int c;
 
-	log_init(argv[0]);
-	seed_flags(argc, argv);
-	opts_init(&o, usage);
-	memset(&cfg, 0, sizeof cfg);
-	cfg.port = 9009;
-	cfg.max_message = 1u << 20;
-	cfg.max_queue = 8u << 20;
-	while ((c = opts_getopt(&o, argc, argv, "p:", longopts)) != -1) {
-		if (opts_common(&o, c, optarg))
+	memset(cfg, 0, sizeof *cfg);
+	cfg->port = 9009;
+	cfg->max_message = 1u << 20;
+	cfg->max_queue = 8u << 20;
+	while ((c = opts_getopt(o, argc, argv, "p:", longopts)) != -1) {
+		if (opts_common(o, c, optarg))
 			continue;
 		switch (c) {
 		case 'p':
-			cfg.port = (int)strtol(optarg, &end, 10);
-			if (*end || end == optarg || cfg.port < 0 || cfg.port > 65535)
-				opts_usage(&o, "-p wants a port number (0-65535)");
+			cfg->port = (int)strtol(optarg, &end, 10);
+			if (*end || end == optarg || cfg->port < 0 || cfg->port > 65535)
+				opts_usage(o, "-p wants a port number (0-65535)");
 			break;
 		case OPT_MAX_MESSAGE:
-			cfg.max_message = size_arg(&o, optarg, "--max-message");
+			cfg->max_message = size_arg(o, optarg, "--max-message");
 			break;
 		case OPT_MAX_QUEUE:
-			cfg.max_queue = size_arg(&o, optarg, "--max-queue");
+			cfg->max_queue = size_arg(o, optarg, "--max-queue");
 			break;
 		case OPT_LISTEN:
 			link_args[0] = "--listen";
 			link_args[1] = optarg;
 			break;
 		case OPT_LOCAL:
-			cfg.local_only = 1;
+			cfg->local_only = 1;
 			break;
 		case OPT_TSIG_KEY:
 		case OPT_DNS_SERVER:
 			if (nadv == 4)
-				opts_usage(&o, "--tsig-key and --dns-server go once each");
+				opts_usage(o, "--tsig-key and --dns-server go once each");
 			advertise_args[nadv++] = c == OPT_TSIG_KEY ? "--tsig-key" : "--dns-server";
 			advertise_args[nadv++] = optarg;
 			break;
 		default:
-			opts_usage(&o, NULL);
+			opts_usage(o, NULL);
 		}
 	}
 	if (optind < argc)
-		opts_usage(&o, "channels come from clients: ws://localhost:PORT/CHANNEL");
-
-	if (nadv && !o.domain)
-		opts_usage(&o, "--tsig-key and --dns-server publish in a unicast DNS domain: "
+		opts_usage(o, "channels come from clients: ws://localhost:PORT/CHANNEL");
+	if (nadv && !o->domain)
+		opts_usage(o, "--tsig-key and --dns-server publish in a unicast DNS domain: "
 		    "name it with -d DOMAIN");
-	cfg.pipe.domain = o.domain;
-	cfg.pipe.verbose = log_level;
-	cfg.pipe.max_frame = o.max_frame;
-	cfg.pipe.max_queue = cfg.max_queue;
-	cfg.pipe.link_args = link_args[0] ? link_args : NULL;
-	cfg.pipe.advertise_args = nadv ? advertise_args : NULL;
+	cfg->pipe.domain = o->domain;
+	cfg->pipe.verbose = log_level;
+	cfg->pipe.max_frame = o->max_frame;
+	cfg->pipe.max_queue = cfg->max_queue;
+	cfg->pipe.link_args = link_args[0] ? link_args : NULL;
+	cfg->pipe.advertise_args = nadv ? advertise_args : NULL;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct proxy_config cfg;
+	struct opts o;
+
+	log_init(argv[0]);
+	seed_flags(argc, argv);
+	opts_init(&o, usage);
+	config_parse(argc, argv, &o, &cfg);
 	struct route *route = route_new(&cfg, &server_conn_ops);
 	if (!route)
 		log_fatal(1, "out of memory");
