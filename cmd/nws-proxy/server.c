@@ -920,29 +920,24 @@ listen_fail(int port)
 	log_fatal(1, "cannot listen on localhost port %d: %s", port, strerror(errno));
 }
 
-int
-server_start(const struct proxy_config *c, const struct proxy_route_ops *ops, void *ctx)
+/* Binds 127.0.0.1 and ::1 before lws starts, so a busy port is one line and exit 1. */
+static void
+listeners_bind(int *port)
 {
-	struct lws_context_creation_info info;
-	static struct proxy_config live;
-
-	live = *c;
-	cfg = &live;
-	route = ops;
-	route_ctx = ctx;
-	buf_init(&enc, 0);   /* bounded by the frames encoded into it */
-	if (gethostname(hostname, sizeof hostname) < 0)
-		hostname[0] = '\0';
-	hostname[sizeof hostname - 1] = '\0';
-
-	/* Bound before lws starts, so a busy port is one line and exit 1. */
-	if ((listen_fds[0] = listen_on(AF_INET, &live.port)) < 0)
-		listen_fail(live.port);
-	if ((listen_fds[1] = listen_on(AF_INET6, &live.port)) < 0) {
+	if ((listen_fds[0] = listen_on(AF_INET, port)) < 0)
+		listen_fail(*port);
+	if ((listen_fds[1] = listen_on(AF_INET6, port)) < 0) {
 		if (errno == EADDRINUSE)
-			listen_fail(live.port);
+			listen_fail(*port);
 		log_info("no IPv6 loopback (%s); serving on 127.0.0.1 only", strerror(errno));
 	}
+}
+
+/* The lws context, with the bound sockets handed to it. */
+static void
+context_create(void)
+{
+	struct lws_context_creation_info info;
 
 	lws_set_log_level(log_level >= 2 ? LLL_ERR | LLL_WARN : 0, NULL);
 	protocols[PROTOCOLS_INTERNAL + 1] = loop_protocol;
@@ -968,11 +963,28 @@ server_start(const struct proxy_config *c, const struct proxy_route_ops *ops, vo
 			log_fatal(1, "cannot watch the listening socket");
 		listen_fds[i] = -1;   /* lws owns it now */
 	}
+}
+
+int
+server_start(const struct proxy_config *c, const struct proxy_route_ops *ops, void *ctx)
+{
+	static struct proxy_config live;
+	struct sigaction sa;
+
+	live = *c;
+	cfg = &live;
+	route = ops;
+	route_ctx = ctx;
+	buf_init(&enc, 0);   /* bounded by the frames encoded into it */
+	if (gethostname(hostname, sizeof hostname) < 0)
+		hostname[0] = '\0';
+	hostname[sizeof hostname - 1] = '\0';
+	listeners_bind(&live.port);
+	context_create();
 	/* Said at every verbosity, as the seed's proxy does: where pages and programs connect. */
 	log_at(0, "serving ws://localhost:%d/ on 127.0.0.1%s (console: http://localhost:%d/)",
 	    live.port, listen_wsi[1] ? " and [::1]" : " only", live.port);
 
-	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_signal;
 	sigaction(SIGINT, &sa, NULL);
