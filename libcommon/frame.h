@@ -100,13 +100,4 @@ enum frame_action frame_peek_action(enum frame_format fmt, const void *buf, size
  * the caller's concern) is JSON, 0xa0..0xbf is a CBOR map, anything else UNKNOWN. */
 enum frame_format frame_detect(unsigned char first);
 
-/* CBOR framing without decoding: the length of the one CBOR item at the start of
- * buf[0..len), definite or indefinite, nested at most FRAME_CBOR_MAX_DEPTH deep. Returns 1
- * with *itemlen; 0 when more bytes are needed (then *need, if not NULL, is a lower bound on
- * the total length, so callers need not rescan before that many bytes are there); -1 when
- * malformed; -2 when the item would be longer than max (0: no bound). */
-#define FRAME_CBOR_MAX_DEPTH 64
-int frame_cbor_item_len(const void *buf, size_t len, size_t max, size_t *itemlen,
-    size_t *need);
-
 #endif

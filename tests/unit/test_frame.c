@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cbortext.h"
 #include "frame.h"
 #include "jsontext.h"
 
@@ -523,7 +524,7 @@ test_cbor_truncated_and_deep(void **state)
 		size_t il, need = 0;
 		memcpy(cut, buf_data(&b), n);
 		expect_error(FORMAT_CBOR, cut, n, n ? "truncated" : "empty");
-		assert_int_equal(frame_cbor_item_len(cut, n, 0, &il, &need), 0);
+		assert_int_equal(cbortext_item_len(cut, n, 0, 0, &il, &need), 0);
 		assert_true(need > n && need <= b.len);
 		free(cut);
 	}
@@ -558,8 +559,10 @@ test_cbor_length_bounds(void **state)
 	(void)state;
 	expect_error(FORMAT_CBOR, huge_map, sizeof huge_map, "truncated");
 	expect_error(FORMAT_CBOR, huge_str, sizeof huge_str, "truncated");
-	assert_int_equal(frame_cbor_item_len(huge_map, sizeof huge_map, 1u << 24, &il, &need), -2);
-	assert_int_equal(frame_cbor_item_len(huge_str, sizeof huge_str, 1u << 24, &il, &need), -2);
+	assert_int_equal(cbortext_item_len(huge_map, sizeof huge_map, 1u << 24, 0, &il, &need),
+	    -2);
+	assert_int_equal(cbortext_item_len(huge_str, sizeof huge_str, 1u << 24, 0, &il, &need),
+	    -2);
 	assert_int_equal(frame_peek_action(FORMAT_CBOR, huge_map, sizeof huge_map),
 	    ACTION_UNKNOWN);
 	assert_int_equal(frame_peek_action(FORMAT_CBOR, huge_str, sizeof huge_str),
