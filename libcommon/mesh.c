@@ -13,8 +13,6 @@
 
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
-/* Local peers come from our own pipeline, not from members: a generous cap. */
-#define LOCALS_MAX 65536
 /* A node may announce all its peers at once when its link comes up and as many again
  * soon after: a burst of CONNECT_BURST_MUL times the peer cap, refilled at the cap over
  * CONNECT_RATE_DIV per second (connect_allowed). */
@@ -861,7 +859,7 @@ mesh_open(struct mesh *m, const char *name, const unsigned char *key)
 		return -1;
 	}
 	ch->m = m;
-	idset_init(&ch->locals, LOCALS_MAX);
+	idset_init(&ch->locals, IDSET_PEERS_MAX);   /* from our own pipeline */
 	idset_init(&ch->holders, 0);
 	ch->next = m->channels;
 	m->channels = ch;

@@ -140,7 +140,7 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 			break;
 		case 'w':
 			np->wait_n = strtol(optarg, &end, 10);
-			if (end == optarg || *end || np->wait_n < 0 || np->wait_n > MAX_PEERS)
+			if (end == optarg || *end || np->wait_n < 0 || np->wait_n > IDSET_PEERS_MAX)
 				opts_usage(o, "--wait wants a number of peers");
 			break;
 		case 't':
@@ -220,8 +220,7 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 static void
 np_free(struct np *np)
 {
-	for (size_t i = 0; i < np->npeers; i++)
-		free(np->peers[i]);
+	idset_clear(&np->peers);
 	buf_free(&np->in);
 	buf_free(&np->out);
 }
@@ -245,6 +244,7 @@ main(int argc, char **argv)
 	keys_random_hex(np.id, PEER_ID_HEX);
 	buf_init(&np.in, 0);
 	buf_init(&np.out, 0);
+	idset_init(&np.peers, IDSET_PEERS_MAX);
 
 	lws_set_log_level(log_level >= 2 ? LLL_ERR | LLL_WARN : 0, NULL);
 	memset(&info, 0, sizeof info);

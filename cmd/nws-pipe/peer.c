@@ -15,15 +15,6 @@
 #define OUT_BURST (256 * 1024)
 #define SYNC_RESEND_US (2 * LWS_US_PER_SEC)
 
-static int
-peer_index(const struct np *np, const char *id)
-{
-	for (size_t i = 0; i < np->npeers; i++)
-		if (!strcmp(np->peers[i], id))
-			return (int)i;
-	return -1;
-}
-
 /* The most data one frame carries: the rest of max_frame is room for the keys. */
 static size_t
 data_max(const struct np *np)
@@ -434,7 +425,8 @@ check_wait(struct np *np)
 {
 	if (np->sending || np->stopping)
 		return;
-	if ((size_t)np->wait_n > np->npeers || (np->to && peer_index(np, np->to) < 0))
+	if ((size_t)np->wait_n > idset_count(&np->peers) ||
+	    (np->to && !idset_get(&np->peers, np->to)))
 		return;
 	start_sending(np);
 }
@@ -446,11 +438,11 @@ timeout_cb(lws_sorted_usec_list_t *sul)
 
 	if (np->sending || np->stopping)
 		return;
-	if (np->to && peer_index(np, np->to) < 0)
+	if (np->to && !idset_get(&np->peers, np->to))
 		log_error("peer %s did not join within %.1f s", np->to,
 		    (double)np->timeout_ms / 1000);
 	else
-		log_error("%zu of %ld peers joined within %.1f s", np->npeers, np->wait_n,
+		log_error("%zu of %ld peers joined within %.1f s", idset_count(&np->peers), np->wait_n,
 		    (double)np->timeout_ms / 1000);
 	np_stop(np, EXIT_FAIL);
 }
@@ -468,17 +460,12 @@ np_start(struct np *np)
 static void
 peer_join(struct np *np, const char *id)
 {
-	if (peer_index(np, id) >= 0)
+	int rc = idset_add(&np->peers, id, NULL);
+	if (rc < 0 && idset_count(&np->peers) == IDSET_PEERS_MAX &&
+	    log_once_per_burst("nws-pipe: peers"))
+		log_error("more than %d peers: not counting the rest", IDSET_PEERS_MAX);
+	if (rc <= 0)
 		return;
-	if (np->npeers == MAX_PEERS) {
-		if (log_once_per_burst("nws-pipe: peers"))
-			log_error("more than %d peers: not counting the rest", MAX_PEERS);
-		return;
-	}
-	char *copy = strdup(id);
-	if (!copy)
-		return;
-	np->peers[np->npeers++] = copy;
 	log_debug("peer %s joined", id);
 	out_peer(np, ACTION_CONNECT, id);
 	check_wait(np);
@@ -487,12 +474,8 @@ peer_join(struct np *np, const char *id)
 static void
 peer_leave(struct np *np, const char *id)
 {
-	int i = peer_index(np, id);
-
-	if (i < 0)
+	if (!idset_del(&np->peers, id))
 		return;
-	free(np->peers[i]);
-	np->peers[i] = np->peers[--np->npeers];
 	log_debug("peer %s left", id);
 	out_peer(np, ACTION_DISCONNECT, id);
 }

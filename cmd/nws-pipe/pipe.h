@@ -11,6 +11,7 @@
 
 #include "buf.h"
 #include "frame.h"
+#include "idset.h"
 #include "pipeline.h"
 
 enum pipe_mode { MODE_LINES, MODE_RAW, MODE_JSON };
@@ -21,7 +22,6 @@ enum { EXIT_DONE = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNAVAILABLE = 69 };
 #define NWS_PIPE_PROXY_PORT 9009   /* nws-proxy's default port, tried first */
 #define NWS_PIPE_PROXY_URL "ws://localhost:9009"
 #define PEER_ID_HEX 8          /* random bytes of a peer id: 16 hex characters */
-#define MAX_PEERS 4096         /* remote peers counted for --wait; more are not tracked */
 
 struct np;
 
@@ -55,8 +55,7 @@ struct np {
 	void *be_state;
 
 	char id[65];                     /* our peer id (the proxy's, with --via-proxy) */
-	char *peers[MAX_PEERS];          /* remote peers present */
-	size_t npeers;
+	struct idset peers;              /* remote peers present (counted for --wait) */
 
 	struct lws *in_wsi;        /* stdin, adopted once sending starts */
 	int sending, in_paused;
