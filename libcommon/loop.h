@@ -1,6 +1,7 @@
-/* loop: framed pipes on the libwebsockets event loop. nws-link, nws-pipe and nws-proxy
- * adopt their stdin/stdout (or a spawned pipeline's ends) as raw file descriptors with
- * this module, so frames and network events share one poll loop and no thread. */
+/* loop: framed pipes and watched fds on the libwebsockets event loop. nws-link, nws-pipe
+ * and nws-proxy adopt their stdin/stdout (or a spawned pipeline's ends) as raw file
+ * descriptors with this module, and watch derive's result pipe with it, so frames,
+ * network events and derived keys share one poll loop and no polling timer. */
 #ifndef NWS_LOOP_H
 #define NWS_LOOP_H
 
@@ -49,5 +50,16 @@ void loop_pipe_close(struct loop_pipe *p);
  * (destroying it earlier calls on_close from inside lws_context_destroy). The last pipe
  * to go wakes lws_service, so that wait never sleeps past it. */
 size_t loop_pipes_open(void);
+
+/* A file descriptor the loop watches for reading, such as derive_fd: fn runs on the loop's
+ * thread each time the fd is readable and must read what made it so. The fd stays the
+ * caller's (lws watches a duplicate of it). *w is the watch until it ends (then NULL):
+ * with the context, or at loop_watch_stop, after which fn is never called again.
+ * 0, or -1 when the fd cannot be watched. */
+struct loop_watch;
+typedef void (*loop_watch_fn)(void *ctx);
+int loop_watch_fd(struct lws_vhost *vh, int fd, loop_watch_fn fn, void *ctx,
+    struct loop_watch **w);
+void loop_watch_stop(struct loop_watch **w);
 
 #endif

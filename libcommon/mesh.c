@@ -77,8 +77,7 @@ struct mesh {
 	lws_sorted_usec_list_t stall;
 	struct buf scratch;     /* one encoded frame at a time */
 	struct derive *dv;      /* Argon2id off the loop: links keep flowing meanwhile */
-	size_t deriving;
-	lws_sorted_usec_list_t derive_sul;
+	struct loop_watch *derive_watch;
 };
 
 /* The holder of a local peer's id in channel.holders. */
@@ -255,7 +254,6 @@ channel_free(struct channel *ch)
 	idset_clear(&ch->holders);
 	if (ch->job) {
 		derive_cancel(m->dv, ch->job);
-		m->deriving--;
 	}
 	keys_free(ch->keys);
 	sodium_memzero(ch->name, strlen(ch->name));
@@ -684,6 +682,15 @@ mesh_accept(void *ctx, const unsigned char *msg1, size_t len)
 
 /* ---- the mesh ---- */
 
+/* derive_fd is readable: keys are derived (channel_derived runs for each). */
+static void
+derive_ready(void *ctx)
+{
+	struct mesh *m = ctx;
+
+	derive_collect(m->dv);
+}
+
 struct mesh *
 mesh_new(struct lws_context *cx, struct lws_vhost *vh, int port, size_t max_frame,
     size_t max_queue)
@@ -698,7 +705,9 @@ mesh_new(struct lws_context *cx, struct lws_vhost *vh, int port, size_t max_fram
 	m->max_frame = max_frame;
 	m->max_queue = max_queue;
 	mesh_set_limits(m, NULL);
-	if (!(m->dv = derive_new())) {
+	if (!(m->dv = derive_new()) ||
+	    loop_watch_fd(vh, derive_fd(m->dv), derive_ready, m, &m->derive_watch) < 0) {
+		derive_free(m->dv);
 		free(m);
 		return NULL;
 	}
@@ -730,20 +739,6 @@ mesh_set_output(struct mesh *m, struct loop_pipe *out)
 	m->out = out;
 }
 
-/* A pending derivation takes ~0.2 s once per channel open: looking for its result every
- * 5 ms meanwhile is cheaper than another adopted fd, and costs nothing the rest of the time. */
-#define DERIVE_POLL_US (5 * LWS_US_PER_MS)
-
-static void
-derive_due(lws_sorted_usec_list_t *sul)
-{
-	struct mesh *m = lws_container_of(sul, struct mesh, derive_sul);
-
-	derive_collect(m->dv);
-	if (m->deriving && !m->stopping)
-		lws_sul_schedule(m->cx, 0, &m->derive_sul, derive_due, DERIVE_POLL_US);
-}
-
 /* The channel can link now: say where it listens, and dial what was found meanwhile. */
 static void
 channel_derived(void *ctx, struct derive_job *j, struct keys *k)
@@ -754,7 +749,6 @@ channel_derived(void *ctx, struct derive_job *j, struct keys *k)
 
 	(void)j;
 	ch->job = NULL;
-	m->deriving--;
 	if (!k) {
 		log_error("out of memory deriving a channel key: that channel is not linked");
 		return;
@@ -799,10 +793,7 @@ mesh_open(struct mesh *m, const char *name, const unsigned char *key)
 	log_debug("opened channel %s", name);
 	if (k) {
 		/* K came with the open: as if the worker had just derived it. */
-		m->deriving++;
 		channel_derived(ch, NULL, k);
-	} else if (m->deriving++ == 0) {
-		lws_sul_schedule(m->cx, 0, &m->derive_sul, derive_due, DERIVE_POLL_US);
 	}
 	return 0;
 }
@@ -1020,7 +1011,7 @@ mesh_stop(struct mesh *m)
 	/* Every timer goes now, while the context lives: none is armed again once stopping,
 	 * and mesh_free, after lws_context_destroy, must not touch lws's timer lists. */
 	lws_sul_cancel(&m->stall);
-	lws_sul_cancel(&m->derive_sul);
+	loop_watch_stop(&m->derive_watch);
 	for (struct channel *ch = m->channels; ch; ch = ch->next) {
 		dial_stop(&ch->dial);
 		for (struct lref *r = ch->links; r; r = r->next)

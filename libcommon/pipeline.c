@@ -76,7 +76,7 @@ struct pipeline {
 	struct chan *chans;
 	size_t nchans, capchans;
 	struct derive *dv;       /* K of each channel, once for every stage (DESIGN.md §2) */
-	lws_sorted_usec_list_t sul_derive;
+	struct loop_watch *derive_watch;
 
 	/* The likeliest cause of this generation's death so far: a stage that saw only end
 	 * of file can be reaped before the stage that was killed, so a clean exit waits
@@ -476,7 +476,7 @@ finish(struct pipeline *p)
 
 	lws_sul_cancel(&p->sul_tick);
 	lws_sul_cancel(&p->sul_restart);
-	lws_sul_cancel(&p->sul_derive);
+	loop_watch_stop(&p->derive_watch);
 	derive_free(p->dv);
 	for (int i = 0; i < NSTAGES; i++)
 		argv_free(p->argv[i]);
@@ -622,6 +622,15 @@ on_head_drained(void *ctx, struct loop_pipe *lp)
 		p->on_drain(p->ctx);
 }
 
+/* derive_fd is readable: channel keys are derived (derived runs for each). */
+static void
+derive_ready(void *ctx)
+{
+	struct pipeline *p = ctx;
+
+	derive_collect(p->dv);
+}
+
 struct pipeline *
 pipeline_start(struct lws_context *cx, struct lws_vhost *vh,
     const struct pipeline_config *cfg, pipeline_frame_fn on_frame,
@@ -650,6 +659,10 @@ pipeline_start(struct lws_context *cx, struct lws_vhost *vh,
 		free(p);
 		return NULL;
 	}
+	if (loop_watch_fd(vh, derive_fd(p->dv), derive_ready, p, &p->derive_watch) < 0) {
+		log_error("cannot watch the channel key thread: %s", strerror(errno));
+		goto fail;
+	}
 	for (int i = 0; i < NSTAGES; i++)
 		if (!(p->argv[i] = stage_argv(i, cfg)))
 			goto fail;
@@ -665,26 +678,13 @@ pipeline_start(struct lws_context *cx, struct lws_vhost *vh,
 fail:
 	for (int i = 0; i < NSTAGES; i++)
 		argv_free(p->argv[i]);
+	loop_watch_stop(&p->derive_watch);
 	derive_free(p->dv);
 	free(p);
 	return NULL;
 }
 
 /* Channel keys */
-
-/* A derivation takes ~0.1 s per channel open: looking for results every 5 ms meanwhile
- * costs less than another adopted fd, and nothing the rest of the time. */
-#define DERIVE_POLL_US (5 * LWS_US_PER_MS)
-
-static void
-derive_due(lws_sorted_usec_list_t *sul)
-{
-	struct pipeline *p = lws_container_of(sul, struct pipeline, sul_derive);
-
-	derive_collect(p->dv);
-	if (derive_pending(p->dv))
-		lws_sul_schedule(p->cx, 0, &p->sul_derive, derive_due, DERIVE_POLL_US);
-}
 
 static void
 derived(void *ctx, struct derive_job *j, struct keys *k)
@@ -734,8 +734,6 @@ track_local(struct pipeline *p, const struct frame *f)
 			chan_del(p, ch);
 			return 1;
 		}
-		if (derive_pending(p->dv) == 1)
-			lws_sul_schedule(p->cx, 0, &p->sul_derive, derive_due, DERIVE_POLL_US);
 		log_info("channel keys being derived: %zu", derive_pending(p->dv));
 		return 1;
 	case ACTION_CLOSE: {
