@@ -1,5 +1,6 @@
 #include "frame.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,10 +107,17 @@ frame_init(struct frame *f)
 }
 
 void
-frame_error(struct frame *f, int64_t code, const char *reason)
+frame_view(struct frame *f, enum frame_action a)
 {
 	frame_init(f);
-	f->action = ACTION_ERROR;
+	f->action = a;
+	f->borrowed = 1;
+}
+
+void
+frame_error(struct frame *f, int64_t code, const char *reason)
+{
+	frame_view(f, ACTION_ERROR);
 	f->code = code;
 	f->reason = (char *)reason;
 }
@@ -117,6 +125,7 @@ frame_error(struct frame *f, int64_t code, const char *reason)
 void
 frame_free(struct frame *f)
 {
+	assert(!f->borrowed);
 	free(f->action_name);
 	for (size_t i = 0; i < NKEYS; i++)
 		if (keys[i].kind == K_STR)

@@ -42,8 +42,10 @@ enum frame_data {
 
 #define FRAME_KEY_LEN 32
 
-/* String fields are NUL-terminated and owned by the frame; NULL means absent, "" is an
- * empty string that was present. Text may not contain NUL (such input is rejected). */
+/* String fields are NUL-terminated and owned by the frame (frame_init, frame_set,
+ * frame_decode; released by frame_free), or borrowed (frame_view); NULL means absent, ""
+ * is an empty string that was present. Text may not contain NUL (such input is
+ * rejected). */
 struct frame {
 	enum frame_action action;
 	char *action_name;   /* set when action == ACTION_UNKNOWN */
@@ -59,16 +61,22 @@ struct frame {
 	 * frame_free wipes it. */
 	int has_key;
 	unsigned char key[FRAME_KEY_LEN];
+	int borrowed;        /* made by frame_view: its fields are not the frame's */
 };
 
 /* Set by a tool run with -vv: its JSON output shows `key` too. */
 extern int frame_json_keys;
 
 void frame_init(struct frame *f);
-/* Makes f an error frame whose reason is borrowed, not copied: f is valid while reason is,
- * and is not frame_free'd. */
+/* A frame that borrows, for building one to encode or hand on without copying: f has
+ * action a and every other field absent, and the caller points fields at memory that
+ * outlives f's use (casting away const: a view is only read). It is never frame_free'd
+ * (frame_free asserts so) and needs no release. */
+void frame_view(struct frame *f, enum frame_action a);
+/* A view (frame_view) of an error frame with this code and borrowed reason. */
 void frame_error(struct frame *f, int64_t code, const char *reason);
-void frame_free(struct frame *f);   /* frees the fields; the frame is then as after frame_init */
+/* Frees the fields of an owning frame; the frame is then as after frame_init. */
+void frame_free(struct frame *f);
 
 const char *frame_action_name(const struct frame *f);
 enum frame_action frame_action_parse(const char *s);

@@ -58,12 +58,9 @@ local_sync(struct np *np, const char *token)
 
 	/* An action no stage knows is passed on in order by each: when it comes out of the
 	 * tail, nws-link has handed every frame before it to its links. */
-	memset(&f, 0, sizeof f);
-	f.action = ACTION_UNKNOWN;
+	frame_view(&f, ACTION_UNKNOWN);
 	f.action_name = (char *)"sync";
 	f.source = (char *)token;
-	f.port = f.code = -1;
-	(void)np;
 	return pipeline_send(np->be_state, &f);
 }
 
@@ -72,10 +69,8 @@ local_stop(struct np *np)
 {
 	struct frame f;
 
-	memset(&f, 0, sizeof f);
-	f.port = f.code = -1;
+	frame_view(&f, ACTION_DISCONNECT);
 	f.channel = np->channel;
-	f.action = ACTION_DISCONNECT;
 	f.target = np->id;
 	pipeline_send(np->be_state, &f);
 	f.action = ACTION_CLOSE;
@@ -103,10 +98,8 @@ local_start(struct np *np)
 		return EXIT_FAIL;
 	np->be = &local_backend;
 	np->be_state = p;
-	memset(&f, 0, sizeof f);
-	f.port = f.code = -1;
+	frame_view(&f, ACTION_OPEN);
 	f.channel = np->channel;
-	f.action = ACTION_OPEN;
 	pipeline_send(p, &f);
 	f.action = ACTION_CONNECT;
 	f.target = np->id;

@@ -99,9 +99,7 @@ out_peer(struct np *np, enum frame_action a, const char *peer)
 
 	if (np->mode != MODE_JSON)
 		return;
-	memset(&f, 0, sizeof f);
-	f.port = f.code = -1;
-	f.action = a;
+	frame_view(&f, a);
 	f.source = np->id;
 	f.target = (char *)peer;
 	out_frame(np, &f);
@@ -148,9 +146,7 @@ send_data(struct np *np, unsigned char *p, size_t n, int text)
 	struct frame f;
 	unsigned char saved = p[n];
 
-	memset(&f, 0, sizeof f);
-	f.port = f.code = -1;
-	f.action = np->to ? ACTION_MESSAGE : ACTION_BROADCAST;
+	frame_view(&f, np->to ? ACTION_MESSAGE : ACTION_BROADCAST);
 	f.channel = np->channel;
 	f.source = np->id;
 	f.target = (char *)np->to;
@@ -284,8 +280,7 @@ send_end(struct np *np)
 
 	if (np->end_sent || !np->sent_data || np->mode == MODE_JSON)
 		return 0;
-	frame_init(&f);
-	f.action = ACTION_END;
+	frame_view(&f, ACTION_END);
 	f.channel = np->channel;
 	f.source = np->id;
 	int rc = np->be->send(np, &f);
@@ -507,7 +502,7 @@ net_down(struct np *np, const char *reason)
 }
 
 void
-np_frame(struct np *np, struct frame *f)
+np_frame(struct np *np, const struct frame *f)
 {
 	if (np->stopping && f->action != ACTION_BROADCAST && f->action != ACTION_MESSAGE)
 		return;

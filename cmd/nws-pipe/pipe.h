@@ -79,7 +79,7 @@ struct np {
 /* peer.c */
 extern const struct lws_protocols np_stdin_protocol;
 void np_start(struct np *np);             /* after the backend is up */
-void np_frame(struct np *np, struct frame *f);   /* a frame from the network side */
+void np_frame(struct np *np, const struct frame *f);   /* a frame from the network side */
 void np_drain(struct np *np);             /* the backend has room again */
 void np_stop(struct np *np, int code);    /* end with this exit code */
 void np_finished(struct np *np);          /* the backend has ended */

@@ -76,9 +76,7 @@ proxy_sync(struct np *np, const char *token)
 
 	/* The proxy answers status in order, after what came before it was handed on. */
 	(void)np;
-	memset(&f, 0, sizeof f);
-	f.port = f.code = -1;
-	f.action = ACTION_STATUS;
+	frame_view(&f, ACTION_STATUS);
 	the_proxy.sync_token = token;
 	return queue_text(&the_proxy, &f);
 }
@@ -168,9 +166,7 @@ received(struct proxy *px)
 			have_id(px, f.source);
 		} else if (px->sync_token) {
 			struct frame s;
-			memset(&s, 0, sizeof s);
-			s.port = s.code = -1;
-			s.action = ACTION_UNKNOWN;
+			frame_view(&s, ACTION_UNKNOWN);
 			s.action_name = (char *)"sync";
 			s.source = (char *)px->sync_token;
 			np_frame(np, &s);
@@ -206,9 +202,7 @@ proxy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 		return 0;
 	case LWS_CALLBACK_CLIENT_ESTABLISHED: {
 		struct frame f;
-		memset(&f, 0, sizeof f);
-		f.port = f.code = -1;
-		f.action = ACTION_STATUS;
+		frame_view(&f, ACTION_STATUS);
 		log_info("attached to nws-proxy at %s", px->url);
 		px->np->via_proxy = 1;
 		/* Our id is the proxy's; nothing is sent before it is known. */
