@@ -9,6 +9,7 @@
 
 #include "keys.h"
 #include "log.h"
+#include "nws.h"
 #include "stream.h"
 
 void
@@ -37,7 +38,7 @@ opts_usage(const struct opts *o, const char *msg)
 {
 	(void)o;
 	fprintf(stderr, "%s: %s; try '%s -h'\n", log_prog, msg ? msg : "bad usage", log_prog);
-	exit(2);
+	exit(NWS_EXIT_USAGE);
 }
 
 int
@@ -96,10 +97,10 @@ opts_common(struct opts *o, int c, const char *arg)
 	switch (c) {
 	case 'h':
 		printf("%s", o->usage);
-		exit(0);
+		exit(NWS_EXIT_OK);
 	case 'V':
 		printf("%s %s\n", log_prog, NWS_VERSION);
-		exit(0);
+		exit(NWS_EXIT_OK);
 	case 'v':
 		log_level++;
 		/* -vv shows channel names; an open's key is the same secret. */
@@ -139,7 +140,7 @@ opts_channel_add(struct opts *o, const char *name)
 			return 0;
 	char **v = realloc(o->channels, (o->nchannels + 1) * sizeof *v);
 	if (!v || !(v[o->nchannels] = strdup(name)))
-		log_fatal(1, "out of memory");
+		log_fatal(NWS_EXIT_FAIL, "out of memory");
 	o->channels = v;
 	o->nchannels++;
 	return 0;
@@ -167,7 +168,7 @@ opts_channels(struct opts *o, int argc, char **argv, int first)
 	if (env && *env) {
 		char *copy = strdup(env);
 		if (!copy)
-			log_fatal(1, "out of memory");
+			log_fatal(NWS_EXIT_FAIL, "out of memory");
 		int bad = add_list(o, copy);
 		sodium_memzero(copy, strlen(env));
 		free(copy);
@@ -178,7 +179,7 @@ opts_channels(struct opts *o, int argc, char **argv, int first)
 	if (o->channel_file) {
 		FILE *fp = fopen(o->channel_file, "r");
 		if (!fp)
-			log_fatal(2, "cannot read channel file %s: %s", o->channel_file, strerror(errno));
+			log_fatal(NWS_EXIT_USAGE, "cannot read channel file %s: %s", o->channel_file, strerror(errno));
 		char line[1024];
 		int lineno = 0, bad = 0;
 		while (fgets(line, sizeof line, fp)) {
@@ -192,7 +193,7 @@ opts_channels(struct opts *o, int argc, char **argv, int first)
 		sodium_memzero(line, sizeof line);
 		fclose(fp);
 		if (bad)
-			log_fatal(2, "%s:%d: invalid channel name: names are 1 to 255 of A-Z a-z 0-9 + = * . _ -",
+			log_fatal(NWS_EXIT_USAGE, "%s:%d: invalid channel name: names are 1 to 255 of A-Z a-z 0-9 + = * . _ -",
 			    o->channel_file, bad);
 	}
 }

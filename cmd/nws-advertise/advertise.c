@@ -7,6 +7,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "nws.h"
 
 
 static void
@@ -60,7 +61,7 @@ on_down(void *ctx, const char *why)
 	}
 	if (!log_stage)
 		log_error(DNSSD_DOWN_REASON ": %s", why);
-	send_error(a, 69, DNSSD_DOWN_REASON);
+	send_error(a, NWS_EXIT_UNAVAILABLE, DNSSD_DOWN_REASON);
 }
 
 static void
@@ -77,7 +78,7 @@ on_signal(void *ctx, int signo)
 	struct advertise *a = ctx;
 
 	(void)signo;
-	dnssd_quit(a->d, 0);   /* main withdraws everything before exit */
+	dnssd_quit(a->d, NWS_EXIT_OK);   /* main withdraws everything before exit */
 }
 
 const struct dnssd_callbacks advertise_callbacks = {
@@ -294,5 +295,5 @@ advertise_eof(void *ctx)
 	struct advertise *a = ctx;
 
 	if (!a->keep)
-		dnssd_quit(a->d, 0);
+		dnssd_quit(a->d, NWS_EXIT_OK);
 }

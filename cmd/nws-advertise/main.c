@@ -8,6 +8,7 @@
 
 #include "advertise.h"
 #include "log.h"
+#include "nws.h"
 #include "opts.h"
 
 static const char usage[] =
@@ -97,23 +98,23 @@ main(int argc, char **argv)
 		    "name it with -d DOMAIN");
 	if (a.wide && keyfile && !(a.up = dnsupdate_new(o.domain, keyfile, server, err,
 	    sizeof err)))
-		log_fatal(1, "%s", err);
+		log_fatal(NWS_EXIT_FAIL, "%s", err);
 	if (a.wide && !keyfile)
 		log_error("no --tsig-key: cannot publish in %s, so peers there cannot find this "
 		    "host (it still finds and links to theirs)", o.domain);
 
 	if (!(a.d = dnssd_new(o.domain, iface, &advertise_callbacks, &a))) {
 		opts_free(&o);
-		return 1;
+		return NWS_EXIT_FAIL;
 	}
 	if (!(a.io = dnssd_io_new(a.d, STDIN_FILENO, STDOUT_FILENO, o.out_fmt, o.max_frame,
 	    advertise_frame, advertise_eof, &a)))
-		log_fatal(1, "out of memory");
+		log_fatal(NWS_EXIT_FAIL, "out of memory");
 	if (advertise_derive_init(&a) < 0)
-		log_fatal(1, "cannot start the key worker: %s", strerror(errno));
+		log_fatal(NWS_EXIT_FAIL, "cannot start the key worker: %s", strerror(errno));
 	for (size_t i = 0; i < o.nchannels; i++)
 		if (advertise_add(&a, o.channels[i], (uint16_t)port, &why) < 0)
-			log_fatal(1, "cannot advertise: %s", why);
+			log_fatal(NWS_EXIT_FAIL, "cannot advertise: %s", why);
 	opts_free(&o);
 	dnssd_start(a.d);
 	rc = dnssd_run(a.d);

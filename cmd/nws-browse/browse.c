@@ -9,6 +9,7 @@
 #include <avahi-common/timeval.h>
 
 #include "log.h"
+#include "nws.h"
 
 #define UNMATCHED_REPORTED 1u   /* dnssd_record.mark: a channel-less found went out */
 
@@ -80,7 +81,7 @@ on_all_for_now(void *ctx)
 	struct browse *b = ctx;
 
 	if (b->terminate)
-		dnssd_quit(b->d, b->reported ? 0 : 1);
+		dnssd_quit(b->d, b->reported ? NWS_EXIT_OK : NWS_EXIT_FAIL);
 }
 
 static void
@@ -91,11 +92,11 @@ on_down(void *ctx, const char *why)
 
 	if (!log_stage || b->text)
 		log_error(DNSSD_DOWN_REASON ": %s", why);
-	frame_error(&f, 69, DNSSD_DOWN_REASON);
+	frame_error(&f, NWS_EXIT_UNAVAILABLE, DNSSD_DOWN_REASON);
 	if (!b->text)
 		dnssd_io_send(b->io, &f);
 	if (b->terminate)
-		dnssd_quit(b->d, 69);
+		dnssd_quit(b->d, NWS_EXIT_UNAVAILABLE);
 }
 
 static void
@@ -110,7 +111,7 @@ on_signal(void *ctx, int signo)
 {
 	struct browse *b = ctx;
 
-	dnssd_quit(b->d, b->terminate ? 128 + signo : 0);
+	dnssd_quit(b->d, b->terminate ? 128 + signo : NWS_EXIT_OK);
 }
 
 const struct dnssd_callbacks browse_callbacks = {
@@ -239,7 +240,7 @@ send_error(struct browse *b, const char *reason)
 {
 	struct frame f;
 
-	frame_error(&f, 1, reason);
+	frame_error(&f, NWS_EXIT_FAIL, reason);
 	dnssd_io_send(b->io, &f);
 }
 
@@ -276,7 +277,7 @@ browse_eof(void *ctx)
 	struct browse *b = ctx;
 
 	if (!b->keep && !b->terminate)
-		dnssd_quit(b->d, 0);
+		dnssd_quit(b->d, NWS_EXIT_OK);
 }
 
 static void
@@ -287,7 +288,7 @@ deadline_cb(AvahiTimeout *t, void *ctx)
 	(void)t;
 	log_error("avahi-daemon did not finish browsing within %d s: giving up",
 	    BROWSE_TERMINATE_MS / 1000);
-	dnssd_quit(b->d, b->reported ? 0 : 1);
+	dnssd_quit(b->d, b->reported ? NWS_EXIT_OK : NWS_EXIT_FAIL);
 }
 
 void

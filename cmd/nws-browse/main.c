@@ -8,6 +8,7 @@
 
 #include "browse.h"
 #include "log.h"
+#include "nws.h"
 #include "opts.h"
 
 static const char usage[] =
@@ -79,17 +80,17 @@ main(int argc, char **argv)
 
 	if (!(b.d = dnssd_new(o.domain, iface, &browse_callbacks, &b))) {
 		opts_free(&o);
-		return 1;
+		return NWS_EXIT_FAIL;
 	}
 	if (!(b.io = dnssd_io_new(b.d, STDIN_FILENO, STDOUT_FILENO, o.out_fmt, o.max_frame,
 	    browse_frame, browse_eof, &b)))
-		log_fatal(1, "out of memory");
+		log_fatal(NWS_EXIT_FAIL, "out of memory");
 	if (browse_derive_init(&b) < 0)
-		log_fatal(1, "cannot start the key worker: %s", strerror(errno));
+		log_fatal(NWS_EXIT_FAIL, "cannot start the key worker: %s", strerror(errno));
 	/* Channels of the command line are ready before browsing starts, for -t's answer. */
 	for (size_t i = 0; i < o.nchannels; i++)
 		if (browse_open(&b, o.channels[i], NULL, 1) < 0)
-			log_fatal(2, "too many channels: at most %d", BROWSE_MAX_CHANNELS);
+			log_fatal(NWS_EXIT_USAGE, "too many channels: at most %d", BROWSE_MAX_CHANNELS);
 	opts_free(&o);
 	dnssd_browse(b.d);
 	if (b.terminate)

@@ -9,13 +9,13 @@
 #include <libwebsockets.h>
 
 #include "log.h"
+#include "nws.h"
 #include "loop.h"
 #include "mesh.h"
 #include "opts.h"
 #include "link.h"
 #include "listen.h"
 
-#define STOP_DEADLINE_MS 3000
 
 enum { OPT_LISTEN = OPT_TOOL, OPT_MAX_QUEUE, OPT_MAX_LINKS, OPT_MAX_LINKS_ADDR, OPT_MAX_PEERS };
 
@@ -262,7 +262,8 @@ main(int argc, char **argv)
 
 	/* Bound here, not by lws: see listen.h. */
 	if ((lfd = listen_bind(addr, port, &port, err, sizeof err)) < 0)
-		log_fatal(1, "cannot listen on %s%sport %d: %s (choose another with --listen)",
+		log_fatal(NWS_EXIT_FAIL,
+		    "cannot listen on %s%sport %d: %s (choose another with --listen)",
 		    addr, addr[0] ? " " : "", port, err);
 	memset(&info, 0, sizeof info);
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
@@ -275,27 +276,27 @@ main(int argc, char **argv)
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
 	info.vhost_name = "nws-link";
 	if (!(cx = lws_create_context(&info)))
-		log_fatal(1, "cannot start libwebsockets (out of memory?)");
+		log_fatal(NWS_EXIT_FAIL, "cannot start libwebsockets (out of memory?)");
 	struct lws_vhost *vh = lws_create_vhost(cx, &info);
 	if (!vh || listen_adopt(vh, lfd) < 0)
-		log_fatal(1, "cannot start libwebsockets (out of memory?)");
+		log_fatal(NWS_EXIT_FAIL, "cannot start libwebsockets (out of memory?)");
 
 	if (!(mesh = mesh_new(cx, vh, port, o.max_frame, max_queue)))
-		log_fatal(1, "out of memory");
+		log_fatal(NWS_EXIT_FAIL, "out of memory");
 	mesh_set_limits(mesh, &lim);
 	out_pipe = loop_pipe_adopt(vh, -1, STDOUT_FILENO, o.out_fmt, o.max_frame,
 	    max_queue + o.max_frame, NULL, on_output_closed, NULL);
 	in_pipe = loop_pipe_adopt(vh, STDIN_FILENO, -1, o.out_fmt, o.max_frame, 0,
 	    on_input, on_input_closed, NULL);
 	if (!out_pipe || !in_pipe)
-		log_fatal(1, "cannot watch standard input and output");
+		log_fatal(NWS_EXIT_FAIL, "cannot watch standard input and output");
 	mesh_set_output(mesh, out_pipe);
 	mesh_set_flow(mesh, on_links_full, NULL);
 	loop_pipe_on_drain(out_pipe, max_queue / 2, on_output_drained, NULL);
 	log_info("listening on port %d", port);
 	for (size_t i = 0; i < o.nchannels; i++)
 		if (mesh_open(mesh, o.channels[i], NULL) < 0)
-			log_fatal(1, "cannot open a channel (out of memory?)");
+			log_fatal(NWS_EXIT_FAIL, "cannot open a channel (out of memory?)");
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
@@ -311,7 +312,7 @@ main(int argc, char **argv)
 	 * the last pipe wake lws_service when they go; the deadline is a timer so that it
 	 * wakes it too. Every timer is cancelled before the context is destroyed. */
 	mesh_stop(mesh);
-	lws_sul_schedule(cx, 0, &late_sul, on_late, STOP_DEADLINE_MS * LWS_US_PER_MS);
+	lws_sul_schedule(cx, 0, &late_sul, on_late, NWS_STOP_DEADLINE_MS * LWS_US_PER_MS);
 	while (!mesh_idle(mesh) && !late)
 		lws_service(cx, 0);
 	if (in_pipe)

@@ -95,7 +95,7 @@ local_start(struct np *np)
 	np->pcfg.max_queue = 2 * np->max_frame + (1u << 20);
 	struct pipeline *p = pipeline_start(np->cx, np->vh, &np->pcfg, on_frame, on_drain, np);
 	if (!p)
-		return EXIT_FAIL;
+		return NWS_EXIT_FAIL;
 	np->be = &local_backend;
 	np->be_state = p;
 	frame_view(&f, ACTION_OPEN);

@@ -86,7 +86,7 @@ print_new_name(void)
 	char name[sodium_base64_ENCODED_LEN(sizeof b, sodium_base64_VARIANT_ORIGINAL)];
 
 	if (sodium_init() < 0)
-		log_fatal(EXIT_FAIL, "cannot initialise libsodium");
+		log_fatal(NWS_EXIT_FAIL, "cannot initialise libsodium");
 	randombytes_buf(b, sizeof b);
 	sodium_bin2base64(name, sizeof name, b, sizeof b, sodium_base64_VARIANT_ORIGINAL);
 	for (char *p = name; *p; p++)
@@ -94,7 +94,7 @@ print_new_name(void)
 			*p = '_';
 	printf("%s\n", name);
 	sodium_memzero(name, sizeof name);
-	exit(fflush(stdout) ? EXIT_FAIL : EXIT_DONE);
+	exit(fflush(stdout) ? NWS_EXIT_FAIL : NWS_EXIT_OK);
 }
 
 static void
@@ -154,7 +154,7 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 			if (!optarg && optind < argc && strstr(argv[optind], "://"))
 				np->proxy_url = argv[optind++];
 			if (!np->proxy_url)
-				np->proxy_url = NWS_PIPE_PROXY_URL;
+				np->proxy_url = NWS_PROXY_URL;
 			if ((why = proxy_url_problem(np->proxy_url)))
 				opts_usage(o, why);
 			break;
@@ -240,7 +240,7 @@ main(int argc, char **argv)
 	np.timeout_ms = -1;
 	parse(&np, &o, argc, argv);
 	if (sodium_init() < 0)
-		log_fatal(EXIT_FAIL, "cannot initialise libsodium");
+		log_fatal(NWS_EXIT_FAIL, "cannot initialise libsodium");
 	keys_random_hex(np.id, PEER_ID_HEX);
 	buf_init(&np.in, 0);
 	buf_init(&np.out, 0);
@@ -255,7 +255,7 @@ main(int argc, char **argv)
 	info.vhost_name = "nws-pipe";
 	context = lws_create_context(&info);
 	if (!context)
-		log_fatal(EXIT_FAIL, "cannot start the event loop (libwebsockets)");
+		log_fatal(NWS_EXIT_FAIL, "cannot start the event loop (libwebsockets)");
 	np.cx = context;
 	np.vh = lws_get_vhost_by_name(context, "nws-pipe");
 	signal(SIGINT, on_signal);
@@ -269,7 +269,7 @@ main(int argc, char **argv)
 	else if (np.no_proxy)
 		rc = local_start(&np);
 	else {
-		np.proxy_url = NWS_PIPE_PROXY_URL;
+		np.proxy_url = NWS_PROXY_URL;
 		rc = proxy_start(&np, 1);
 	}
 	if (rc)
@@ -277,7 +277,7 @@ main(int argc, char **argv)
 	while (!np.finished) {
 		if (signalled && !np.stopping) {
 			log_info("stopping on signal %d", (int)signalled);
-			np_stop(&np, EXIT_DONE);
+			np_stop(&np, NWS_EXIT_OK);
 		}
 		if (lws_service(context, 0) < 0)
 			break;

@@ -44,7 +44,7 @@ out_flush(struct np *np)
 		if (errno != EPIPE)
 			log_error("cannot write to stdout: %s", strerror(errno));
 		buf_reset(&np->out);
-		np_stop(np, errno == EPIPE ? EXIT_DONE : EXIT_FAIL);
+		np_stop(np, errno == EPIPE ? NWS_EXIT_OK : NWS_EXIT_FAIL);
 		return;
 	}
 	buf_reset(&np->out);
@@ -439,7 +439,7 @@ timeout_cb(lws_sorted_usec_list_t *sul)
 	else
 		log_error("%zu of %ld peers joined within %.1f s", idset_count(&np->peers), np->wait_n,
 		    (double)np->timeout_ms / 1000);
-	np_stop(np, EXIT_FAIL);
+	np_stop(np, NWS_EXIT_FAIL);
 }
 
 void
@@ -492,7 +492,7 @@ net_down(struct np *np, const char *reason)
 		log_error("cannot reach avahi-daemon%s: start avahi-daemon (peers on the "
 		    "network) or nws-proxy (peers on this machine) to wait for peers",
 		    np->no_proxy ? "" : ", and no nws-proxy runs on this machine");
-		np_stop(np, EXIT_UNAVAILABLE);
+		np_stop(np, NWS_EXIT_UNAVAILABLE);
 		return;
 	}
 	if (!np->net_down_said++)
@@ -530,11 +530,11 @@ np_frame(struct np *np, const struct frame *f)
 			out_data(np, f);
 		if (is_receiver(np)) {
 			log_debug("peer %s ended its input", f->source);
-			np_stop(np, EXIT_DONE);
+			np_stop(np, NWS_EXIT_OK);
 		}
 		break;
 	case ACTION_ERROR:
-		if (f->code == EXIT_UNAVAILABLE) {
+		if (f->code == NWS_EXIT_UNAVAILABLE) {
 			net_down(np, f->reason);
 		} else if (log_once_per_burst(f->reason ? f->reason : "error")) {
 			log_error("%s", f->reason ? f->reason : "the network side reported an error");
@@ -543,7 +543,7 @@ np_frame(struct np *np, const struct frame *f)
 	case ACTION_UNKNOWN:
 		if (np->sync_sent && f->action_name && !strcmp(f->action_name, "sync") &&
 		    f->source && !strcmp(f->source, np->sync_token))
-			np_stop(np, EXIT_DONE);
+			np_stop(np, NWS_EXIT_OK);
 		break;
 	default:
 		break;

@@ -12,15 +12,14 @@
 #include "buf.h"
 #include "frame.h"
 #include "idset.h"
+#include "nws.h"
 #include "pipeline.h"
 
 enum pipe_mode { MODE_LINES, MODE_RAW, MODE_JSON };
 
-/* Exit codes (man/nws-pipe.1): 1 is a --timeout, or a failure that is not usage. */
-enum { EXIT_DONE = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNAVAILABLE = 69 };
+/* Exit codes (man/nws-pipe.1) are nws.h's: NWS_EXIT_FAIL is a --timeout, or a failure
+ * that is not usage. */
 
-#define NWS_PIPE_PROXY_PORT 9009   /* nws-proxy's default port, tried first */
-#define NWS_PIPE_PROXY_URL "ws://localhost:9009"
 #define PEER_ID_HEX 8          /* random bytes of a peer id: 16 hex characters */
 
 struct np;

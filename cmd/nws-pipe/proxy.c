@@ -197,7 +197,7 @@ proxy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 		}
 		log_error("cannot connect to nws-proxy at %s: %s (is nws-proxy running?)",
 		    px->url, in ? (const char *)in : "connection failed");
-		np_stop(px->np, EXIT_UNAVAILABLE);
+		np_stop(px->np, NWS_EXIT_UNAVAILABLE);
 		np_finished(px->np);
 		return 0;
 	case LWS_CALLBACK_CLIENT_ESTABLISHED: {
@@ -227,7 +227,7 @@ proxy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 		px->wsi = NULL;
 		if (!px->np->stopping) {
 			log_error("nws-proxy closed the connection");
-			np_stop(px->np, EXIT_FAIL);
+			np_stop(px->np, NWS_EXIT_FAIL);
 		}
 		np_finished(px->np);
 		return 0;
@@ -276,10 +276,10 @@ proxy_start(struct np *np, int probing)
 	if (lws_parse_uri(tmp, &prot, &ads, &port, &path) ||
 	    (strcmp(prot, "ws") && strcmp(prot, "http"))) {
 		log_error("--via-proxy wants a ws://HOST[:PORT][/PATH] URL");
-		return EXIT_USAGE;
+		return NWS_EXIT_USAGE;
 	}
 	if (!strchr(strstr(np->proxy_url, "//") + 2, ':'))
-		port = NWS_PIPE_PROXY_PORT;
+		port = NWS_PROXY_PORT;
 	size_t pl = strlen(path);
 	while (pl && path[pl - 1] == '/')
 		pl--;
@@ -303,7 +303,7 @@ proxy_start(struct np *np, int probing)
 		if (probing)
 			return local_start(np);
 		log_error("cannot connect to nws-proxy at %s (is nws-proxy running?)", px->url);
-		return EXIT_UNAVAILABLE;
+		return NWS_EXIT_UNAVAILABLE;
 	}
 	return 0;
 }
