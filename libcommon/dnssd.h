@@ -1,4 +1,4 @@
-/* dnssd: the avahi-client side of discovery (DESIGN.md §4) for nws-browse and
+/* dnssd: the avahi-client side of discovery (nws(7) DISCOVERY) for nws-browse and
  * nws-advertise. It owns one AvahiSimplePoll loop (the tools watch their own fds through
  * dnssd_poll), a client that survives a missing, stopped or restarted avahi-daemon,
  * _nws._tcp publications that take a new random instance name on collision and are

@@ -1,4 +1,4 @@
-/* frame: the one message model of nws (DESIGN.md §2) and its two encodings, JSON Lines
+/* frame: the one message model of nws (nws(7) FRAMES) and its two encodings, JSON Lines
  * (jansson) and CBOR Sequence maps (libcbor). Both are lossless for every field. */
 #ifndef NWS_FRAME_H
 #define NWS_FRAME_H
@@ -56,7 +56,7 @@ struct frame {
 	enum frame_data data_kind;
 	unsigned char *data; /* owned; NUL-terminated for DATA_TEXT and DATA_JSON */
 	size_t data_len;
-	/* K of the channel on an `open` between the stages of one pipeline (DESIGN.md §2):
+	/* K of the channel on an `open` between the stages of one pipeline (nws(7) FRAMES):
 	 * a byte string in CBOR; written in JSON (base64) only when frame_json_keys is set.
 	 * frame_free wipes it. */
 	int has_key;

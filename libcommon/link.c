@@ -20,7 +20,7 @@
  * goes out in one write(2) through lws_write's raw mode instead of one per message.
  * Bytes written per writeable callback, cut at a frame boundary: */
 #define LINK_WRITE_BUDGET (256u << 10)
-/* Partly received frames of every link together (DESIGN.md §6): a member that starts big
+/* Partly received frames of every link together (nws(7) LINKS): a member that starts big
  * frames on many links and finishes none cannot grow memory past this; the link whose
  * piece passes it is closed. A finished frame's buffer is freed when it grew past
  * LINK_ACC_KEEP, so idle links hold no big buffers either. */

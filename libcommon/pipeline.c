@@ -75,7 +75,7 @@ struct pipeline {
 
 	struct chan *chans;
 	size_t nchans, capchans;
-	struct derive *dv;       /* K of each channel, once for every stage (DESIGN.md §2) */
+	struct derive *dv;       /* K per channel, once for all stages (nws(7) FRAMES) */
 	struct loop_watch *derive_watch;
 
 	/* The likeliest cause of this generation's death so far: a stage that saw only end

@@ -1,5 +1,5 @@
 /* nws-advertise: publishes the channels nws-link listens on as tagged _nws._tcp records
- * (DESIGN.md §1, §4) and withdraws them on close or exit. */
+ * (nws(7) DISCOVERY) and withdraws them on close or exit. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* nws-browse: reports the peers of open channels as they appear on the network and leave
- * it (DESIGN.md §1, §4). */
+ * it (nws(7) DISCOVERY). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,6 @@
 /* nws-link: encrypted, authenticated links between the nws-link processes of a channel
- * (DESIGN.md §5, §6). Frames in on stdin, frames out on stdout, links over WebSocket. */
+ * (nws(7) LINKS and ROUTING). Frames in on stdin, frames out on stdout, links over
+ * WebSocket. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* The peer as a WebSocket client of a running nws-proxy: with --via-proxy, or by itself
  * when one answers on localhost (then, if none does, the peer runs its own pipeline). It
- * speaks the client protocol of DESIGN.md §3 in its CBOR form (subprotocol nws.cbor), so
- * that broadcasts of bytes, too, come with their source. */
+ * speaks the client protocol (nws(7) THE LOCAL WEBSOCKET PROTOCOL) in its CBOR form
+ * (subprotocol nws.cbor), so that broadcasts of bytes, too, come with their source. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

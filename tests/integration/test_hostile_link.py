@@ -1,4 +1,4 @@
-"""Links against hostile non-members (issue 9, DESIGN.md section 5): a host without the
+"""Links against hostile non-members (issue 9, nws(7) LINKS): a host without the
 channel key gets nothing from nws-link, whatever it replays or says, and nothing it sends
 shapes what nws-link sends or logs. The attacker is tests/lib/noisepeer.py."""
 import ast

@@ -449,7 +449,7 @@ test_cbor_malformed(void **state)
 		expect_error(FORMAT_CBOR, bad[i].in, bad[i].n, bad[i].why);
 }
 
-/* DESIGN.md §6: a frame is decoded strictly, so no two readers of its bytes can see
+/* nws(7) ROUTING: a frame is decoded strictly, so no two readers of its bytes can see
  * different fields: indefinite lengths, duplicate keys and non-text keys are refused, and
  * peek finds no action where decode would refuse the map's shape. */
 static void
