@@ -19,6 +19,31 @@ opts_init(struct opts *o, const char *usage)
 	o->usage = usage;
 	o->out_fmt = FORMAT_JSON;
 	o->max_frame = STREAM_MAX_FRAME_DEFAULT;
+	o->takes = OPTS_ALL;
+}
+
+void
+opts_take(struct opts *o, unsigned takes)
+{
+	o->takes = takes;
+}
+
+/* The shared option behind a getopt value, 0 for -h, -V, -v and a tool's own. */
+static unsigned
+opts_kind(int val)
+{
+	switch (val) {
+	case 'd':
+		return OPTS_DOMAIN;
+	case OPT_JSON:
+	case OPT_CBOR:
+		return OPTS_FORMAT;
+	case OPT_MAX_FRAME:
+		return OPTS_MAX_FRAME;
+	case OPT_CHANNEL_FILE:
+		return OPTS_CHANNEL_FILE;
+	}
+	return 0;
 }
 
 void
@@ -45,12 +70,21 @@ int
 opts_getopt(struct opts *o, int argc, char **argv, const char *shortopts,
     const struct option *longopts)
 {
+	static struct option taken[64];
 	char all[128];
+	size_t n = 0;
 
 	o->argv = argv;
 	opterr = 0;
-	snprintf(all, sizeof all, ":" OPTS_SHORT "%s", shortopts);
-	return getopt_long(argc, argv, all, longopts, NULL);
+	snprintf(all, sizeof all, ":" OPTS_SHORT "%s%s", o->takes & OPTS_DOMAIN ? "d:" : "",
+	    shortopts);
+	/* The tool's table less the shared options it does not take; tables are short. */
+	for (const struct option *lo = longopts; lo->name; lo++)
+		if (n < sizeof taken / sizeof *taken - 1 &&
+		    (!opts_kind(lo->val) || (o->takes & opts_kind(lo->val))))
+			taken[n++] = *lo;
+	memset(&taken[n], 0, sizeof taken[n]);
+	return getopt_long(argc, argv, all, taken, NULL);
 }
 
 /* What getopt rejected, in words: optind has moved past the option (and past its

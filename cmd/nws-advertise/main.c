@@ -59,6 +59,7 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	opts_init(&o, usage);
+	opts_take(&o, OPTS_DOMAIN | OPTS_FORMAT | OPTS_MAX_FRAME | OPTS_CHANNEL_FILE);
 	while ((c = opts_getopt(&o, argc, argv, "p:i:", longopts)) != -1) {
 		if (opts_common(&o, c, optarg))
 			continue;

@@ -35,7 +35,6 @@ static const char usage[] =
     "  --max-peers N         peers one remote node may announce per channel (1024)\n"
     "  --json, --cbor        the output format (default json; input is detected)\n"
     "  --channel-file FILE   read channel names from FILE (also: NWS_CHANNEL)\n"
-    "  -d, --domain DOMAIN   accepted like the other tools'; links do not use it\n"
     "  -v, --verbose         more on stderr (-vv: per event, channel names included)\n"
     "  -h, --help            this text\n"
     "  -V, --version         the version\n"
@@ -230,6 +229,7 @@ main(int argc, char **argv)
 
 	log_init("nws-link");
 	opts_init(&o, usage);
+	opts_take(&o, OPTS_FORMAT | OPTS_MAX_FRAME | OPTS_CHANNEL_FILE);
 	while ((c = opts_getopt(&o, argc, argv, "", longopts)) != -1) {
 		if (opts_common(&o, c, optarg))
 			continue;

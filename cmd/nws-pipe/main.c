@@ -237,6 +237,7 @@ main(int argc, char **argv)
 
 	log_init("nws-pipe");
 	opts_init(&o, usage);
+	opts_take(&o, OPTS_DOMAIN | OPTS_FORMAT | OPTS_MAX_FRAME | OPTS_CHANNEL_FILE);
 	np.timeout_ms = -1;
 	parse(&np, &o, argc, argv);
 	if (sodium_init() < 0)
