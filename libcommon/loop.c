@@ -353,8 +353,9 @@ const struct lws_protocols loop_protocol = {
 	.callback = loop_callback,
 };
 
+/* fd into vh under loop_protocol, with opaque (a pipe or a watch) as its user data. */
 static struct lws *
-pipe_adopt_fd(struct lws_vhost *vh, int fd, struct loop_pipe *p)
+pipe_adopt_fd(struct lws_vhost *vh, int fd, void *opaque)
 {
 	lws_adopt_desc_t info;
 
@@ -363,7 +364,7 @@ pipe_adopt_fd(struct lws_vhost *vh, int fd, struct loop_pipe *p)
 	info.type = LWS_ADOPT_RAW_FILE_DESC;
 	info.fd.filefd = fd;
 	info.vh_prot_name = loop_protocol.name;
-	info.opaque = p;
+	info.opaque = opaque;
 	return lws_adopt_descriptor_vhost_via_info(&info);
 }
 
@@ -485,7 +486,6 @@ int
 loop_watch_fd(struct lws_vhost *vh, int fd, loop_watch_fn fn, void *ctx,
     struct loop_watch **handle)
 {
-	lws_adopt_desc_t info;
 	struct loop_watch *w = calloc(1, sizeof *w);
 	int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 
@@ -500,13 +500,7 @@ loop_watch_fd(struct lws_vhost *vh, int fd, loop_watch_fn fn, void *ctx,
 	w->ctx = ctx;
 	w->next = watches;
 	watches = w;
-	memset(&info, 0, sizeof info);
-	info.vh = vh;
-	info.type = LWS_ADOPT_RAW_FILE_DESC;
-	info.fd.filefd = dup;
-	info.vh_prot_name = loop_protocol.name;
-	info.opaque = w;
-	if (!(w->wsi = lws_adopt_descriptor_vhost_via_info(&info))) {
+	if (!(w->wsi = pipe_adopt_fd(vh, dup, w))) {
 		watches = w->next;
 		free(w);
 		close(dup);
