@@ -3,8 +3,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -522,4 +524,39 @@ loop_watch_stop(struct loop_watch **handle)
 	w->handle = NULL;
 	w->fn = NULL;
 	pipe_kill(w->wsi);
+}
+
+static struct {
+	int fd;
+	loop_signal_fn fn;
+	void *ctx;
+	struct loop_watch *watch;
+} sigs_in;
+
+static void
+signals_ready(void *ctx)
+{
+	struct signalfd_siginfo si;
+
+	(void)ctx;
+	while (read(sigs_in.fd, &si, sizeof si) == (ssize_t)sizeof si)
+		sigs_in.fn(sigs_in.ctx, (int)si.ssi_signo);
+}
+
+int
+loop_signals(struct lws_vhost *vh, const int *sigs, loop_signal_fn fn, void *ctx)
+{
+	sigset_t set;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	for (const int *s = sigs; *s; s++)
+		sigaddset(&set, *s);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return -1;
+	sigs_in.fn = fn;
+	sigs_in.ctx = ctx;
+	if ((sigs_in.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0)
+		return -1;
+	return loop_watch_fd(vh, sigs_in.fd, signals_ready, NULL, &sigs_in.watch);
 }

@@ -62,4 +62,12 @@ int loop_watch_fd(struct lws_vhost *vh, int fd, loop_watch_fn fn, void *ctx,
     struct loop_watch **w);
 void loop_watch_stop(struct loop_watch **w);
 
+/* Signals as loop events: the signals in sigs (0-terminated) are blocked and read from a
+ * signalfd the loop watches, so fn runs on the loop's thread, never in a handler.
+ * SIGPIPE is ignored (a write to a gone reader fails with EPIPE). Call it before any
+ * thread starts, as a thread with them unblocked would take them (pipeline gives its
+ * stages the default mask back). 0, or -1 with errno. */
+typedef void (*loop_signal_fn)(void *ctx, int signo);
+int loop_signals(struct lws_vhost *vh, const int *sigs, loop_signal_fn fn, void *ctx);
+
 #endif

@@ -40,7 +40,7 @@ static const char usage[] =
     "  -V, --version         the version\n"
     "Exits 0 at the end of stdin or on SIGINT/SIGTERM, after closing every link.\n";
 
-static volatile sig_atomic_t stop;
+static int stop;        /* set on a signal or at the end of input */
 static int late;   /* the stop deadline passed */
 static lws_sorted_usec_list_t late_sul;
 static struct lws_context *cx;
@@ -92,8 +92,9 @@ stop_loop(void)
 }
 
 static void
-on_signal(int sig)
+on_signal(void *ctx, int sig)
 {
+	(void)ctx;
 	(void)sig;
 	stop_loop();
 }
@@ -257,7 +258,6 @@ main(int argc, char **argv)
 	}
 	opts_channels(&o, argc, argv, optind);
 
-	signal(SIGPIPE, SIG_IGN);
 	lws_set_log_level(log_level >= 2 ? LLL_ERR | LLL_WARN | LLL_NOTICE :
 	    log_level ? LLL_ERR : 0, lws_log);
 
@@ -281,6 +281,10 @@ main(int argc, char **argv)
 	struct lws_vhost *vh = lws_create_vhost(cx, &info);
 	if (!vh || listen_adopt(vh, lfd) < 0)
 		log_fatal(NWS_EXIT_FAIL, "cannot start libwebsockets (out of memory?)");
+	/* Before mesh_new starts the key worker thread: signals come through the loop. */
+	static const int sigs[] = { SIGINT, SIGTERM, 0 };
+	if (loop_signals(vh, sigs, on_signal, NULL) < 0)
+		log_fatal(NWS_EXIT_FAIL, "cannot watch signals: %s", strerror(errno));
 
 	if (!(mesh = mesh_new(cx, vh, port, o.max_frame, max_queue)))
 		log_fatal(NWS_EXIT_FAIL, "out of memory");
@@ -298,12 +302,6 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < o.nchannels; i++)
 		if (mesh_open(mesh, o.channels[i], NULL) < 0)
 			log_fatal(NWS_EXIT_FAIL, "cannot open a channel (out of memory?)");
-
-	struct sigaction sa;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
 
 	while (!stop)
 		if (lws_service(cx, 0) < 0)

@@ -1,5 +1,6 @@
 /* nws-pipe: a channel in a shell pipe. stdin to the channel, the channel to stdout, as
  * one peer; through its own pipeline or a running nws-proxy. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,17 +54,17 @@ enum {
 	OPT_DNS_SERVER,
 };
 
-static volatile sig_atomic_t signalled;
+static int signalled;
 static struct lws_context *context;
 
 static void
-on_signal(int sig)
+on_signal(void *ctx, int sig)
 {
+	(void)ctx;
 	if (signalled)
 		_exit(128 + sig);   /* a second ^C: the user does not want to wait */
 	signalled = sig;
-	if (context)
-		lws_cancel_service(context);
+	lws_cancel_service(context);
 }
 
 static double
@@ -259,10 +260,10 @@ main(int argc, char **argv)
 		log_fatal(NWS_EXIT_FAIL, "cannot start the event loop (libwebsockets)");
 	np.cx = context;
 	np.vh = lws_get_vhost_by_name(context, "nws-pipe");
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	signal(SIGHUP, on_signal);
-	signal(SIGPIPE, SIG_IGN);
+	/* Before a pipeline starts its key worker thread: signals come through the loop. */
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, 0 };
+	if (loop_signals(np.vh, sigs, on_signal, NULL) < 0)
+		log_fatal(NWS_EXIT_FAIL, "cannot watch signals: %s", strerror(errno));
 
 	int rc;
 	if (np.proxy_url)
