@@ -1,6 +1,7 @@
 /* nws-advertise: publishes the channels nws-link listens on as tagged _nws._tcp records
  * (nws(7) DISCOVERY) and withdraws them on close or exit. */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -104,11 +105,17 @@ main(int argc, char **argv)
 		log_error("no --tsig-key: cannot publish in %s, so peers there cannot find this "
 		    "host (it still finds and links to theirs)", o.domain);
 
-	if (!(a.d = dnssd_new(o.domain, iface, &advertise_callbacks, &a))) {
+	static const int sigs[] = { SIGINT, SIGTERM, 0 };
+	if (!(a.al = aloop_new()))
+		log_fatal(NWS_EXIT_FAIL, "out of memory");
+	/* Before the key worker thread starts: signals come through the loop. */
+	if (aloop_signals(a.al, sigs, advertise_signal, &a) < 0)
+		log_fatal(NWS_EXIT_FAIL, "cannot watch signals: %s", strerror(errno));
+	if (!(a.d = dnssd_new(a.al, o.domain, iface, &advertise_callbacks, &a))) {
 		opts_free(&o);
 		return NWS_EXIT_FAIL;
 	}
-	if (!(a.io = dnssd_io_new(a.d, STDIN_FILENO, STDOUT_FILENO, o.out_fmt, o.max_frame,
+	if (!(a.io = aloop_pipe_new(a.al, STDIN_FILENO, STDOUT_FILENO, o.out_fmt, o.max_frame,
 	    advertise_frame, advertise_eof, &a)))
 		log_fatal(NWS_EXIT_FAIL, "out of memory");
 	if (advertise_derive_init(&a) < 0)
@@ -118,10 +125,11 @@ main(int argc, char **argv)
 			log_fatal(NWS_EXIT_FAIL, "cannot advertise: %s", why);
 	opts_free(&o);
 	dnssd_start(a.d);
-	rc = dnssd_run(a.d);
-	dnssd_io_close(a.io);
+	rc = aloop_run(a.al);
+	aloop_pipe_close(a.io);
 	advertise_remove_all(&a);   /* the daemon withdraws them with goodbye packets */
 	dnsupdate_free(a.up);
 	dnssd_free(a.d);
+	aloop_free(a.al);
 	return rc;
 }

@@ -1,6 +1,7 @@
 /* nws-browse: reports the peers of open channels as they appear on the network and leave
  * it (nws(7) DISCOVERY). */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,11 +80,17 @@ main(int argc, char **argv)
 		o.out_fmt = FORMAT_JSON;
 	b.keep = o.nchannels > 0;
 
-	if (!(b.d = dnssd_new(o.domain, iface, &browse_callbacks, &b))) {
+	static const int sigs[] = { SIGINT, SIGTERM, 0 };
+	if (!(b.al = aloop_new()))
+		log_fatal(NWS_EXIT_FAIL, "out of memory");
+	/* Before the key worker thread starts: signals come through the loop. */
+	if (aloop_signals(b.al, sigs, browse_signal, &b) < 0)
+		log_fatal(NWS_EXIT_FAIL, "cannot watch signals: %s", strerror(errno));
+	if (!(b.d = dnssd_new(b.al, o.domain, iface, &browse_callbacks, &b))) {
 		opts_free(&o);
 		return NWS_EXIT_FAIL;
 	}
-	if (!(b.io = dnssd_io_new(b.d, STDIN_FILENO, STDOUT_FILENO, o.out_fmt, o.max_frame,
+	if (!(b.io = aloop_pipe_new(b.al, STDIN_FILENO, STDOUT_FILENO, o.out_fmt, o.max_frame,
 	    browse_frame, browse_eof, &b)))
 		log_fatal(NWS_EXIT_FAIL, "out of memory");
 	if (browse_derive_init(&b) < 0)
@@ -97,9 +104,10 @@ main(int argc, char **argv)
 	if (b.terminate)
 		browse_deadline(&b);
 	dnssd_start(b.d);
-	rc = dnssd_run(b.d);
-	dnssd_io_close(b.io);
+	rc = aloop_run(b.al);
+	aloop_pipe_close(b.io);
 	browse_close_all(&b);
 	dnssd_free(b.d);
+	aloop_free(b.al);
 	return rc;
 }
