@@ -202,8 +202,10 @@ count_arg(const struct opts *o, const char *arg, const char *what)
 	return (size_t)v;
 }
 
-int
-main(int argc, char **argv)
+/* The options into o, the listen address and port, and the limits. */
+static void
+parse(struct opts *o, int argc, char **argv, char *addr, size_t addrlen, int *port,
+    struct mesh_limits *lim)
 {
 	static const struct option longopts[] = {
 		OPTS_LONG,
@@ -214,58 +216,53 @@ main(int argc, char **argv)
 		{ "max-peers", required_argument, 0, OPT_MAX_PEERS },
 		{ 0, 0, 0, 0 },
 	};
-	struct lws_protocols protocols[] = {
-		{ .name = "nws-link-http", .callback = http_callback },
-		link_protocol,
-		loop_protocol,
-		listen_protocol,
-		{ 0 },
-	};
-	struct lws_context_creation_info info;
-	struct opts o;
-	struct mesh_limits lim = { 0 };
-	char addr[128] = "", err[160];
-	int port = 0, c, lfd;
 	long long sz;
+	int c;
 
-	log_init("nws-link");
-	opts_init(&o, usage);
-	opts_take(&o, OPTS_FORMAT | OPTS_MAX_FRAME | OPTS_CHANNEL_FILE);
-	while ((c = opts_getopt(&o, argc, argv, "", longopts)) != -1) {
-		if (opts_common(&o, c, optarg))
+	opts_init(o, usage);
+	opts_take(o, OPTS_FORMAT | OPTS_MAX_FRAME | OPTS_CHANNEL_FILE);
+	while ((c = opts_getopt(o, argc, argv, "", longopts)) != -1) {
+		if (opts_common(o, c, optarg))
 			continue;
 		switch (c) {
 		case OPT_LISTEN:
-			parse_listen(&o, optarg, addr, sizeof addr, &port);
+			parse_listen(o, optarg, addr, addrlen, port);
 			break;
 		case OPT_MAX_QUEUE:
 			if ((sz = opts_size(optarg)) < 65536)
-				opts_usage(&o, "--max-queue takes a size of at least 64k");
+				opts_usage(o, "--max-queue takes a size of at least 64k");
 			max_queue = (size_t)sz;
 			break;
 		case OPT_MAX_LINKS:
-			lim.links = count_arg(&o, optarg, "--max-links");
+			lim->links = count_arg(o, optarg, "--max-links");
 			break;
 		case OPT_MAX_LINKS_ADDR:
-			lim.links_per_address = count_arg(&o, optarg, "--max-links-per-address");
+			lim->links_per_address = count_arg(o, optarg, "--max-links-per-address");
 			break;
 		case OPT_MAX_PEERS:
-			lim.peers = count_arg(&o, optarg, "--max-peers");
+			lim->peers = count_arg(o, optarg, "--max-peers");
 			break;
 		default:
-			opts_usage(&o, NULL);
+			opts_usage(o, NULL);
 		}
 	}
-	opts_channels(&o, argc, argv, optind);
+	opts_channels(o, argc, argv, optind);
+}
 
-	lws_set_log_level(log_level >= 2 ? LLL_ERR | LLL_WARN | LLL_NOTICE :
-	    log_level ? LLL_ERR : 0, lws_log);
+/* The lws context (cx) and its vhost, taking links on the socket bound to addr and
+ * *port (0: a free one, then set). protocols must outlive the context. */
+static struct lws_vhost *
+start_loop(const struct lws_protocols *protocols, const char *addr, int *port)
+{
+	struct lws_context_creation_info info;
+	char err[160];
+	int lfd;
 
 	/* Bound here, not by lws: see listen.h. */
-	if ((lfd = listen_bind(addr, port, &port, err, sizeof err)) < 0)
+	if ((lfd = listen_bind(addr, *port, port, err, sizeof err)) < 0)
 		log_fatal(NWS_EXIT_FAIL,
 		    "cannot listen on %s%sport %d: %s (choose another with --listen)",
-		    addr, addr[0] ? " " : "", port, err);
+		    addr, addr[0] ? " " : "", *port, err);
 	memset(&info, 0, sizeof info);
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.protocols = protocols;
@@ -281,8 +278,50 @@ main(int argc, char **argv)
 	struct lws_vhost *vh = lws_create_vhost(cx, &info);
 	if (!vh || listen_adopt(vh, lfd) < 0)
 		log_fatal(NWS_EXIT_FAIL, "cannot start libwebsockets (out of memory?)");
-	/* Before mesh_new starts the key worker thread: signals come through the loop. */
+	return vh;
+}
+
+/* Clean stop: close frames to every link, flush stdout, then go. The last link and the
+ * last pipe wake lws_service when they go; the deadline is a timer so that it wakes it
+ * too. Every timer is cancelled before the context is destroyed. */
+static void
+drain(void)
+{
+	mesh_stop(mesh);
+	lws_sul_schedule(cx, 0, &late_sul, on_late, NWS_STOP_DEADLINE_MS * LWS_US_PER_MS);
+	while (!mesh_idle(mesh) && !late)
+		lws_service(cx, 0);
+	if (in_pipe)
+		loop_pipe_close(in_pipe);
+	if (out_pipe)
+		loop_pipe_close(out_pipe);
+	while (loop_pipes_open() && !late)
+		lws_service(cx, 0);
+	lws_sul_cancel(&late_sul);
+}
+
+int
+main(int argc, char **argv)
+{
 	static const int sigs[] = { SIGINT, SIGTERM, 0 };
+	struct lws_protocols protocols[] = {
+		{ .name = "nws-link-http", .callback = http_callback },
+		link_protocol,
+		loop_protocol,
+		listen_protocol,
+		{ 0 },
+	};
+	struct opts o;
+	struct mesh_limits lim = { 0 };
+	char addr[128] = "";
+	int port = 0;
+
+	log_init("nws-link");
+	parse(&o, argc, argv, addr, sizeof addr, &port, &lim);
+	lws_set_log_level(log_level >= 2 ? LLL_ERR | LLL_WARN | LLL_NOTICE :
+	    log_level ? LLL_ERR : 0, lws_log);
+	struct lws_vhost *vh = start_loop(protocols, addr, &port);
+	/* Before mesh_new starts the key worker thread: signals come through the loop. */
 	if (loop_signals(vh, sigs, on_signal, NULL) < 0)
 		log_fatal(NWS_EXIT_FAIL, "cannot watch signals: %s", strerror(errno));
 
@@ -306,23 +345,9 @@ main(int argc, char **argv)
 	while (!stop)
 		if (lws_service(cx, 0) < 0)
 			break;
-
-	/* Clean stop: close frames to every link, flush stdout, then go. The last link and
-	 * the last pipe wake lws_service when they go; the deadline is a timer so that it
-	 * wakes it too. Every timer is cancelled before the context is destroyed. */
-	mesh_stop(mesh);
-	lws_sul_schedule(cx, 0, &late_sul, on_late, NWS_STOP_DEADLINE_MS * LWS_US_PER_MS);
-	while (!mesh_idle(mesh) && !late)
-		lws_service(cx, 0);
-	if (in_pipe)
-		loop_pipe_close(in_pipe);
-	if (out_pipe)
-		loop_pipe_close(out_pipe);
-	while (loop_pipes_open() && !late)
-		lws_service(cx, 0);
-	lws_sul_cancel(&late_sul);
+	drain();
 	lws_context_destroy(cx);
 	mesh_free(mesh);
 	opts_free(&o);
-	return 0;
+	return NWS_EXIT_OK;
 }
