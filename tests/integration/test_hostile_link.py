@@ -43,6 +43,7 @@ def test_replayed_msg1_gets_nothing_but_msg2(hosts, link_bin, keys):
     link_pair(a, b, CH)
     b_node = a.wait_action("linked")[0]["node"]
     b.wait_action("connect", target="a1")
+    a.wait_action("connect", target="b1")   # all of the link-up is in before
     port = a.listening(CH)["port"]
     before = a.snapshot()
     # b's own msg1, and those of members below and above any node id (so a both settles
