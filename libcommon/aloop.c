@@ -12,6 +12,7 @@
 #include <avahi-common/simple-watch.h>
 
 #include "log.h"
+#include "loop.h"
 #include "nws.h"
 #include "stream.h"
 
@@ -86,17 +87,10 @@ int
 aloop_signals(struct aloop *al, const int *sigs, aloop_signal_fn fn, void *ctx)
 {
 	const AvahiPoll *api = aloop_poll(al);
-	sigset_t set;
 
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&set);
-	for (const int *s = sigs; *s; s++)
-		sigaddset(&set, *s);
-	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
-		return -1;
 	al->on_signal = fn;
 	al->signal_ctx = ctx;
-	if ((al->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0)
+	if ((al->sigfd = loop_signalfd(sigs)) < 0)
 		return -1;
 	if (!api->watch_new(api, al->sigfd, AVAHI_WATCH_IN, signals_ready, al)) {
 		errno = ENOMEM;

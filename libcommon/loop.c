@@ -544,7 +544,7 @@ signals_ready(void *ctx)
 }
 
 int
-loop_signals(struct lws_vhost *vh, const int *sigs, loop_signal_fn fn, void *ctx)
+loop_signalfd(const int *sigs)
 {
 	sigset_t set;
 
@@ -554,9 +554,15 @@ loop_signals(struct lws_vhost *vh, const int *sigs, loop_signal_fn fn, void *ctx
 		sigaddset(&set, *s);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return -1;
+	return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+int
+loop_signals(struct lws_vhost *vh, const int *sigs, loop_signal_fn fn, void *ctx)
+{
 	sigs_in.fn = fn;
 	sigs_in.ctx = ctx;
-	if ((sigs_in.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0)
+	if ((sigs_in.fd = loop_signalfd(sigs)) < 0)
 		return -1;
 	return loop_watch_fd(vh, sigs_in.fd, signals_ready, NULL, &sigs_in.watch);
 }

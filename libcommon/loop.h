@@ -68,6 +68,9 @@ void loop_watch_stop(struct loop_watch **w);
  * thread starts, as a thread with them unblocked would take them (pipeline gives its
  * stages the default mask back). 0, or -1 with errno. */
 typedef void (*loop_signal_fn)(void *ctx, int signo);
+/* The blocking and the signalfd behind loop_signals, for aloop's twin: a non-blocking fd
+ * to read struct signalfd_siginfo from, or -1. */
+int loop_signalfd(const int *sigs);
 int loop_signals(struct lws_vhost *vh, const int *sigs, loop_signal_fn fn, void *ctx);
 
 #endif
