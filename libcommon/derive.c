@@ -72,7 +72,7 @@ worker(void *arg)
 			dv->tail = NULL;
 		dv->running[me] = j;
 		pthread_mutex_unlock(&dv->mu);
-		/* Counted by tests: one Argon2id per channel per host (DESIGN.md §2). */
+		/* Counted by tests: one Argon2id per channel per host (nws(7) FRAMES). */
 		log_debug("deriving a channel key (Argon2id)");
 		j->k = keys_derive(j->name);
 		/* libsodium takes Argon2id's 64 MiB with malloc, from this thread's arena, whose

@@ -74,7 +74,7 @@ sessions(struct noise_session *si, struct noise_session *sr)
 	*sr = r0;
 }
 
-/* The piece rules as DESIGN.md section 5 states them, for one frame at a time. */
+/* The piece rules as nws(7) LINKS states them, for one frame at a time. */
 struct model {
 	unsigned char acc[MAX_FRAME];
 	size_t len;
