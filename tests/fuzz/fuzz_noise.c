@@ -9,9 +9,8 @@
 #include "fuzz.h"
 #include "noise.h"
 
-/* The link's prologue. Branch linkproto makes it "nws-link/1" alone (one path for all
- * channels); then this line changes. */
-#define PROLOGUE "nws-link/1" "/0123456789abcdef0123456789abcdef"
+/* The link's prologue, as link.c sets it: one for every channel. */
+#define PROLOGUE "nws-link/1"
 #define MAX_FRAME 1024
 
 static const unsigned char psk[32] = "nws fuzz: a fixed link key K_li";
