@@ -29,7 +29,7 @@ endif
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-# Debian packages the build, the tests and the benchmarks need (DESIGN.md §7). Node.js
+# Debian packages the build, the tests and the benchmarks need (README.md, Install). Node.js
 # and npm count as present when the commands are, whoever packaged them.
 DEBS := build-essential pkg-config libwebsockets-dev libsodium-dev libavahi-client-dev \
         libcbor-dev libjansson-dev libcmocka-dev python3 python3-pytest python3-websockets \

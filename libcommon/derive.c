@@ -22,15 +22,19 @@ struct derive_job {
 	void *ctx;
 };
 
+/* Each worker holds one Argon2id's 64 MiB while it derives: this bounds the memory. */
+#define WORKERS_MAX 4
+
 struct derive {
-	pthread_t worker;
+	pthread_t workers[WORKERS_MAX];
+	size_t nworkers, nstarted;        /* nstarted: workers that took their slot (mu) */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct derive_job *head, *tail;   /* queued, not started */
-	struct derive_job *running;       /* the worker's job, until its name is wiped */
+	struct derive_job *running[WORKERS_MAX];   /* each worker's job, until its name is wiped */
 	size_t pending;                   /* started, not cancelled, not collected (loop) */
 	int stop;
-	int pipe[2];                      /* worker -> loop: finished job pointers */
+	int pipe[2];                      /* workers -> loop: finished job pointers */
 };
 
 static void
@@ -46,11 +50,15 @@ worker(void *arg)
 {
 	struct derive *dv = arg;
 	struct derive_job *j;
+	size_t me;
 
 	/* Argon2id's burst of CPU and memory traffic must not delay the frames the loop
 	 * passes on meanwhile (measured: 28 ms latency tails when a channel opened). On Linux
 	 * the nice value is per thread; failing to lower it only costs latency. */
 	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
+	pthread_mutex_lock(&dv->mu);
+	me = dv->nstarted++;
+	pthread_mutex_unlock(&dv->mu);
 	for (;;) {
 		pthread_mutex_lock(&dv->mu);
 		while (!dv->stop && !dv->head)
@@ -62,16 +70,16 @@ worker(void *arg)
 		j = dv->head;
 		if (!(dv->head = j->next))
 			dv->tail = NULL;
-		dv->running = j;
+		dv->running[me] = j;
 		pthread_mutex_unlock(&dv->mu);
-		/* Counted by tests: one Argon2id per channel per host (DESIGN.md §2). */
+		/* Counted by tests: one Argon2id per channel per host (nws(7) FRAMES). */
 		log_debug("deriving a channel key (Argon2id)");
 		j->k = keys_derive(j->name);
 		/* libsodium takes Argon2id's 64 MiB with malloc, from this thread's arena, whose
 		 * pages stay resident after the free: give them back until the next one. */
 		malloc_trim(0);
 		pthread_mutex_lock(&dv->mu);
-		dv->running = NULL;
+		dv->running[me] = NULL;
 		sodium_memzero(j->name, sizeof j->name);
 		pthread_mutex_unlock(&dv->mu);
 		/* A pointer is far below PIPE_BUF: the write is whole. */
@@ -84,6 +92,9 @@ struct derive *
 derive_new(void)
 {
 	struct derive *dv;
+	long cpus;
+	size_t want;
+	int err = 0;
 
 	if (!(dv = calloc(1, sizeof *dv)))
 		return NULL;
@@ -94,10 +105,20 @@ derive_new(void)
 	fcntl(dv->pipe[0], F_SETFL, O_NONBLOCK);
 	pthread_mutex_init(&dv->mu, NULL);
 	pthread_cond_init(&dv->cv, NULL);
-	if ((errno = pthread_create(&dv->worker, NULL, worker, dv)) != 0) {
+	/* One worker per core: the jobs still start in the order asked (FIFO), so two hosts
+	 * opening the same channels derive the same ones first and those pairs meet early. */
+	cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	want = cpus < 1 ? 1 : cpus > WORKERS_MAX ? WORKERS_MAX : (size_t)cpus;
+	for (; dv->nworkers < want; dv->nworkers++)
+		if ((err = pthread_create(&dv->workers[dv->nworkers], NULL, worker, dv)) != 0)
+			break;
+	if (!dv->nworkers) {
+		pthread_mutex_destroy(&dv->mu);
+		pthread_cond_destroy(&dv->cv);
 		close(dv->pipe[0]);
 		close(dv->pipe[1]);
 		free(dv);
+		errno = err;
 		return NULL;
 	}
 	return dv;
@@ -115,15 +136,17 @@ derive_start(struct derive *dv, const char *name, derive_done_fn done, void *ctx
 	struct derive_job *j;
 
 	pthread_mutex_lock(&dv->mu);
-	j = dv->running;
-	if (j && j->cancelled && !strncmp(j->name, name, KEYS_NAME_MAX)) {
-		/* Closed and opened again while the worker derives it: take that result. */
-		j->cancelled = 0;
-		j->done = done;
-		j->ctx = ctx;
-		dv->pending++;
-		pthread_mutex_unlock(&dv->mu);
-		return j;
+	for (size_t i = 0; i < dv->nworkers; i++) {
+		j = dv->running[i];
+		if (j && j->cancelled && !strncmp(j->name, name, KEYS_NAME_MAX)) {
+			/* Closed and opened again while a worker derives it: take that result. */
+			j->cancelled = 0;
+			j->done = done;
+			j->ctx = ctx;
+			dv->pending++;
+			pthread_mutex_unlock(&dv->mu);
+			return j;
+		}
 	}
 	pthread_mutex_unlock(&dv->mu);
 	if (!(j = calloc(1, sizeof *j)))
@@ -194,9 +217,10 @@ derive_free(struct derive *dv)
 		return;
 	pthread_mutex_lock(&dv->mu);
 	dv->stop = 1;
-	pthread_cond_signal(&dv->cv);
+	pthread_cond_broadcast(&dv->cv);
 	pthread_mutex_unlock(&dv->mu);
-	pthread_join(dv->worker, NULL);
+	for (size_t i = 0; i < dv->nworkers; i++)
+		pthread_join(dv->workers[i], NULL);
 	while ((j = dv->head)) {
 		dv->head = j->next;
 		job_free(j);

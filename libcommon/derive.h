@@ -1,6 +1,7 @@
 /* derive: channel keys derived on a worker thread, so a tool's loop keeps passing frames
- * during the ~0.2 s (and 64 MiB) of Argon2id that keys_derive costs. One worker takes the
- * jobs in order, one at a time, so memory stays at one derivation. Results come back
+ * during the ~0.2 s (and 64 MiB) of Argon2id that keys_derive costs. One worker per online
+ * core (at most 4, so memory stays at four derivations) takes the jobs in the order they
+ * were started, so hosts opening the same channels derive them alike. Results come back
  * through a pipe the caller's loop watches: when derive_fd is readable, call derive_collect,
  * which runs each finished job's callback on the loop's thread. */
 #ifndef NWS_DERIVE_H

@@ -1,16 +1,12 @@
 #include "dnssd.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <net/if.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <avahi-client/client.h>
@@ -19,13 +15,11 @@
 #include <avahi-common/domain.h>
 #include <avahi-common/error.h>
 #include <avahi-common/malloc.h>
-#include <avahi-common/simple-watch.h>
 #include <avahi-common/strlst.h>
 #include <avahi-common/timeval.h>
 
 #include "keys.h"
 #include "log.h"
-#include "stream.h"
 
 #define RETRY_MS 1000   /* how often to retry when even the system bus is missing */
 
@@ -55,7 +49,7 @@ struct item {
 };
 
 struct dnssd {
-	AvahiSimplePoll *sp;
+	struct aloop *al;
 	AvahiClient *client;
 	const struct dnssd_callbacks *cb;
 	void *ctx;
@@ -73,8 +67,6 @@ struct dnssd {
 	unsigned gen;           /* counts those browsers */
 	AvahiTimeout *rebrowse;
 	AvahiTimeout *reconnect;
-	AvahiWatch *sigwatch;
-	int sigfd;
 };
 
 static void client_cb(AvahiClient *c, AvahiClientState state, void *arg);
@@ -142,12 +134,12 @@ client_connect(struct dnssd *d)
 
 	/* NO_FAIL: a missing daemon is not an error, the client waits for it. Only a missing
 	 * system bus fails here, and then we retry on a timer. */
-	if (!avahi_client_new(avahi_simple_poll_get(d->sp), AVAHI_CLIENT_NO_FAIL, client_cb, d,
+	if (!avahi_client_new(aloop_poll(d->al), AVAHI_CLIENT_NO_FAIL, client_cb, d,
 	    &err)) {
 		d->client = NULL;
 		set_down(d, avahi_strerror(err));
 		struct timeval tv;
-		const AvahiPoll *api = avahi_simple_poll_get(d->sp);
+		const AvahiPoll *api = aloop_poll(d->al);
 		api->timeout_update(d->reconnect, avahi_elapse_time(&tv, RETRY_MS, 0));
 	}
 }
@@ -156,7 +148,7 @@ static void
 reconnect_cb(AvahiTimeout *t, void *arg)
 {
 	struct dnssd *d = arg;
-	const AvahiPoll *api = avahi_simple_poll_get(d->sp);
+	const AvahiPoll *api = aloop_poll(d->al);
 
 	api->timeout_update(t, NULL);
 	if (d->client) {
@@ -199,41 +191,24 @@ client_cb(AvahiClient *c, AvahiClientState state, void *arg)
 		break;
 	case AVAHI_CLIENT_FAILURE:
 		set_down(d, avahi_strerror(avahi_client_errno(c)));
-		avahi_simple_poll_get(d->sp)->timeout_update(d->reconnect,
+		aloop_poll(d->al)->timeout_update(d->reconnect,
 		    avahi_elapse_time(&tv, 0, 0));
 		break;
 	}
 }
 
-static void
-signal_cb(AvahiWatch *w, int fd, AvahiWatchEvent ev, void *arg)
-{
-	struct dnssd *d = arg;
-	struct signalfd_siginfo si;
-
-	(void)w;
-	(void)ev;
-	while (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
-		if (d->cb->signal)
-			d->cb->signal(d->ctx, (int)si.ssi_signo);
-		else
-			dnssd_quit(d, 0);
-	}
-}
-
 struct dnssd *
-dnssd_new(const char *domain, const char *interface, const struct dnssd_callbacks *cb,
-    void *ctx)
+dnssd_new(struct aloop *al, const char *domain, const char *interface,
+    const struct dnssd_callbacks *cb, void *ctx)
 {
 	struct dnssd *d;
-	sigset_t set;
 
 	if (!(d = calloc(1, sizeof *d)))
 		goto oom;
+	d->al = al;
 	d->cb = cb;
 	d->ctx = ctx;
 	d->up = -1;
-	d->sigfd = -1;
 	d->ifindex = AVAHI_IF_UNSPEC;
 	if (interface && !(d->ifindex = (AvahiIfIndex)if_nametoindex(interface))) {
 		log_error("no network interface named %s: see `ip link` for the names", interface);
@@ -243,26 +218,10 @@ dnssd_new(const char *domain, const char *interface, const struct dnssd_callback
 	if (domain && !(d->domain = strdup(domain)))
 		goto oom;
 	d->wide = domain && strcasecmp(domain, "local") && strcasecmp(domain, "local.");
-	if (!(d->sp = avahi_simple_poll_new()))
-		goto oom;
-	const AvahiPoll *api = avahi_simple_poll_get(d->sp);
+	const AvahiPoll *api = aloop_poll(al);
 	if (!(d->reconnect = api->timeout_new(api, NULL, reconnect_cb, d)) ||
 	    (d->wide && !(d->rebrowse = api->timeout_new(api, NULL, rebrowse_cb, d))))
 		goto oom;
-
-	/* Signals arrive through the loop, so withdrawing records runs in normal context.
-	 * A write to a reader that went away must fail with EPIPE, not kill us. */
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	if ((d->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0 ||
-	    !(d->sigwatch = api->watch_new(api, d->sigfd, AVAHI_WATCH_IN, signal_cb, d))) {
-		log_error("cannot watch signals: %s", strerror(errno));
-		dnssd_free(d);
-		return NULL;
-	}
 	return d;
 oom:
 	log_error("out of memory");
@@ -288,56 +247,12 @@ dnssd_free(struct dnssd *d)
 	client_forget(d, 0);
 	if (d->client)
 		avahi_client_free(d->client);
-	if (d->sp)
-		avahi_simple_poll_free(d->sp);   /* frees every watch and timeout */
-	if (d->sigfd >= 0)
-		close(d->sigfd);
+	if (d->reconnect)
+		aloop_poll(d->al)->timeout_free(d->reconnect);
+	if (d->rebrowse)
+		aloop_poll(d->al)->timeout_free(d->rebrowse);
 	free(d->domain);
 	free(d);
-}
-
-const AvahiPoll *
-dnssd_poll(struct dnssd *d)
-{
-	return avahi_simple_poll_get(d->sp);
-}
-
-static void
-derive_ready(AvahiWatch *w, int fd, AvahiWatchEvent ev, void *ctx)
-{
-	(void)w;
-	(void)fd;
-	(void)ev;
-	derive_collect(ctx);
-}
-
-struct derive *
-dnssd_derive_new(struct dnssd *d)
-{
-	const AvahiPoll *api = dnssd_poll(d);
-	struct derive *dv = derive_new();
-
-	if (dv && !api->watch_new(api, derive_fd(dv), AVAHI_WATCH_IN, derive_ready, dv)) {
-		derive_free(dv);
-		errno = ENOMEM;
-		return NULL;
-	}
-	return dv;
-}
-
-int
-dnssd_run(struct dnssd *d)
-{
-	while (avahi_simple_poll_iterate(d->sp, -1) == 0)
-		;
-	return d->code;
-}
-
-void
-dnssd_quit(struct dnssd *d, int code)
-{
-	d->code = code;
-	avahi_simple_poll_quit(d->sp);
 }
 
 int
@@ -771,7 +686,7 @@ browse_start(struct dnssd *d)
 	if (!d->browser)
 		log_error("cannot browse: %s", avahi_strerror(avahi_client_errno(d->client)));
 	if (d->wide)
-		dnssd_poll(d)->timeout_update(d->rebrowse,
+		aloop_poll(d->al)->timeout_update(d->rebrowse,
 		    avahi_elapse_time(&tv, DNSSD_WIDE_POLL_MS, 0));
 }
 
@@ -783,7 +698,7 @@ rebrowse_cb(AvahiTimeout *t, void *arg)
 {
 	struct dnssd *d = arg;
 
-	dnssd_poll(d)->timeout_update(t, NULL);
+	aloop_poll(d->al)->timeout_update(t, NULL);
 	if (!d->browser)
 		return;
 	wide_sweep(d);
@@ -806,187 +721,4 @@ dnssd_records(struct dnssd *d, void (*fn)(void *ctx, struct dnssd_record *r), vo
 	for (struct item *it = d->items; it; it = it->next)
 		if (it->found)
 			fn(ctx, &it->rec);
-}
-
-/* Frame pipes. ------------------------------------------------------------------------ */
-
-struct dnssd_io {
-	struct dnssd *d;
-	struct stream_reader r;
-	struct stream_writer w;
-	size_t max_queue;
-	AvahiWatch *in_watch, *out_watch;
-	AvahiWatchEvent in_ev, out_ev;   /* what each watch is set to */
-	dnssd_frame_fn on_frame;
-	void (*on_eof)(void *ctx);
-	void *ctx;
-};
-
-/* Pipes and sockets become non-blocking; a terminal or file is left as it is, since its
- * file description may be shared with the shell, and one read or write on it is short. */
-static void
-nonblock_if_pipe(int fd)
-{
-	struct stat st;
-
-	if (fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
-		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-}
-
-static void
-io_update(struct dnssd_io *io)
-{
-	const AvahiPoll *api = dnssd_poll(io->d);
-	size_t pending = stream_writer_pending(&io->w);
-
-	AvahiWatchEvent in = pending > io->max_queue / 2 ? 0 : AVAHI_WATCH_IN;
-	AvahiWatchEvent out = pending ? AVAHI_WATCH_OUT : 0;
-
-	/* Only changes: AvahiSimplePoll wakes its own poll (a write to its wake-up pipe, a
-	 * read and one more turn) at each update, which was three syscalls per frame
-	 * passed on, in each pass-through stage. */
-	if (io->in_watch && in != io->in_ev)
-		api->watch_update(io->in_watch, in);
-	if (out != io->out_ev)
-		api->watch_update(io->out_watch, out);
-	io->in_ev = in;
-	io->out_ev = out;
-}
-
-static void
-io_flush(struct dnssd_io *io)
-{
-	if (stream_writer_flush(&io->w) < 0) {
-		log_debug("output closed: %s", strerror(errno));
-		dnssd_quit(io->d, 1);
-	}
-	io_update(io);
-}
-
-static void
-io_in_cb(AvahiWatch *w, int fd, AvahiWatchEvent ev, void *arg)
-{
-	struct dnssd_io *io = arg;
-	const unsigned char *raw;
-	size_t len;
-	char err[160];
-	int rc;
-
-	(void)w;
-	(void)fd;
-	(void)ev;
-	ssize_t n = stream_reader_fill(&io->r);
-	if (n < 0 && errno == EAGAIN)
-		return;
-	if (n < 0)
-		log_error("cannot read input: %s", strerror(errno));
-	while ((rc = stream_reader_next(&io->r, &raw, &len, err, sizeof err)) != 0) {
-		if (rc < 0) {
-			if (log_once_per_burst("bad-frame"))
-				log_error("%s", err);
-			continue;
-		}
-		io->on_frame(io->ctx, io->r.fmt, raw, len);
-	}
-	if (n <= 0 || io->r.broken) {
-		dnssd_poll(io->d)->watch_free(io->in_watch);
-		io->in_watch = NULL;
-		if (io->on_eof)
-			io->on_eof(io->ctx);
-	}
-	io_flush(io);
-}
-
-static void
-io_out_cb(AvahiWatch *w, int fd, AvahiWatchEvent ev, void *arg)
-{
-	(void)w;
-	(void)fd;
-	(void)ev;
-	io_flush(arg);
-}
-
-struct dnssd_io *
-dnssd_io_new(struct dnssd *d, int in, int out, enum frame_format out_fmt, size_t max_frame,
-    dnssd_frame_fn on_frame, void (*on_eof)(void *ctx), void *ctx)
-{
-	const AvahiPoll *api = dnssd_poll(d);
-	struct dnssd_io *io;
-
-	if (!(io = calloc(1, sizeof *io)))
-		return NULL;
-	io->d = d;
-	/* Room for the largest frame we accept, twice, so a pass-through never drops one. */
-	io->max_queue = STREAM_MAX_QUEUE_DEFAULT + 2 * max_frame;
-	io->on_frame = on_frame;
-	io->on_eof = on_eof;
-	io->ctx = ctx;
-	stream_reader_init(&io->r, in, max_frame);
-	stream_writer_init(&io->w, out, out_fmt, io->max_queue);
-	nonblock_if_pipe(in);
-	nonblock_if_pipe(out);
-	io->in_watch = api->watch_new(api, in, io->in_ev = AVAHI_WATCH_IN, io_in_cb, io);
-	io->out_watch = api->watch_new(api, out, io->out_ev = 0, io_out_cb, io);
-	if (!io->in_watch || !io->out_watch) {
-		dnssd_io_close(io);
-		return NULL;
-	}
-	return io;
-}
-
-/* Output is flushed from the loop's next turn only when a write would block; a frame
- * the tool makes (found, advertised) is written at once. */
-static int
-io_queued(struct dnssd_io *io, int rc)
-{
-	if (rc < 0 && log_once_per_burst("out-full"))
-		log_error("output is not being read: dropping frames");
-	io_flush(io);
-	return rc < 0 ? -1 : 0;
-}
-
-void
-dnssd_io_flush(struct dnssd_io *io)
-{
-	io_flush(io);
-}
-
-int
-dnssd_io_send(struct dnssd_io *io, const struct frame *f)
-{
-	return io_queued(io, stream_writer_frame(&io->w, f));
-}
-
-int
-dnssd_io_pass(struct dnssd_io *io, enum frame_format fmt, const unsigned char *raw, size_t len)
-{
-	/* Passed frames are flushed once per read burst by io_in_cb, not one by one. */
-	int rc = stream_writer_raw(&io->w, fmt, raw, len);
-	if (rc < 0 && log_once_per_burst("out-full"))
-		log_error("output is not being read: dropping frames");
-	return rc;
-}
-
-int
-dnssd_io_text(struct dnssd_io *io, const char *s)
-{
-	return io_queued(io, buf_append_str(&io->w.out, s));
-}
-
-void
-dnssd_io_close(struct dnssd_io *io)
-{
-	const AvahiPoll *api;
-
-	if (!io)
-		return;
-	api = dnssd_poll(io->d);
-	stream_writer_drain(&io->w);
-	if (io->in_watch)
-		api->watch_free(io->in_watch);
-	if (io->out_watch)
-		api->watch_free(io->out_watch);
-	stream_reader_free(&io->r);
-	stream_writer_free(&io->w);
-	free(io);
 }

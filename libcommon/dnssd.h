@@ -1,6 +1,6 @@
-/* dnssd: the avahi-client side of discovery (DESIGN.md §4) for nws-browse and
- * nws-advertise. It owns one AvahiSimplePoll loop (the tools watch their own fds through
- * dnssd_poll), a client that survives a missing, stopped or restarted avahi-daemon,
+/* dnssd: the avahi-client side of discovery (nws(7) DISCOVERY) for nws-browse and
+ * nws-advertise, on the loop it is given (aloop.h). It owns a client that survives a
+ * missing, stopped or restarted avahi-daemon,
  * _nws._tcp publications that take a new random instance name on collision and are
  * published again when the daemon returns, and a _nws._tcp browser whose resolved records
  * come and go through one callback. It knows the TXT layout but not channels or keys. */
@@ -10,10 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <avahi-common/watch.h>
-
-#include "derive.h"
-#include "frame.h"
+#include "aloop.h"
 
 #define DNSSD_TYPE "_nws._tcp"
 #define DNSSD_INSTANCE_HEX 8          /* random bytes of an instance name: 16 hex chars */
@@ -53,30 +50,21 @@ struct dnssd_callbacks {
 	/* Browsing: everything on the network now has been reported (ALL_FOR_NOW, and every
 	 * resolve it started has ended). */
 	void (*all_for_now)(void *ctx);
-	/* SIGINT or SIGTERM arrived (they are caught through the loop from dnssd_new on). */
-	void (*signal)(void *ctx, int signo);
 };
 
 /* domain: NULL for avahi's default. interface: NULL for all, else a name; NULL is
  * returned with a message on stderr when it does not exist or on out of memory. */
-struct dnssd *dnssd_new(const char *domain, const char *interface,
+struct dnssd *dnssd_new(struct aloop *al, const char *domain, const char *interface,
     const struct dnssd_callbacks *cb, void *ctx);
 /* Connects to the daemon; from here on the callbacks run (up or down at once, maybe). */
 void dnssd_start(struct dnssd *d);
-/* Withdraws every publication (the daemon sends goodbyes) and frees everything. */
+/* Withdraws every publication (the daemon sends goodbyes) and frees everything; before
+ * aloop_free. */
 void dnssd_free(struct dnssd *d);
 
-/* The poll API of the loop, to watch more fds (stdin, stdout) and set timeouts. */
-const AvahiPoll *dnssd_poll(struct dnssd *d);
 /* What the tools say, and put in an error frame of code 69, while the daemon is away. */
 #define DNSSD_DOWN_REASON "cannot reach avahi-daemon (is it running?)"
 
-/* A key-derivation worker whose results are collected on this loop (derive.h). NULL,
- * with errno, when it cannot be started. The caller frees it with derive_free. */
-struct derive *dnssd_derive_new(struct dnssd *d);
-/* Runs the loop until dnssd_quit; returns its code. */
-int dnssd_run(struct dnssd *d);
-void dnssd_quit(struct dnssd *d, int code);
 /* 1 while the daemon is reachable and running. */
 int dnssd_is_up(const struct dnssd *d);
 
@@ -93,26 +81,5 @@ void *dnssd_pub_user(const struct dnssd_pub *p);
 void dnssd_browse(struct dnssd *d);
 /* Calls fn for every record found and not lost. */
 void dnssd_records(struct dnssd *d, void (*fn)(void *ctx, struct dnssd_record *r), void *ctx);
-
-/* The tool's frame pipes on the same loop: every whole frame read from in goes to
- * on_frame (raw, in the format it came in), on_eof once at end of input; frames queued
- * for out are flushed as out takes them. Reading pauses while more than half of the
- * output bound waits, so a slow reader slows the writer instead of growing memory.
- * A reader of out that went away ends the loop with code 1. */
-struct dnssd_io;
-typedef void (*dnssd_frame_fn)(void *ctx, enum frame_format fmt, const unsigned char *raw,
-    size_t len);
-struct dnssd_io *dnssd_io_new(struct dnssd *d, int in, int out, enum frame_format out_fmt,
-    size_t max_frame, dnssd_frame_fn on_frame, void (*on_eof)(void *ctx), void *ctx);
-/* Queue a frame, a frame read in fmt (copied as is when the formats agree), or text
- * (--format text lines). -1 when the output bound would be passed: the frame is dropped. */
-int dnssd_io_send(struct dnssd_io *io, const struct frame *f);
-int dnssd_io_pass(struct dnssd_io *io, enum frame_format fmt, const unsigned char *raw,
-    size_t len);
-int dnssd_io_text(struct dnssd_io *io, const char *s);
-/* Writes what out takes now, e.g. before something slow (deriving a channel key). */
-void dnssd_io_flush(struct dnssd_io *io);
-/* Writes out everything queued, blocking (at exit), and frees io. */
-void dnssd_io_close(struct dnssd_io *io);
 
 #endif

@@ -1,4 +1,4 @@
-/* dnsupdate: wide-area publishing (DESIGN.md §4) for nws-advertise -d DOMAIN. It owns a
+/* dnsupdate: wide-area publishing (nws(7) DISCOVERY) for nws-advertise -d DOMAIN. It owns a
  * TSIG key read from a file in the format tsig-keygen writes, the zone's primary (found
  * as nsupdate finds it: the SOA's MNAME through the system resolver, unless a server is
  * given), and _nws._tcp records put there and taken away by RFC 2136 DNS UPDATE through

@@ -1,5 +1,6 @@
 #include "frame.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "cbortext.h"
 #include "jsontext.h"
 
 /* RFC 8949 tag registry: "embedded JSON", a byte string holding JSON text. */
@@ -105,10 +107,17 @@ frame_init(struct frame *f)
 }
 
 void
-frame_error(struct frame *f, int64_t code, const char *reason)
+frame_view(struct frame *f, enum frame_action a)
 {
 	frame_init(f);
-	f->action = ACTION_ERROR;
+	f->action = a;
+	f->borrowed = 1;
+}
+
+void
+frame_error(struct frame *f, int64_t code, const char *reason)
+{
+	frame_view(f, ACTION_ERROR);
 	f->code = code;
 	f->reason = (char *)reason;
 }
@@ -116,6 +125,7 @@ frame_error(struct frame *f, int64_t code, const char *reason)
 void
 frame_free(struct frame *f)
 {
+	assert(!f->borrowed);
 	free(f->action_name);
 	for (size_t i = 0; i < NKEYS; i++)
 		if (keys[i].kind == K_STR)
@@ -215,7 +225,7 @@ frame_detect(unsigned char first)
 {
 	if (first == '{' || first == ' ' || first == '\t' || first == '\r' || first == '\n')
 		return FORMAT_JSON;
-	if (first >= 0xa0 && first <= 0xbf)
+	if (cbortext_is_map(first))
 		return FORMAT_CBOR;
 	return FORMAT_UNKNOWN;
 }
@@ -570,148 +580,6 @@ json_encode(const struct frame *f, struct buf *out)
 
 /* ---- CBOR ---- */
 
-/* The head of a CBOR item at p: major type, additional info, argument and head size.
- * 0 when more bytes are needed (*hl then says how many the head takes), -1 malformed. */
-static int
-cb_head(const unsigned char *p, size_t n, int *major, int *ai, uint64_t *arg, size_t *hl)
-{
-	if (n < 1) {
-		*hl = 1;
-		return 0;
-	}
-	*major = p[0] >> 5;
-	*ai = p[0] & 31;
-	*hl = 1;
-	if (*ai < 24) {
-		*arg = (uint64_t)*ai;
-		return 1;
-	}
-	if (*ai == 31) {
-		/* Indefinite length (strings, arrays, maps) or "break" (major 7). */
-		*arg = 0;
-		return *major >= 2 && *major != 6 ? 1 : -1;
-	}
-	if (*ai > 27)
-		return -1;
-	size_t w = (size_t)1 << (*ai - 24);
-	*hl = 1 + w;
-	if (n < 1 + w)
-		return 0;
-	uint64_t v = 0;
-	for (size_t i = 0; i < w; i++)
-		v = v << 8 | p[1 + i];
-	*arg = v;
-	return 1;
-}
-
-struct cbor_level {
-	uint64_t owed;         /* items still to come in a definite container or tag */
-	unsigned char indef;   /* 0, or the major type of an indefinite container */
-	unsigned char odd;     /* indefinite map: a key without its value so far */
-};
-
-/* The item stops short: pos bytes scanned and at least `more` needed for the current one.
- * Every container still open owes one byte per item it still expects (or its break), so
- * that sum bounds the whole item from below: reported as *need, or as -2 past max. */
-static int
-cb_short(const struct cbor_level *lv, size_t depth, size_t pos, size_t more, size_t max,
-    size_t *need)
-{
-	if (more > max - pos)
-		return -2;
-	size_t total = pos + more;
-	for (size_t d = 1; d <= depth; d++) {
-		uint64_t owe = lv[d].indef ? 1 : lv[d].owed - 1;
-		if (owe > max - total)
-			return -2;
-		total += (size_t)owe;
-	}
-	if (need)
-		*need = (size_t)total;
-	return 0;
-}
-
-/* frame_cbor_item_len; strict: -3 at the first indefinite length (a frame has none). */
-static int
-cb_scan(const void *buf, size_t len, size_t max, size_t *itemlen, size_t *need, int strict)
-{
-	struct cbor_level lv[FRAME_CBOR_MAX_DEPTH + 1];
-	const unsigned char *p = buf;
-	size_t pos = 0, depth = 0;
-	if (max == 0)
-		max = SIZE_MAX;
-	for (;;) {
-		int major = 0, ai = 0;
-		uint64_t arg = 0;
-		size_t hl;
-		int rc = cb_head(p + pos, len - pos, &major, &ai, &arg, &hl);
-		if (rc < 0)
-			return -1;
-		if (strict && rc == 1 && ai == 31)
-			return major == 7 ? -1 : -3;
-		if (rc == 0 || pos + hl > max)
-			return cb_short(lv, depth, pos, hl, max, need);
-		struct cbor_level *in = &lv[depth];
-		if (depth && in->indef >= 2 && in->indef <= 3 && p[pos] != 0xff &&
-		    (major != in->indef || ai == 31))
-			return -1;   /* chunks of an indefinite string: definite, same type */
-		pos += hl;
-		if (p[pos - hl] == 0xff) {
-			if (depth == 0 || !in->indef || (in->indef == 5 && in->odd))
-				return -1;
-			depth--;
-		} else if (major <= 1 || major == 7) {
-			if (major == 7 && ai == 24 && arg < 32)
-				return -1;
-		} else if ((major == 2 || major == 3) && ai != 31) {
-			if (arg > max - pos) {
-				if (max == SIZE_MAX)
-					return -1;
-				return -2;
-			}
-			if (arg > len - pos)
-				return cb_short(lv, depth, pos, (size_t)arg, max, need);
-			pos += (size_t)arg;
-		} else {
-			/* A string of chunks, an array, a map or a tag opens a level. */
-			if (depth == FRAME_CBOR_MAX_DEPTH)
-				return -1;
-			if (ai == 31) {
-				lv[++depth] = (struct cbor_level){ 0, (unsigned char)major, 0 };
-				continue;
-			}
-			if (major == 5 && arg > UINT64_MAX / 2)
-				return -1;
-			uint64_t owed = major == 6 ? 1 : major == 5 ? arg * 2 : arg;
-			if (owed) {
-				lv[++depth] = (struct cbor_level){ owed, 0, 0 };
-				continue;
-			}
-		}
-		/* One item is complete: count it in its container, closing those it fills. */
-		for (;;) {
-			if (depth == 0) {
-				*itemlen = pos;
-				return 1;
-			}
-			struct cbor_level *l = &lv[depth];
-			if (l->indef) {
-				l->odd ^= 1;
-				break;
-			}
-			if (--l->owed)
-				break;
-			depth--;
-		}
-	}
-}
-
-int
-frame_cbor_item_len(const void *buf, size_t len, size_t max, size_t *itemlen, size_t *need)
-{
-	return cb_scan(buf, len, max, itemlen, need, 0);
-}
-
 static int
 cb_reserve_put(struct buf *out, size_t (*enc)(uint64_t, unsigned char *, size_t), uint64_t v)
 {
@@ -816,15 +684,10 @@ static int
 cb_text(const unsigned char *p, size_t n, const char *key, const unsigned char **s,
     size_t *sn, char *err, size_t errlen)
 {
-	int major, ai;
-	uint64_t arg;
-	size_t hl;
-	if (cb_head(p, n, &major, &ai, &arg, &hl) != 1 || major != 3) {
+	if (cbortext_text(p, n, s, sn) < 0) {
 		snprintf(err, errlen, "\"%s\" must be a text string", key);
 		return -1;
 	}
-	*s = p + hl;
-	*sn = (size_t)arg;
 	if (memchr(*s, 0, *sn)) {
 		snprintf(err, errlen, "\"%s\" contains a NUL character", key);
 		return -1;
@@ -855,31 +718,30 @@ embedded_json(struct frame *f, const unsigned char *p, size_t n)
 static int
 cb_data(struct frame *f, const unsigned char *p, size_t n, char *err, size_t errlen)
 {
-	int major, ai, rc;
-	uint64_t arg;
-	size_t hl;
+	int rc;
+	struct cbortext_head h;
 	const unsigned char *s;
 	size_t sn;
-	cb_head(p, n, &major, &ai, &arg, &hl);
-	if (major == 3) {
+	cbortext_head(p, n, &h);
+	if (h.major == 3) {
 		if (cb_text(p, n, "data", &s, &sn, err, errlen) < 0)
 			return -1;
 		rc = frame_set_data(f, DATA_TEXT, s, sn);
-	} else if (major == 2) {
-		rc = frame_set_data(f, DATA_BYTES, p + hl, (size_t)arg);
-	} else if (major == 6 && arg == TAG_EMBEDDED_JSON) {
-		p += hl;
-		n -= hl;
-		if (cb_head(p, n, &major, &ai, &arg, &hl) != 1 || major != 2) {
+	} else if (h.major == 2) {
+		rc = frame_set_data(f, DATA_BYTES, p + h.len, (size_t)h.arg);
+	} else if (h.major == 6 && h.arg == TAG_EMBEDDED_JSON) {
+		p += h.len;
+		n -= h.len;
+		if (cbortext_head(p, n, &h) != 1 || h.major != 2) {
 			snprintf(err, errlen, "tag 262 \"data\" must hold a byte string");
 			return -1;
 		}
 		char why[96];
-		if (json_data_check(p + hl, (size_t)arg, why, sizeof why) < 0) {
+		if (json_data_check(p + h.len, (size_t)h.arg, why, sizeof why) < 0) {
 			snprintf(err, errlen, "tag 262 \"data\" is not JSON: %s", why);
 			return -1;
 		}
-		rc = embedded_json(f, p + hl, (size_t)arg);
+		rc = embedded_json(f, p + h.len, (size_t)h.arg);
 	} else {
 		snprintf(err, errlen, "\"data\" must be a text or byte string or tag 262");
 		return -1;
@@ -896,9 +758,8 @@ cb_field(struct frame *f, const struct key *k, const unsigned char *p, size_t n,
 {
 	const unsigned char *s;
 	size_t sn;
-	int major, ai, rc;
-	uint64_t arg;
-	size_t hl;
+	int rc;
+	struct cbortext_head h;
 	switch (k->kind) {
 	case K_ACTION:
 	case K_STR:
@@ -911,8 +772,8 @@ cb_field(struct frame *f, const struct key *k, const unsigned char *p, size_t n,
 		return rc;
 	case K_INT: {
 		int64_t x = -1;
-		if (cb_head(p, n, &major, &ai, &arg, &hl) == 1 && major == 0 && arg <= INT64_MAX)
-			x = (int64_t)arg;
+		if (cbortext_head(p, n, &h) == 1 && h.major == 0 && h.arg <= INT64_MAX)
+			x = (int64_t)h.arg;
 		if (!int_ok(k, x)) {
 			snprintf(err, errlen, "\"%s\" must be an integer in range", k->name);
 			return -1;
@@ -923,13 +784,13 @@ cb_field(struct frame *f, const struct key *k, const unsigned char *p, size_t n,
 	case K_DATA:
 		return cb_data(f, p, n, err, errlen);
 	case K_KEY:
-		if (cb_head(p, n, &major, &ai, &arg, &hl) != 1 || major != 2 ||
-		    arg != sizeof f->key || hl + arg != n) {
+		if (cbortext_head(p, n, &h) != 1 || h.major != 2 ||
+		    h.arg != sizeof f->key || h.len + h.arg != n) {
 			snprintf(err, errlen, "\"key\" must be a byte string of %d bytes",
 			    FRAME_KEY_LEN);
 			return -1;
 		}
-		memcpy(f->key, p + hl, sizeof f->key);
+		memcpy(f->key, p + h.len, sizeof f->key);
 		f->has_key = 1;
 		return 0;
 	}
@@ -940,18 +801,18 @@ cb_field(struct frame *f, const struct key *k, const unsigned char *p, size_t n,
  * keeps the duplicate check among unknown keys cheap. */
 #define CB_MAX_KEYS 64
 
-/* Strict (DESIGN.md §6): one definite map with distinct text keys, no indefinite length
+/* Strict (nws(7) FRAMES): one definite map with distinct text keys, no indefinite length
  * anywhere, so every reader of the bytes sees the same fields as this decoder. */
 static int
 cb_decode(struct frame *f, const unsigned char *buf, size_t len, char *err, size_t errlen)
 {
-	size_t itemlen, pos, kl, vl;
-	uint64_t pairs;
-	int major, ai;
+	size_t itemlen, kn, vn;
+	const unsigned char *kp, *vp;
 	uint32_t seen = 0;
 	struct { const unsigned char *p; size_t n; } other[CB_MAX_KEYS];
 	size_t nother = 0;
-	int sc = cb_scan(buf, len, len, &itemlen, NULL, 1);
+	struct cbortext_map m;
+	int sc = cbortext_item_len(buf, len, len, 1, &itemlen, NULL);
 	if (sc == 0 || sc == -2) {
 		snprintf(err, errlen, "truncated CBOR item");
 		return -1;
@@ -962,35 +823,28 @@ cb_decode(struct frame *f, const unsigned char *buf, size_t len, char *err, size
 	}
 	if (sc < 0) {
 		snprintf(err, errlen, "malformed CBOR (or nested deeper than %d)",
-		    FRAME_CBOR_MAX_DEPTH);
+		    CBORTEXT_MAX_DEPTH);
 		return -1;
 	}
 	if (itemlen != len) {
 		snprintf(err, errlen, "bytes after the CBOR map");
 		return -1;
 	}
-	if (cb_head(buf, len, &major, &ai, &pairs, &pos) != 1 || major != 5) {
+	if (cbortext_map_start(&m, buf, len) < 0) {
 		snprintf(err, errlen, "a frame must be a CBOR map");
 		return -1;
 	}
-	if (pairs > CB_MAX_KEYS) {
+	if (m.left > CB_MAX_KEYS) {
 		snprintf(err, errlen, "more than %d keys", CB_MAX_KEYS);
 		return -1;
 	}
-	/* The scan above proved the map whole and definite: each key and value is complete. */
-	for (uint64_t i = 0; i < pairs; i++) {
-		uint64_t kn;
-		size_t hl;
-		cb_scan(buf + pos, len - pos, 0, &kl, NULL, 1);
-		cb_head(buf + pos, kl, &major, &ai, &kn, &hl);
-		if (major != 3) {
+	/* The scan above proved the map whole and definite: only a key's type can fail. */
+	for (int rc; (rc = cbortext_map_next(&m, &kp, &kn, &vp, &vn)) != 0;) {
+		if (rc < 0) {
 			snprintf(err, errlen, "a frame's keys must be text strings");
 			return -1;
 		}
-		const unsigned char *kp = buf + pos + hl;
-		const struct key *k = key_find((const char *)kp, (size_t)kn);
-		pos += kl;
-		cb_scan(buf + pos, len - pos, 0, &vl, NULL, 1);
+		const struct key *k = key_find((const char *)kp, kn);
 		if (k) {
 			uint32_t bit = (uint32_t)1 << (k - keys);
 			if (seen & bit) {
@@ -998,18 +852,17 @@ cb_decode(struct frame *f, const unsigned char *buf, size_t len, char *err, size
 				return -1;
 			}
 			seen |= bit;
-			if (cb_field(f, k, buf + pos, vl, err, errlen) < 0)
+			if (cb_field(f, k, vp, vn, err, errlen) < 0)
 				return -1;
 		} else {
 			for (size_t j = 0; j < nother; j++)
-				if (other[j].n == kn && memcmp(other[j].p, kp, (size_t)kn) == 0) {
+				if (other[j].n == kn && memcmp(other[j].p, kp, kn) == 0) {
 					snprintf(err, errlen, "a key appears twice");
 					return -1;
 				}
 			other[nother].p = kp;
-			other[nother++].n = (size_t)kn;
+			other[nother++].n = kn;
 		}
-		pos += vl;
 	}
 	if (!(seen & 1)) {   /* keys[0] */
 		snprintf(err, errlen, "\"action\" is missing");
@@ -1112,37 +965,15 @@ json_peek(const unsigned char *p, size_t n)
 	return r;
 }
 
+/* Only what frame_decode could accept: a definite map with definite text keys. */
 static enum frame_action
 cb_peek(const unsigned char *p, size_t n)
 {
-	int major, ai;
-	uint64_t arg;
-	size_t hl, pos, il;
-	/* Only what frame_decode could accept: a definite map with definite text keys. */
-	if (cb_head(p, n, &major, &ai, &arg, &hl) != 1 || major != 5 || ai == 31)
+	const unsigned char *v, *s;
+	size_t vn, sn;
+	if (cbortext_span(p, n, "action", &v, &vn) < 0 || cbortext_text(v, vn, &s, &sn) < 0)
 		return ACTION_UNKNOWN;
-	uint64_t pairs = arg;
-	pos = hl;
-	for (uint64_t i = 0; i < pairs && pos < n; i++) {
-		if (cb_head(p + pos, n - pos, &major, &ai, &arg, &hl) != 1 || major != 3 ||
-		    ai == 31)
-			return ACTION_UNKNOWN;
-		int is_action = arg == 6 && n - pos - hl >= 6 &&
-		    memcmp(p + pos + hl, "action", 6) == 0;
-		if (frame_cbor_item_len(p + pos, n - pos, 0, &il, NULL) != 1)
-			return ACTION_UNKNOWN;
-		pos += il;
-		if (is_action) {
-			if (cb_head(p + pos, n - pos, &major, &ai, &arg, &hl) != 1 ||
-			    major != 3 || ai == 31 || arg > n - pos - hl)
-				return ACTION_UNKNOWN;
-			return action_lookup((const char *)p + pos + hl, (size_t)arg);
-		}
-		if (frame_cbor_item_len(p + pos, n - pos, 0, &il, NULL) != 1)
-			return ACTION_UNKNOWN;
-		pos += il;
-	}
-	return ACTION_UNKNOWN;
+	return action_lookup((const char *)s, sn);
 }
 
 enum frame_action
@@ -1175,34 +1006,35 @@ static int
 cb_view_str(const unsigned char *p, size_t len, size_t *pos, int bytes,
     const unsigned char **v, size_t *vn)
 {
-	int major, ai;
-	uint64_t arg;
-	size_t hl;
+	struct cbortext_head h;
 
-	if (cb_head(p + *pos, len - *pos, &major, &ai, &arg, &hl) != 1 || ai == 31 ||
-	    !cb_minimal(ai, arg) || (major != 3 && !(bytes && major == 2)) ||
-	    arg > len - *pos - hl)
+	if (cbortext_head(p + *pos, len - *pos, &h) != 1 || h.ai == 31 ||
+	    !cb_minimal(h.ai, h.arg) || (h.major != 3 && !(bytes && h.major == 2)) ||
+	    h.arg > len - *pos - h.len)
 		return -1;
-	*v = p + *pos + hl;
-	*vn = (size_t)arg;
-	*pos += hl + (size_t)arg;
-	if (major == 3 && (memchr(*v, 0, *vn) || !jsontext_utf8(*v, *vn)))
+	*v = p + *pos + h.len;
+	*vn = (size_t)h.arg;
+	*pos += h.len + (size_t)h.arg;
+	if (h.major == 3 && (memchr(*v, 0, *vn) || !jsontext_utf8(*v, *vn)))
 		return -1;
-	return major;
+	return h.major;
 }
 
 int
-frame_view(struct frame *f, const void *buf, size_t len, char *store, size_t storelen)
+frame_decode_view(struct frame *f, const void *buf, size_t len, char *store, size_t storelen)
 {
 	const unsigned char *p = buf, *ks, *vs;
 	size_t pos, kn, vn, used = 0;
 	uint64_t pairs, seen = 0;
-	int major, ai;
+	struct cbortext_head h;
+	int major;
 
 	frame_init(f);
-	if (cb_head(p, len, &major, &ai, &pairs, &pos) != 1 || major != 5 || ai == 31 ||
-	    !cb_minimal(ai, pairs))
+	if (cbortext_head(p, len, &h) != 1 || h.major != 5 || h.ai == 31 ||
+	    !cb_minimal(h.ai, h.arg))
 		return -1;
+	pairs = h.arg;
+	pos = h.len;
 	for (uint64_t i = 0; i < pairs; i++) {
 		if (cb_view_str(p, len, &pos, 0, &ks, &kn) < 0)
 			goto other;
@@ -1228,8 +1060,10 @@ frame_view(struct frame *f, const void *buf, size_t len, char *store, size_t sto
 			used += vn + 1;
 		}
 	}
-	if (pos == len && seen & 1)
+	if (pos == len && seen & 1) {
+		f->borrowed = 1;
 		return 0;
+	}
 other:
 	frame_init(f);
 	return -1;

@@ -1,4 +1,4 @@
-/* frame: the one message model of nws (DESIGN.md §2) and its two encodings, JSON Lines
+/* frame: the one message model of nws (nws(7) FRAMES) and its two encodings, JSON Lines
  * (jansson) and CBOR Sequence maps (libcbor). Both are lossless for every field. */
 #ifndef NWS_FRAME_H
 #define NWS_FRAME_H
@@ -42,8 +42,10 @@ enum frame_data {
 
 #define FRAME_KEY_LEN 32
 
-/* String fields are NUL-terminated and owned by the frame; NULL means absent, "" is an
- * empty string that was present. Text may not contain NUL (such input is rejected). */
+/* String fields are NUL-terminated and owned by the frame (frame_init, frame_set,
+ * frame_decode; released by frame_free), or borrowed (frame_view); NULL means absent, ""
+ * is an empty string that was present. Text may not contain NUL (such input is
+ * rejected). */
 struct frame {
 	enum frame_action action;
 	char *action_name;   /* set when action == ACTION_UNKNOWN */
@@ -54,21 +56,27 @@ struct frame {
 	enum frame_data data_kind;
 	unsigned char *data; /* owned; NUL-terminated for DATA_TEXT and DATA_JSON */
 	size_t data_len;
-	/* K of the channel on an `open` between the stages of one pipeline (DESIGN.md §2):
+	/* K of the channel on an `open` between the stages of one pipeline (nws(7) FRAMES):
 	 * a byte string in CBOR; written in JSON (base64) only when frame_json_keys is set.
 	 * frame_free wipes it. */
 	int has_key;
 	unsigned char key[FRAME_KEY_LEN];
+	int borrowed;        /* made by frame_view: its fields are not the frame's */
 };
 
 /* Set by a tool run with -vv: its JSON output shows `key` too. */
 extern int frame_json_keys;
 
 void frame_init(struct frame *f);
-/* Makes f an error frame whose reason is borrowed, not copied: f is valid while reason is,
- * and is not frame_free'd. */
+/* A frame that borrows, for building one to encode or hand on without copying: f has
+ * action a and every other field absent, and the caller points fields at memory that
+ * outlives f's use (casting away const: a view is only read). It is never frame_free'd
+ * (frame_free asserts so) and needs no release. */
+void frame_view(struct frame *f, enum frame_action a);
+/* A view (frame_view) of an error frame with this code and borrowed reason. */
 void frame_error(struct frame *f, int64_t code, const char *reason);
-void frame_free(struct frame *f);   /* frees the fields; the frame is then as after frame_init */
+/* Frees the fields of an owning frame; the frame is then as after frame_init. */
+void frame_free(struct frame *f);
 
 const char *frame_action_name(const struct frame *f);
 enum frame_action frame_action_parse(const char *s);
@@ -88,10 +96,10 @@ int frame_decode(struct frame *f, enum frame_format fmt, const void *buf, size_t
 /* Decodes a CBOR frame of the common form without allocating: a definite map of known
  * text keys whose values are definite text strings (or bytes, for data), every head in
  * its shortest form, an action nws knows, no key twice. Strings are copied, NUL-ended,
- * into store[0..storelen); data points into buf. f is borrowed: valid while buf and store
- * are, and never frame_free'd. -1 (f as after frame_init) for anything else, which
+ * into store[0..storelen); data points into buf. f is borrowed (as by frame_view): valid
+ * while buf and store are, and never frame_free'd. -1 (f as after frame_init) for anything else, which
  * frame_decode then decides on: errors read the same either way. */
-int frame_view(struct frame *f, const void *buf, size_t len, char *store, size_t storelen);
+int frame_decode_view(struct frame *f, const void *buf, size_t len, char *store, size_t storelen);
 
 /* Appends one encoded frame (JSON with its '\n') to out. -1 on out of memory or bound, or
  * when a text field or DATA_TEXT is not UTF-8 (or DATA_TEXT holds a NUL), there is no
@@ -107,14 +115,5 @@ enum frame_action frame_peek_action(enum frame_format fmt, const void *buf, size
 /* The format a stream starting with this byte is in: '{' (after optional whitespace is
  * the caller's concern) is JSON, 0xa0..0xbf is a CBOR map, anything else UNKNOWN. */
 enum frame_format frame_detect(unsigned char first);
-
-/* CBOR framing without decoding: the length of the one CBOR item at the start of
- * buf[0..len), definite or indefinite, nested at most FRAME_CBOR_MAX_DEPTH deep. Returns 1
- * with *itemlen; 0 when more bytes are needed (then *need, if not NULL, is a lower bound on
- * the total length, so callers need not rescan before that many bytes are there); -1 when
- * malformed; -2 when the item would be longer than max (0: no bound). */
-#define FRAME_CBOR_MAX_DEPTH 64
-int frame_cbor_item_len(const void *buf, size_t len, size_t max, size_t *itemlen,
-    size_t *need);
 
 #endif

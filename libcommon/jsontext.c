@@ -226,102 +226,133 @@ scan_literal(const unsigned char *p, const unsigned char *e)
 	return NULL;
 }
 
-int
-jsontext_check(const void *buf, size_t n, int any, char *why, size_t whylen)
-{
-	unsigned char stack[JSONTEXT_MAX_DEPTH];   /* 1: in an object, 0: in an array */
-	const unsigned char *p = buf, *e = p + n, *q;
-	const char *w = "truncated JSON";
-	size_t depth = 0;
+/* jsontext_check's walk: what comes next, and where. */
+enum check_state { C_VALUE, C_KEY, C_AFTER, C_DONE, C_BAD };
 
-	p = skip_ws(p, e);
-	if (!any && (p == e || *p != '{')) {
-		w = "not a JSON object";
-		goto bad;
-	}
-value:
-	p = skip_ws(p, e);
-	if (p == e)
-		goto bad;
-	switch (*p) {
+struct check {
+	const unsigned char *p, *e;
+	const char *w;                              /* why, at C_BAD */
+	size_t depth;
+	unsigned char stack[JSONTEXT_MAX_DEPTH];   /* 1: in an object, 0: in an array */
+};
+
+/* A value, or the opening of an object or array. */
+static enum check_state
+check_value(struct check *c)
+{
+	const unsigned char *q;
+
+	c->p = skip_ws(c->p, c->e);
+	if (c->p == c->e)
+		return C_BAD;
+	switch (*c->p) {
 	case '{':
 	case '[':
-		if (depth == JSONTEXT_MAX_DEPTH) {
-			w = "JSON nested too deep";
-			goto bad;
+		if (c->depth == JSONTEXT_MAX_DEPTH) {
+			c->w = "JSON nested too deep";
+			return C_BAD;
 		}
-		stack[depth++] = *p == '{';
-		p = skip_ws(p + 1, e);
-		if (p < e && *p == (stack[depth - 1] ? '}' : ']')) {
-			p++;
-			depth--;
-			goto after;
+		c->stack[c->depth++] = *c->p == '{';
+		c->p = skip_ws(c->p + 1, c->e);
+		if (c->p < c->e && *c->p == (c->stack[c->depth - 1] ? '}' : ']')) {
+			c->p++;
+			c->depth--;
+			return C_AFTER;
 		}
-		if (stack[depth - 1])
-			goto key;
-		goto value;
+		return c->stack[c->depth - 1] ? C_KEY : C_VALUE;
 	case '"':
-		if (!(q = scan_string(p + 1, e, &w, &p)))
-			goto bad;
-		p = q;
-		goto after;
+		if (!(q = scan_string(c->p + 1, c->e, &c->w, &c->p)))
+			return C_BAD;
+		c->p = q;
+		return C_AFTER;
 	case 't':
 	case 'f':
 	case 'n':
-		q = scan_literal(p, e);
+		q = scan_literal(c->p, c->e);
 		break;
 	default:
-		q = scan_number(p, e);
+		q = scan_number(c->p, c->e);
 	}
 	if (!q) {
-		w = "invalid JSON value";
-		goto bad;
+		c->w = "invalid JSON value";
+		return C_BAD;
 	}
-	p = q;
-	goto after;
-key:
-	p = skip_ws(p, e);
-	if (p == e)
-		goto bad;
-	if (*p != '"') {
-		w = "expected a string key";
-		goto bad;
+	c->p = q;
+	return C_AFTER;
+}
+
+/* A key and its ':'. */
+static enum check_state
+check_key(struct check *c)
+{
+	const unsigned char *q;
+
+	c->p = skip_ws(c->p, c->e);
+	if (c->p == c->e)
+		return C_BAD;
+	if (*c->p != '"') {
+		c->w = "expected a string key";
+		return C_BAD;
 	}
-	if (!(q = scan_string(p + 1, e, &w, &p)))
-		goto bad;
-	p = skip_ws(q, e);
-	if (p == e)
-		goto bad;
-	if (*p++ != ':') {
-		w = "expected ':'";
-		goto bad;
+	if (!(q = scan_string(c->p + 1, c->e, &c->w, &c->p)))
+		return C_BAD;
+	c->p = skip_ws(q, c->e);
+	if (c->p == c->e)
+		return C_BAD;
+	if (*c->p++ != ':') {
+		c->w = "expected ':'";
+		return C_BAD;
 	}
-	goto value;
-after:
-	p = skip_ws(p, e);
-	if (depth == 0) {
-		if (p == e)
-			return 0;
-		w = "text after the JSON value";
-		goto bad;
+	return C_VALUE;
+}
+
+/* After a value: a ',', a closing bracket, or the end of the text. */
+static enum check_state
+check_after(struct check *c)
+{
+	c->p = skip_ws(c->p, c->e);
+	if (c->depth == 0) {
+		if (c->p == c->e)
+			return C_DONE;
+		c->w = "text after the JSON value";
+		return C_BAD;
 	}
-	if (p == e)
-		goto bad;
-	if (*p == ',') {
-		p++;
-		if (stack[depth - 1])
-			goto key;
-		goto value;
+	if (c->p == c->e)
+		return C_BAD;
+	if (*c->p == ',') {
+		c->p++;
+		return c->stack[c->depth - 1] ? C_KEY : C_VALUE;
 	}
-	if (*p == (stack[depth - 1] ? '}' : ']')) {
-		p++;
-		depth--;
-		goto after;
+	if (*c->p == (c->stack[c->depth - 1] ? '}' : ']')) {
+		c->p++;
+		c->depth--;
+		return C_AFTER;
 	}
-	w = "expected ',' or a closing bracket";
-bad:
+	c->w = "expected ',' or a closing bracket";
+	return C_BAD;
+}
+
+int
+jsontext_check(const void *buf, size_t n, int any, char *why, size_t whylen)
+{
+	struct check c;
+	enum check_state st = C_VALUE;
+
+	c.p = skip_ws(buf, (const unsigned char *)buf + n);
+	c.e = (const unsigned char *)buf + n;
+	c.w = "truncated JSON";
+	c.depth = 0;
+	if (!any && (c.p == c.e || *c.p != '{')) {
+		c.w = "not a JSON object";
+		st = C_BAD;
+	}
+	while (st != C_DONE && st != C_BAD)
+		st = st == C_VALUE ? check_value(&c) : st == C_KEY ? check_key(&c) :
+		    check_after(&c);
+	if (st == C_DONE)
+		return 0;
 	if (why && whylen)
-		snprintf(why, whylen, "%s at byte %zu", w, (size_t)(p - (const unsigned char *)buf));
+		snprintf(why, whylen, "%s at byte %zu", c.w, (size_t)(c.p - (const unsigned char *)buf));
 	return -1;
 }
 

@@ -1,6 +1,7 @@
-/* keys: channel names and what is derived from them (DESIGN.md §4): the Argon2id channel
- * key, its discovery and link subkeys, and the DNS-SSD tag that proves an advertisement
- * belongs to a channel without naming it. Derived keys live in sodium-locked memory. */
+/* keys: channel names and what is derived from them (nws(7) DISCOVERY): the Argon2id
+ * channel key, its discovery and link subkeys, and the DNS-SSD tag that proves an
+ * advertisement belongs to a channel without naming it. Derived keys live in
+ * sodium-locked memory. */
 #ifndef NWS_KEYS_H
 #define NWS_KEYS_H
 

@@ -20,7 +20,7 @@
  * goes out in one write(2) through lws_write's raw mode instead of one per message.
  * Bytes written per writeable callback, cut at a frame boundary: */
 #define LINK_WRITE_BUDGET (256u << 10)
-/* Partly received frames of every link together (DESIGN.md §6): a member that starts big
+/* Partly received frames of every link together (nws(7) LINKS): a member that starts big
  * frames on many links and finishes none cannot grow memory past this; the link whose
  * piece passes it is closed. A finished frame's buffer is freed when it grew past
  * LINK_ACC_KEEP, so idle links hold no big buffers either. */
@@ -640,6 +640,36 @@ link_accept_first(struct lws *wsi, struct link_pss *pss, const unsigned char *in
 	return 0;
 }
 
+/* The accepting side: an upgrade is a link only on LINK_PATH, and only while an
+ * acceptor (mesh) is there to find its channel. 1 refuses it. */
+static int
+link_filter_upgrade(struct lws *wsi)
+{
+	char path[sizeof LINK_PATH + 1];
+
+	if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0 ||
+	    strcmp(path, LINK_PATH) != 0 || !acceptor) {
+		log_info("refused a link upgrade that is not for " LINK_PATH);
+		return 1;
+	}
+	return 0;
+}
+
+/* The dialling side's socket is up: the WebSocket upgrade request (wsclient.h), with the
+ * handshake deadline from here. */
+static int
+link_send_upgrade(struct link *l, struct lws *wsi)
+{
+	char req[512];
+	int n;
+
+	if ((n = wsc_request(&l->wsc, req, sizeof req, "nws-link", LINK_PATH)) < 0 ||
+	    lws_write(wsi, (unsigned char *)req, (size_t)n, LWS_WRITE_RAW) < n)
+		return -1;
+	lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LINK_HANDSHAKE_SECS);
+	return 0;
+}
+
 static int
 link_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
     size_t len)
@@ -648,28 +678,14 @@ link_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 	struct link_pss *pss = user;
 
 	switch (reason) {
-	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
-		char path[sizeof LINK_PATH + 1];
-		if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0 ||
-		    strcmp(path, LINK_PATH) != 0 || !acceptor) {
-			log_info("refused a link upgrade that is not for " LINK_PATH);
-			return 1;
-		}
-		return 0;
-	}
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		return link_filter_upgrade(wsi);
 	case LWS_CALLBACK_ESTABLISHED:
 		/* No link yet: its channel is known only from msg1 (link_accept_first). */
 		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LINK_HANDSHAKE_SECS);
 		return 0;
-	case LWS_CALLBACK_RAW_CONNECTED: {
-		char req[512];
-		int n;
-		if (!l || (n = wsc_request(&l->wsc, req, sizeof req, "nws-link", LINK_PATH)) < 0 ||
-		    lws_write(wsi, (unsigned char *)req, (size_t)n, LWS_WRITE_RAW) < n)
-			return -1;
-		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LINK_HANDSHAKE_SECS);
-		return 0;
-	}
+	case LWS_CALLBACK_RAW_CONNECTED:
+		return l ? link_send_upgrade(l, wsi) : -1;
 	case LWS_CALLBACK_RAW_RX:
 		if (!l)
 			return -1;
@@ -704,11 +720,10 @@ link_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 		return 0;
 	case LWS_CALLBACK_CLOSED:
 	case LWS_CALLBACK_RAW_CLOSE:
-		if (l) {
-			if (!l->up && !l->why[0])
-				snprintf(l->why, sizeof l->why, "handshake did not finish");
+		if (l && !l->up && !l->why[0])
+			snprintf(l->why, sizeof l->why, "handshake did not finish");
+		if (l)
 			link_gone(l);
-		}
 		return 0;
 	default:
 		return 0;

@@ -1,4 +1,4 @@
-/* link: one encrypted link between two nws-link processes for one channel (DESIGN.md §5):
+/* link: one encrypted link between two nws-link processes for one channel (nws(7) LINKS):
  * a WebSocket at LINK_PATH with subprotocol nws-link.1 carrying a Noise NNpsk0 session
  * whose handshake payloads are the node ids. Owns the handshake and its 5 s deadline, the
  * accepting end's wait for the dialler's first transport message (msg1 can be replayed,

@@ -1,9 +1,12 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -245,15 +248,57 @@ pipe_flush_due(lws_sorted_usec_list_t *sul)
 		pipe_kill(p->wwsi);
 }
 
+struct loop_watch {
+	loop_watch_fn fn;        /* NULL once stopped */
+	void *ctx;
+	struct lws *wsi;
+	struct loop_watch **handle;   /* the owner's pointer, cleared when the watch ends */
+	struct loop_watch *next;
+};
+
+static struct loop_watch *watches;   /* live watches: their wsi share loop_protocol */
+
+/* The watch whose wsi this is, given its opaque pointer; NULL for a pipe's wsi. */
+static struct loop_watch *
+watch_of(void *opaque)
+{
+	for (struct loop_watch *w = watches; w; w = w->next)
+		if (w == opaque)
+			return w;
+	return NULL;
+}
+
+static int
+watch_callback(struct loop_watch *w, struct lws *wsi, enum lws_callback_reasons reason)
+{
+	if (reason == LWS_CALLBACK_RAW_RX_FILE && w->fn)
+		w->fn(w->ctx);
+	if (reason != LWS_CALLBACK_RAW_CLOSE_FILE)
+		return 0;
+	lws_set_opaque_user_data(wsi, NULL);
+	for (struct loop_watch **pp = &watches; *pp; pp = &(*pp)->next)
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	if (w->handle)
+		*w->handle = NULL;
+	free(w);
+	return 0;
+}
+
 static int
 loop_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
     size_t len)
 {
 	struct loop_pipe *p = lws_get_opaque_user_data(wsi);
+	struct loop_watch *w = watch_of(p);
 
 	(void)user;
 	(void)in;
 	(void)len;
+	if (w)
+		return watch_callback(w, wsi, reason);
 	if (!p)
 		return 0;
 	switch (reason) {
@@ -310,8 +355,9 @@ const struct lws_protocols loop_protocol = {
 	.callback = loop_callback,
 };
 
+/* fd into vh under loop_protocol, with opaque (a pipe or a watch) as its user data. */
 static struct lws *
-pipe_adopt_fd(struct lws_vhost *vh, int fd, struct loop_pipe *p)
+pipe_adopt_fd(struct lws_vhost *vh, int fd, void *opaque)
 {
 	lws_adopt_desc_t info;
 
@@ -320,7 +366,7 @@ pipe_adopt_fd(struct lws_vhost *vh, int fd, struct loop_pipe *p)
 	info.type = LWS_ADOPT_RAW_FILE_DESC;
 	info.fd.filefd = fd;
 	info.vh_prot_name = loop_protocol.name;
-	info.opaque = p;
+	info.opaque = opaque;
 	return lws_adopt_descriptor_vhost_via_info(&info);
 }
 
@@ -436,4 +482,87 @@ size_t
 loop_pipes_open(void)
 {
 	return npipes;
+}
+
+int
+loop_watch_fd(struct lws_vhost *vh, int fd, loop_watch_fn fn, void *ctx,
+    struct loop_watch **handle)
+{
+	struct loop_watch *w = calloc(1, sizeof *w);
+	int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+	*handle = NULL;
+	if (!w || dup < 0) {
+		free(w);
+		if (dup >= 0)
+			close(dup);
+		return -1;
+	}
+	w->fn = fn;
+	w->ctx = ctx;
+	w->next = watches;
+	watches = w;
+	if (!(w->wsi = pipe_adopt_fd(vh, dup, w))) {
+		watches = w->next;
+		free(w);
+		close(dup);
+		return -1;
+	}
+	w->handle = handle;
+	*handle = w;
+	return 0;
+}
+
+void
+loop_watch_stop(struct loop_watch **handle)
+{
+	struct loop_watch *w = *handle;
+
+	if (!w)
+		return;
+	*handle = NULL;
+	w->handle = NULL;
+	w->fn = NULL;
+	pipe_kill(w->wsi);
+}
+
+static struct {
+	int fd;
+	loop_signal_fn fn;
+	void *ctx;
+	struct loop_watch *watch;
+} sigs_in;
+
+static void
+signals_ready(void *ctx)
+{
+	struct signalfd_siginfo si;
+
+	(void)ctx;
+	while (read(sigs_in.fd, &si, sizeof si) == (ssize_t)sizeof si)
+		sigs_in.fn(sigs_in.ctx, (int)si.ssi_signo);
+}
+
+int
+loop_signalfd(const int *sigs)
+{
+	sigset_t set;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	for (const int *s = sigs; *s; s++)
+		sigaddset(&set, *s);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return -1;
+	return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+int
+loop_signals(struct lws_vhost *vh, const int *sigs, loop_signal_fn fn, void *ctx)
+{
+	sigs_in.fn = fn;
+	sigs_in.ctx = ctx;
+	if ((sigs_in.fd = loop_signalfd(sigs)) < 0)
+		return -1;
+	return loop_watch_fd(vh, sigs_in.fd, signals_ready, NULL, &sigs_in.watch);
 }

@@ -1,6 +1,7 @@
-/* loop: framed pipes on the libwebsockets event loop. nws-link, nws-pipe and nws-proxy
- * adopt their stdin/stdout (or a spawned pipeline's ends) as raw file descriptors with
- * this module, so frames and network events share one poll loop and no thread. */
+/* loop: framed pipes and watched fds on the libwebsockets event loop. nws-link, nws-pipe
+ * and nws-proxy adopt their stdin/stdout (or a spawned pipeline's ends) as raw file
+ * descriptors with this module, and watch derive's result pipe with it, so frames,
+ * network events and derived keys share one poll loop and no polling timer. */
 #ifndef NWS_LOOP_H
 #define NWS_LOOP_H
 
@@ -49,5 +50,27 @@ void loop_pipe_close(struct loop_pipe *p);
  * (destroying it earlier calls on_close from inside lws_context_destroy). The last pipe
  * to go wakes lws_service, so that wait never sleeps past it. */
 size_t loop_pipes_open(void);
+
+/* A file descriptor the loop watches for reading, such as derive_fd: fn runs on the loop's
+ * thread each time the fd is readable and must read what made it so. The fd stays the
+ * caller's (lws watches a duplicate of it). *w is the watch until it ends (then NULL):
+ * with the context, or at loop_watch_stop, after which fn is never called again.
+ * 0, or -1 when the fd cannot be watched. */
+struct loop_watch;
+typedef void (*loop_watch_fn)(void *ctx);
+int loop_watch_fd(struct lws_vhost *vh, int fd, loop_watch_fn fn, void *ctx,
+    struct loop_watch **w);
+void loop_watch_stop(struct loop_watch **w);
+
+/* Signals as loop events: the signals in sigs (0-terminated) are blocked and read from a
+ * signalfd the loop watches, so fn runs on the loop's thread, never in a handler.
+ * SIGPIPE is ignored (a write to a gone reader fails with EPIPE). Call it before any
+ * thread starts, as a thread with them unblocked would take them (pipeline gives its
+ * stages the default mask back). 0, or -1 with errno. */
+typedef void (*loop_signal_fn)(void *ctx, int signo);
+/* The blocking and the signalfd behind loop_signals, for aloop's twin: a non-blocking fd
+ * to read struct signalfd_siginfo from, or -1. */
+int loop_signalfd(const int *sigs);
+int loop_signals(struct lws_vhost *vh, const int *sigs, loop_signal_fn fn, void *ctx);
 
 #endif

@@ -6,15 +6,12 @@
 #include <sodium.h>
 
 #include "derive.h"
+#include "dial.h"
 #include "idset.h"
 #include "keys.h"
 #include "link.h"
 #include "log.h"
 
-#define BACKOFF_MIN_MS 500
-#define BACKOFF_MAX_MS 30000
-/* Local peers come from our own pipeline, not from members: a generous cap. */
-#define LOCALS_MAX 65536
 /* A node may announce all its peers at once when its link comes up and as many again
  * soon after: a burst of CONNECT_BURST_MUL times the peer cap, refilled at the cap over
  * CONNECT_RATE_DIV per second (connect_allowed). */
@@ -35,26 +32,11 @@ struct node {
 	struct node *next;
 };
 
-enum target_state { T_IDLE, T_DIALING, T_UP, T_COVERED, T_SELF };
-
-/* A found advertisement we dial and redial while it is not lost. */
-struct target {
-	struct channel *ch;
-	char *address, *iface;
-	int port;
-	enum target_state state;
-	struct link *link;
-	unsigned char node[LINK_NODE_LEN];
-	unsigned backoff_ms;
-	lws_sorted_usec_list_t sul;
-	struct target *next;
-};
-
 /* What mesh keeps with each link. */
 struct lref {
 	struct link *link;
 	struct channel *ch;
-	struct target *t;
+	struct dial_target *t;   /* the found address it dials, NULL when accepted */
 	int dup;                 /* closed by us as a double link */
 	int waiting;             /* up, but not yet "kept" by the other end: nothing is sent */
 	int full;                /* past half its queue: the input is paused for it */
@@ -74,7 +56,7 @@ struct channel {
 	 * LOCAL), so an id has one holder and a message one way to go. */
 	struct idset holders;
 	struct node *nodes;
-	struct target *targets;
+	struct dial dial;           /* the found addresses of the channel */
 	struct lref *links;
 	struct channel *next;
 };
@@ -95,8 +77,7 @@ struct mesh {
 	lws_sorted_usec_list_t stall;
 	struct buf scratch;     /* one encoded frame at a time */
 	struct derive *dv;      /* Argon2id off the loop: links keep flowing meanwhile */
-	size_t deriving;
-	lws_sorted_usec_list_t derive_sul;
+	struct loop_watch *derive_watch;
 };
 
 /* The holder of a local peer's id in channel.holders. */
@@ -174,7 +155,7 @@ out_raw(struct mesh *m, const unsigned char *raw, size_t len)
 		mesh_pause(m, 1);
 }
 
-/* ---- channels, nodes, targets ---- */
+/* ---- channels, nodes ---- */
 
 static struct channel *
 channel_find(struct mesh *m, const char *name, size_t n)
@@ -194,7 +175,6 @@ node_find(struct channel *ch, const unsigned char *id)
 	return NULL;
 }
 
-static void target_schedule(struct target *t);
 static const struct link_ops mesh_link_ops;
 
 /* The node's last link is gone: its peers leave, and targets that waited on it dial. */
@@ -216,17 +196,13 @@ node_drop(struct node *n, const char *why)
 			*pp = n->next;
 			break;
 		}
-	for (struct target *t = ch->targets; t; t = t->next)
-		if (t->state == T_COVERED && memcmp(t->node, n->id, LINK_NODE_LEN) == 0) {
-			t->state = T_IDLE;
-			target_schedule(t);
-		}
+	dial_uncover(&ch->dial, n->id);
 	idset_clear(&n->peers);
 	free(n);
 }
 
 static struct lref *
-lref_new(struct channel *ch, struct target *t, int initiator)
+lref_new(struct channel *ch, struct dial_target *t, int initiator)
 {
 	struct mesh *m = ch->m;
 	struct lref *r = calloc(1, sizeof *r);
@@ -278,7 +254,6 @@ channel_free(struct channel *ch)
 	idset_clear(&ch->holders);
 	if (ch->job) {
 		derive_cancel(m->dv, ch->job);
-		m->deriving--;
 	}
 	keys_free(ch->keys);
 	sodium_memzero(ch->name, strlen(ch->name));
@@ -286,75 +261,39 @@ channel_free(struct channel *ch)
 	free(ch);
 }
 
-static void
-target_dial(struct target *t)
+/* dial's start hook: a link to t, unless the channel cannot link yet. Found records cost
+ * a member nothing: never more dials than links allowed. */
+static int
+mesh_dial(void *ctx, struct dial_target *t)
 {
+	struct channel *ch = ctx;
+	struct mesh *m = ch->m;
 	struct lref *r;
 
-	if (t->state != T_IDLE || t->ch->closed || !t->ch->keys || t->ch->m->stopping)
-		return;
-	/* Found records cost a member nothing: never more dials than links allowed. */
+	if (ch->closed || !ch->keys || m->stopping)
+		return 1;
 	size_t nlinks = 0;
-	for (r = t->ch->links; r; r = r->next)
+	for (r = ch->links; r; r = r->next)
 		nlinks++;
-	if (nlinks >= t->ch->m->lim.links || !(r = lref_new(t->ch, t, 1))) {
-		target_schedule(t);
-		return;
-	}
-	t->state = T_DIALING;
-	t->link = r->link;
+	if (nlinks >= m->lim.links || !(r = lref_new(ch, t, 1)))
+		return -1;
 	log_debug("dialling %s port %d", t->address, t->port);
-	if (link_dial(r->link, t->ch->m->cx, t->ch->m->vh, t->address, t->port, t->iface) < 0) {
+	if (link_dial(r->link, m->cx, m->vh, t->address, t->port, t->iface) < 0) {
 		lref_unlink(r);
 		free(r);
-		t->link = NULL;
-		t->state = T_IDLE;
-		target_schedule(t);
+		return -1;
 	}
+	return 0;
 }
 
+/* A lost address: links still dialling it stop pointing at it. */
 static void
-target_due(lws_sorted_usec_list_t *sul)
+mesh_forget_target(struct channel *ch, struct dial_target *t)
 {
-	target_dial(lws_container_of(sul, struct target, sul));
-}
-
-static void
-target_schedule(struct target *t)
-{
-	if (t->ch->m->stopping || t->ch->closed)
-		return;
-	lws_sul_schedule(t->ch->m->cx, 0, &t->sul, target_due,
-	    (lws_usec_t)t->backoff_ms * LWS_US_PER_MS);
-	t->backoff_ms = t->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : t->backoff_ms * 2;
-}
-
-static void
-target_free(struct target *t)
-{
-	struct channel *ch = t->ch;
-
-	for (struct target **pp = &ch->targets; *pp; pp = &(*pp)->next)
-		if (*pp == t) {
-			*pp = t->next;
-			break;
-		}
-	lws_sul_cancel(&t->sul);
 	for (struct lref *r = ch->links; r; r = r->next)
 		if (r->t == t)
 			r->t = NULL;
-	free(t->address);
-	free(t->iface);
-	free(t);
-}
-
-static struct target *
-target_find(struct channel *ch, const char *address, int port)
-{
-	for (struct target *t = ch->targets; t; t = t->next)
-		if (t->port == port && strcmp(t->address, address) == 0)
-			return t;
-	return NULL;
+	dial_remove(t);
 }
 
 /* ---- flow control towards the input ---- */
@@ -405,7 +344,7 @@ mesh_set_flow(struct mesh *m, mesh_flow_fn fn, void *ctx)
 /* ---- links ---- */
 
 static void
-link_announce(struct mesh *m, struct channel *ch, struct link *l)
+mesh_announce(struct mesh *m, struct channel *ch, struct link *l)
 {
 	struct idset_item *it;
 
@@ -434,7 +373,7 @@ mesh_decides(const struct mesh *m, const struct link *l)
 }
 
 static int
-link_send_kept(struct mesh *m, struct channel *ch, struct link *l)
+mesh_send_kept(struct mesh *m, struct channel *ch, struct link *l)
 {
 	struct frame f;
 	int rc = -1;
@@ -472,8 +411,8 @@ node_link(struct mesh *m, struct lref *r)
 	log_info("linked to node %s at %s", n->hex, n->address);
 	out_status(m, ACTION_LINKED, ch, n->hex, n->address, NULL);
 	if (r->t)
-		r->t->state = T_UP;
-	link_announce(m, ch, l);
+		r->t->state = DIAL_UP;
+	mesh_announce(m, ch, l);
 }
 
 /* Why one more link that came up, l, is past the bounds of its channel, or NULL. Only
@@ -511,7 +450,7 @@ mesh_up(void *ctx, struct link *l)
 	if (memcmp(link_node(l), m->node, LINK_NODE_LEN) == 0) {
 		log_info("refused a link to ourselves at %s", link_address(l));
 		if (r->t)
-			r->t->state = T_SELF;
+			r->t->state = DIAL_SELF;
 		/* Flushed, so the dialling end finishes its handshake and sees it too. */
 		link_close(l, 1008, "self", 1);
 		return;
@@ -523,10 +462,8 @@ mesh_up(void *ctx, struct link *l)
 		link_close(l, 1008, "too many links", 0);
 		return;
 	}
-	if (r->t) {
-		r->t->backoff_ms = BACKOFF_MIN_MS;
-		memcpy(r->t->node, link_node(l), LINK_NODE_LEN);
-	}
+	if (r->t)
+		dial_handshaken(r->t, link_node(l));
 	if (m->paused)
 		link_pause(l, 1);
 	if (!mesh_decides(m, l)) {
@@ -539,7 +476,7 @@ mesh_up(void *ctx, struct link *l)
 		link_close(l, 1000, "duplicate", 0);
 		return;
 	}
-	if (link_send_kept(m, ch, l) < 0) {
+	if (mesh_send_kept(m, ch, l) < 0) {
 		link_close(l, 1011, "out of memory", 0);
 		return;
 	}
@@ -696,7 +633,6 @@ mesh_down(void *ctx, struct link *l, const char *why)
 	struct mesh *m = ctx;
 	struct lref *r = link_user(l);
 	struct channel *ch = r->ch;
-	struct target *t = r->t;
 	struct node *n = link_is_up(l) ? node_find(ch, link_node(l)) : NULL;
 
 	lref_unlink(r);
@@ -709,15 +645,8 @@ mesh_down(void *ctx, struct link *l, const char *why)
 	 * at the other end), never from the close reason, which anyone on the path can write:
 	 * a link to ourselves was seen as such by mesh_up, and a link to a node that another
 	 * link carries is covered by it. */
-	if (t)
-		t->link = NULL;
-	if (t && t->state != T_SELF && link_is_up(l) && node_find(ch, link_node(l))) {
-		memcpy(t->node, link_node(l), LINK_NODE_LEN);
-		t->state = T_COVERED;
-	} else if (t && t->state != T_SELF) {
-		t->state = T_IDLE;
-		target_schedule(t);
-	}
+	if (r->t)
+		dial_down(r->t, link_is_up(l) && node_find(ch, link_node(l)) ? link_node(l) : NULL);
 	free(r);
 	if (ch->closed && !ch->links && !ch->nodes)
 		channel_free(ch);
@@ -753,6 +682,15 @@ mesh_accept(void *ctx, const unsigned char *msg1, size_t len)
 
 /* ---- the mesh ---- */
 
+/* derive_fd is readable: keys are derived (channel_derived runs for each). */
+static void
+derive_ready(void *ctx)
+{
+	struct mesh *m = ctx;
+
+	derive_collect(m->dv);
+}
+
 struct mesh *
 mesh_new(struct lws_context *cx, struct lws_vhost *vh, int port, size_t max_frame,
     size_t max_queue)
@@ -767,7 +705,9 @@ mesh_new(struct lws_context *cx, struct lws_vhost *vh, int port, size_t max_fram
 	m->max_frame = max_frame;
 	m->max_queue = max_queue;
 	mesh_set_limits(m, NULL);
-	if (!(m->dv = derive_new())) {
+	if (!(m->dv = derive_new()) ||
+	    loop_watch_fd(vh, derive_fd(m->dv), derive_ready, m, &m->derive_watch) < 0) {
+		derive_free(m->dv);
 		free(m);
 		return NULL;
 	}
@@ -799,20 +739,6 @@ mesh_set_output(struct mesh *m, struct loop_pipe *out)
 	m->out = out;
 }
 
-/* A pending derivation takes ~0.2 s once per channel open: looking for its result every
- * 5 ms meanwhile is cheaper than another adopted fd, and costs nothing the rest of the time. */
-#define DERIVE_POLL_US (5 * LWS_US_PER_MS)
-
-static void
-derive_due(lws_sorted_usec_list_t *sul)
-{
-	struct mesh *m = lws_container_of(sul, struct mesh, derive_sul);
-
-	derive_collect(m->dv);
-	if (m->deriving && !m->stopping)
-		lws_sul_schedule(m->cx, 0, &m->derive_sul, derive_due, DERIVE_POLL_US);
-}
-
 /* The channel can link now: say where it listens, and dial what was found meanwhile. */
 static void
 channel_derived(void *ctx, struct derive_job *j, struct keys *k)
@@ -823,7 +749,6 @@ channel_derived(void *ctx, struct derive_job *j, struct keys *k)
 
 	(void)j;
 	ch->job = NULL;
-	m->deriving--;
 	if (!k) {
 		log_error("out of memory deriving a channel key: that channel is not linked");
 		return;
@@ -837,8 +762,7 @@ channel_derived(void *ctx, struct derive_job *j, struct keys *k)
 	if (frame_set(&f.channel, ch->name) == 0)
 		out_frame(m, &f);
 	frame_free(&f);
-	for (struct target *t = ch->targets; t; t = t->next)
-		target_dial(t);
+	dial_all(&ch->dial);
 }
 
 int
@@ -861,17 +785,15 @@ mesh_open(struct mesh *m, const char *name, const unsigned char *key)
 		return -1;
 	}
 	ch->m = m;
-	idset_init(&ch->locals, LOCALS_MAX);
+	dial_init(&ch->dial, m->cx, mesh_dial, ch);
+	idset_init(&ch->locals, IDSET_PEERS_MAX);   /* from our own pipeline */
 	idset_init(&ch->holders, 0);
 	ch->next = m->channels;
 	m->channels = ch;
 	log_debug("opened channel %s", name);
 	if (k) {
 		/* K came with the open: as if the worker had just derived it. */
-		m->deriving++;
 		channel_derived(ch, NULL, k);
-	} else if (m->deriving++ == 0) {
-		lws_sul_schedule(m->cx, 0, &m->derive_sul, derive_due, DERIVE_POLL_US);
 	}
 	return 0;
 }
@@ -880,8 +802,8 @@ static void
 mesh_close_channel(struct channel *ch)
 {
 	ch->closed = 1;
-	while (ch->targets)
-		target_free(ch->targets);
+	while (ch->dial.targets)
+		mesh_forget_target(ch, ch->dial.targets);
 	for (struct lref *r = ch->links; r; r = r->next)
 		link_close(r->link, 1001, "channel closed", 1);
 	while (ch->nodes) {
@@ -896,7 +818,7 @@ static void
 mesh_found(struct mesh *m, const struct frame *f, int lost)
 {
 	struct channel *ch = channel_find(m, f->channel, strlen(f->channel));
-	struct target *t;
+	struct dial_target *t;
 	const char *why;
 
 	if (!ch)
@@ -906,30 +828,11 @@ mesh_found(struct mesh *m, const struct frame *f, int lost)
 			log_error("ignoring a %s frame: %s", lost ? "lost" : "found", why);
 		return;
 	}
-	t = target_find(ch, f->address, (int)f->port);
-	if (lost) {
-		if (t)
-			target_free(t);
-		return;
-	}
-	if (t)
-		return;
-	if (!(t = calloc(1, sizeof *t)) || !(t->address = strdup(f->address)) ||
-	    (f->interface && !(t->iface = strdup(f->interface)))) {
-		if (t) {
-			free(t->address);
-			free(t);
-		}
+	t = dial_find(&ch->dial, f->address, (int)f->port);
+	if (lost && t)
+		mesh_forget_target(ch, t);
+	else if (!lost && !t && !dial_add(&ch->dial, f->address, (int)f->port, f->interface))
 		log_error("out of memory");
-		return;
-	}
-	t->ch = ch;
-	t->port = (int)f->port;
-	t->backoff_ms = BACKOFF_MIN_MS;
-	t->state = T_IDLE;
-	t->next = ch->targets;
-	ch->targets = t;
-	target_dial(t);
 }
 
 /* open/close/found/lost: decoded, acted on; open and close are also passed on. */
@@ -975,7 +878,7 @@ mesh_control(struct mesh *m, enum frame_action a, enum frame_format fmt,
 }
 
 static void
-link_send_or_drop(struct mesh *m, struct link *l, const unsigned char *p, size_t n)
+mesh_send_or_drop(struct mesh *m, struct link *l, const unsigned char *p, size_t n)
 {
 	struct lref *r = link_user(l);
 
@@ -1040,7 +943,7 @@ mesh_local(struct mesh *m, const struct frame *f, const unsigned char *p, size_t
 		if (h && h->util != LOCAL) {
 			struct node *nd = h->util;
 			if (nd->active)
-				link_send_or_drop(m, nd->active, p, n);
+				mesh_send_or_drop(m, nd->active, p, n);
 		} else {
 			log_debug("no link carries the target of a message; dropped");
 		}
@@ -1048,7 +951,7 @@ mesh_local(struct mesh *m, const struct frame *f, const unsigned char *p, size_t
 	}
 	for (struct node *nd = ch->nodes; nd; nd = nd->next)
 		if (nd->active)
-			link_send_or_drop(m, nd->active, p, n);
+			mesh_send_or_drop(m, nd->active, p, n);
 	return 1;
 }
 
@@ -1108,10 +1011,9 @@ mesh_stop(struct mesh *m)
 	/* Every timer goes now, while the context lives: none is armed again once stopping,
 	 * and mesh_free, after lws_context_destroy, must not touch lws's timer lists. */
 	lws_sul_cancel(&m->stall);
-	lws_sul_cancel(&m->derive_sul);
+	loop_watch_stop(&m->derive_watch);
 	for (struct channel *ch = m->channels; ch; ch = ch->next) {
-		for (struct target *t = ch->targets; t; t = t->next)
-			lws_sul_cancel(&t->sul);
+		dial_stop(&ch->dial);
 		for (struct lref *r = ch->links; r; r = r->next)
 			link_close(r->link, 1001, "going away", 1);
 	}
@@ -1134,8 +1036,7 @@ mesh_free(struct mesh *m)
 	m->stopping = 1;
 	while (m->channels) {
 		struct channel *ch = m->channels;
-		while (ch->targets)
-			target_free(ch->targets);
+		dial_clear(&ch->dial);
 		while (ch->nodes) {
 			struct node *n = ch->nodes;
 			ch->nodes = n->next;

@@ -1,4 +1,4 @@
-/* mesh: the channels of one nws-link process and where every frame goes (DESIGN.md §5,
+/* mesh: the channels of one nws-link process and where every frame goes (nws(7) LINKS,
  * §6): local peers' frames from the input to the links of their channel, the links'
  * frames to the output, found peers to dials with backoff, one link per remote node
  * (double links and links to ourselves are dropped), and link state to linked/unlinked
@@ -20,7 +20,7 @@ struct mesh;
 
 struct mesh *mesh_new(struct lws_context *cx, struct lws_vhost *vh, int port,
     size_t max_frame, size_t max_queue);
-/* Bounds against members (DESIGN.md §6). A link past links or links_per_address (links
+/* Bounds against members (nws(7) LINKS). A link past links or links_per_address (links
  * up in one channel, all or from one address) is closed as soon as it is up; a node that
  * announces more than peers ids, or more connects than the rate limit allows, loses its
  * link. 0 (or lim NULL) keeps a default. */

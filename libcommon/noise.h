@@ -1,5 +1,5 @@
 /* noise: Noise_NNpsk0_25519_ChaChaPoly_BLAKE2b (Noise spec rev. 34) on libsodium, and
- * the piece framing that carries frames larger than one Noise message (DESIGN.md §5).
+ * the piece framing that carries frames larger than one Noise message (nws(7) LINKS).
  * Every key-bearing struct is wiped by its *_clear function. */
 #ifndef NWS_NOISE_H
 #define NWS_NOISE_H

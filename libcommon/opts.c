@@ -9,6 +9,7 @@
 
 #include "keys.h"
 #include "log.h"
+#include "nws.h"
 #include "stream.h"
 
 void
@@ -18,6 +19,31 @@ opts_init(struct opts *o, const char *usage)
 	o->usage = usage;
 	o->out_fmt = FORMAT_JSON;
 	o->max_frame = STREAM_MAX_FRAME_DEFAULT;
+	o->takes = OPTS_ALL;
+}
+
+void
+opts_take(struct opts *o, unsigned takes)
+{
+	o->takes = takes;
+}
+
+/* The shared option behind a getopt value, 0 for -h, -V, -v and a tool's own. */
+static unsigned
+opts_kind(int val)
+{
+	switch (val) {
+	case 'd':
+		return OPTS_DOMAIN;
+	case OPT_JSON:
+	case OPT_CBOR:
+		return OPTS_FORMAT;
+	case OPT_MAX_FRAME:
+		return OPTS_MAX_FRAME;
+	case OPT_CHANNEL_FILE:
+		return OPTS_CHANNEL_FILE;
+	}
+	return 0;
 }
 
 void
@@ -37,19 +63,28 @@ opts_usage(const struct opts *o, const char *msg)
 {
 	(void)o;
 	fprintf(stderr, "%s: %s; try '%s -h'\n", log_prog, msg ? msg : "bad usage", log_prog);
-	exit(2);
+	exit(NWS_EXIT_USAGE);
 }
 
 int
 opts_getopt(struct opts *o, int argc, char **argv, const char *shortopts,
     const struct option *longopts)
 {
+	static struct option taken[64];
 	char all[128];
+	size_t n = 0;
 
 	o->argv = argv;
 	opterr = 0;
-	snprintf(all, sizeof all, ":" OPTS_SHORT "%s", shortopts);
-	return getopt_long(argc, argv, all, longopts, NULL);
+	snprintf(all, sizeof all, ":" OPTS_SHORT "%s%s", o->takes & OPTS_DOMAIN ? "d:" : "",
+	    shortopts);
+	/* The tool's table less the shared options it does not take; tables are short. */
+	for (const struct option *lo = longopts; lo->name; lo++)
+		if (n < sizeof taken / sizeof *taken - 1 &&
+		    (!opts_kind(lo->val) || (o->takes & opts_kind(lo->val))))
+			taken[n++] = *lo;
+	memset(&taken[n], 0, sizeof taken[n]);
+	return getopt_long(argc, argv, all, taken, NULL);
 }
 
 /* What getopt rejected, in words: optind has moved past the option (and past its
@@ -96,10 +131,10 @@ opts_common(struct opts *o, int c, const char *arg)
 	switch (c) {
 	case 'h':
 		printf("%s", o->usage);
-		exit(0);
+		exit(NWS_EXIT_OK);
 	case 'V':
 		printf("%s %s\n", log_prog, NWS_VERSION);
-		exit(0);
+		exit(NWS_EXIT_OK);
 	case 'v':
 		log_level++;
 		/* -vv shows channel names; an open's key is the same secret. */
@@ -139,7 +174,7 @@ opts_channel_add(struct opts *o, const char *name)
 			return 0;
 	char **v = realloc(o->channels, (o->nchannels + 1) * sizeof *v);
 	if (!v || !(v[o->nchannels] = strdup(name)))
-		log_fatal(1, "out of memory");
+		log_fatal(NWS_EXIT_FAIL, "out of memory");
 	o->channels = v;
 	o->nchannels++;
 	return 0;
@@ -167,7 +202,7 @@ opts_channels(struct opts *o, int argc, char **argv, int first)
 	if (env && *env) {
 		char *copy = strdup(env);
 		if (!copy)
-			log_fatal(1, "out of memory");
+			log_fatal(NWS_EXIT_FAIL, "out of memory");
 		int bad = add_list(o, copy);
 		sodium_memzero(copy, strlen(env));
 		free(copy);
@@ -178,7 +213,7 @@ opts_channels(struct opts *o, int argc, char **argv, int first)
 	if (o->channel_file) {
 		FILE *fp = fopen(o->channel_file, "r");
 		if (!fp)
-			log_fatal(2, "cannot read channel file %s: %s", o->channel_file, strerror(errno));
+			log_fatal(NWS_EXIT_USAGE, "cannot read channel file %s: %s", o->channel_file, strerror(errno));
 		char line[1024];
 		int lineno = 0, bad = 0;
 		while (fgets(line, sizeof line, fp)) {
@@ -192,7 +227,7 @@ opts_channels(struct opts *o, int argc, char **argv, int first)
 		sodium_memzero(line, sizeof line);
 		fclose(fp);
 		if (bad)
-			log_fatal(2, "%s:%d: invalid channel name: names are 1 to 255 of A-Z a-z 0-9 + = * . _ -",
+			log_fatal(NWS_EXIT_USAGE, "%s:%d: invalid channel name: names are 1 to 255 of A-Z a-z 0-9 + = * . _ -",
 			    o->channel_file, bad);
 	}
 }

@@ -1,5 +1,6 @@
-/* opts: the options every tool shares (-h, -V, -v, --json, --cbor, -d, --max-frame,
- * --channel-file) and where channel names come from: arguments, NWS_CHANNEL, a file. */
+/* opts: the options tools share (-h, -V and -v, which every tool takes; -d, --json and
+ * --cbor, --max-frame, --channel-file, which each tool declares it takes with opts_take)
+ * and where channel names come from: arguments, NWS_CHANNEL, a file. */
 #ifndef NWS_OPTS_H
 #define NWS_OPTS_H
 
@@ -20,7 +21,16 @@ enum {
 	OPT_TOOL = 0x200,    /* first value free for a tool's own long-only options */
 };
 
-#define OPTS_SHORT "hVvd:"   /* opts_getopt adds these itself */
+/* The shared options a tool may take beyond -h, -V and -v. */
+enum {
+	OPTS_DOMAIN = 1 << 0,          /* -d, --domain */
+	OPTS_FORMAT = 1 << 1,          /* --json, --cbor */
+	OPTS_MAX_FRAME = 1 << 2,       /* --max-frame */
+	OPTS_CHANNEL_FILE = 1 << 3,    /* --channel-file */
+	OPTS_ALL = (1 << 4) - 1,
+};
+
+#define OPTS_SHORT "hVv"     /* opts_getopt adds these itself, and d: with OPTS_DOMAIN */
 #define OPTS_LONG \
 	{ "help", no_argument, 0, 'h' }, \
 	{ "version", no_argument, 0, 'V' }, \
@@ -38,11 +48,16 @@ struct opts {
 	size_t max_frame;
 	const char *domain;            /* NULL: avahi's default ("local") */
 	const char *channel_file;
+	unsigned takes;                /* OPTS_*: the shared options the tool takes */
 	char **channels;               /* owned, validated, deduplicated */
 	size_t nchannels;
 };
 
+/* Takes every shared option until opts_take says otherwise. */
 void opts_init(struct opts *o, const char *usage);
+/* The shared options the tool takes (OPTS_*): the others are unknown options to it, even
+ * when longopts lists them (OPTS_LONG lists all). */
+void opts_take(struct opts *o, unsigned takes);
 void opts_free(struct opts *o);   /* wipes the channel names: they are keys */
 
 /* getopt_long with the shared short options prepended, quiet: a bad or incomplete

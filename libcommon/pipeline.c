@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "derive.h"
+#include "idset.h"
 #include "log.h"
 #include "loop.h"
 #include "stream.h"
@@ -33,8 +34,6 @@
  * 16 pieces at each of the four hops, each piece a wake-up of both ends (and of the
  * writer's loop for POLLOUT); small frames never fill even 64 KiB. */
 #define PIPE_SIZE (1 << 20)
-/* Remote peers remembered for synthesized disconnects; beyond this they are not tracked. */
-#define MAX_REMOTES 65536
 
 static const char *const stage_names[NSTAGES] = { "nws-browse", "nws-link", "nws-advertise" };
 
@@ -48,18 +47,14 @@ struct kid {
 	int termed;
 };
 
-/* A (channel, peer) pair; peer NULL for an open channel, which also holds its key or
- * the derivation of it. */
-struct entry {
-	char *channel;
-	char *peer;
+/* An open channel: its key or the derivation of it, the local peers to replay into a new
+ * generation and the remote peers to disconnect when one dies (beyond IDSET_PEERS_MAX
+ * they are not tracked). */
+struct chan {
+	char *name;
 	struct keys *k;
 	struct derive_job *job;
-};
-
-struct list {
-	struct entry *v;
-	size_t n, cap;
+	struct idset locals, remotes;
 };
 
 struct pipeline {
@@ -82,9 +77,10 @@ struct pipeline {
 	int congested;           /* a send returned 1 or -1: on_drain is owed */
 	int paused;              /* the caller paused the tail */
 
-	struct list channels, locals, remotes;
-	struct derive *dv;       /* K of each channel, once for every stage (DESIGN.md §2) */
-	lws_sorted_usec_list_t sul_derive;
+	struct chan *chans;
+	size_t nchans, capchans;
+	struct derive *dv;       /* K per channel, once for all stages (nws(7) FRAMES) */
+	struct loop_watch *derive_watch;
 
 	/* The likeliest cause of this generation's death so far: a stage that saw only end
 	 * of file can be reaped before the stage that was killed, so a clean exit waits
@@ -115,69 +111,45 @@ str_wipe_free(char *s)
 	}
 }
 
-static long
-list_find(const struct list *l, const char *channel, const char *peer)
+static struct chan *
+chan_find(const struct pipeline *p, const char *name)
 {
-	for (size_t i = 0; i < l->n; i++)
-		if (!strcmp(l->v[i].channel, channel) &&
-		    (peer ? l->v[i].peer && !strcmp(l->v[i].peer, peer) : !l->v[i].peer))
-			return (long)i;
-	return -1;
+	for (size_t i = 0; name && i < p->nchans; i++)
+		if (!strcmp(p->chans[i].name, name))
+			return &p->chans[i];
+	return NULL;
 }
 
-static int
-list_add(struct list *l, const char *channel, const char *peer)
+static struct chan *
+chan_add(struct pipeline *p, const char *name)
 {
-	if (list_find(l, channel, peer) >= 0)
-		return 0;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 8;
-		struct entry *v = realloc(l->v, cap * sizeof *v);
+	if (p->nchans == p->capchans) {
+		size_t cap = p->capchans ? p->capchans * 2 : 8;
+		struct chan *v = realloc(p->chans, cap * sizeof *v);
 		if (!v)
-			return -1;
-		l->v = v;
-		l->cap = cap;
+			return NULL;
+		p->chans = v;
+		p->capchans = cap;
 	}
-	struct entry *e = &l->v[l->n];
-	e->k = NULL;
-	e->job = NULL;
-	e->channel = strdup(channel);
-	e->peer = peer ? strdup(peer) : NULL;
-	if (!e->channel || (peer && !e->peer)) {
-		free(e->channel);
-		free(e->peer);
-		return -1;
-	}
-	l->n++;
-	return 0;
+	struct chan *ch = &p->chans[p->nchans];
+	if (!(ch->name = strdup(name)))
+		return NULL;
+	ch->k = NULL;
+	ch->job = NULL;
+	idset_init(&ch->locals, IDSET_PEERS_MAX);
+	idset_init(&ch->remotes, IDSET_PEERS_MAX);
+	p->nchans++;
+	return ch;
 }
 
 static void
-list_del_at(struct list *l, size_t i)
+chan_del(struct pipeline *p, struct chan *ch)
 {
-	keys_free(l->v[i].k);
-	str_wipe_free(l->v[i].channel);
-	str_wipe_free(l->v[i].peer);
-	l->v[i] = l->v[--l->n];
-}
-
-/* Removes (channel, peer), or every entry of channel when peer is NULL. */
-static void
-list_del(struct list *l, const char *channel, const char *peer)
-{
-	for (size_t i = l->n; i-- > 0;)
-		if (!strcmp(l->v[i].channel, channel) &&
-		    (!peer || (l->v[i].peer && !strcmp(l->v[i].peer, peer))))
-			list_del_at(l, i);
-}
-
-static void
-list_free(struct list *l)
-{
-	while (l->n)
-		list_del_at(l, l->n - 1);
-	free(l->v);
-	memset(l, 0, sizeof *l);
+	keys_free(ch->k);
+	str_wipe_free(ch->name);
+	idset_clear(&ch->locals);
+	idset_clear(&ch->remotes);
+	*ch = p->chans[--p->nchans];
 }
 
 /* Where a stage's binary is: NWS_LIBEXEC, the running program's directory, then PATH.
@@ -328,7 +300,7 @@ send_state(struct pipeline *p, enum frame_action a, const char *channel, const c
 /* The stages learn of a channel once its key is there: `open` with K, then the local
  * peers that joined meanwhile. */
 static void
-send_open(struct pipeline *p, const struct entry *ch)
+send_open(struct pipeline *p, const struct chan *ch)
 {
 	struct frame f;
 
@@ -336,12 +308,12 @@ send_open(struct pipeline *p, const struct entry *ch)
 	f.action = ACTION_OPEN;
 	f.has_key = 1;
 	memcpy(f.key, ch->k->channel, sizeof f.key);
-	if (frame_set(&f.channel, ch->channel) == 0)
+	if (frame_set(&f.channel, ch->name) == 0)
 		loop_pipe_send(p->head, &f);
 	frame_free(&f);
-	for (size_t i = 0; i < p->locals.n; i++)
-		if (!strcmp(p->locals.v[i].channel, ch->channel))
-			send_state(p, ACTION_CONNECT, ch->channel, p->locals.v[i].peer);
+	struct idset_item *it;
+	for (size_t pos = 0; (it = idset_next(&ch->locals, &pos)); )
+		send_state(p, ACTION_CONNECT, ch->name, it->id);
 }
 
 /* Spawns a new generation and replays the state into its head. -1 if it could not. */
@@ -399,9 +371,9 @@ spawn(struct pipeline *p)
 		p->broken_ms = now_ms() - BROKEN_GRACE_MS;
 		return 0;
 	}
-	for (size_t i = 0; i < p->channels.n; i++)
-		if (p->channels.v[i].k)
-			send_open(p, &p->channels.v[i]);
+	for (size_t i = 0; i < p->nchans; i++)
+		if (p->chans[i].k)
+			send_open(p, &p->chans[i]);
 	return 0;
 fail:
 	for (int i = 0; i < made; i++) {
@@ -429,16 +401,20 @@ forget_remotes(struct pipeline *p)
 	struct frame f;
 
 	buf_init(&out, 0);
-	while (p->remotes.n) {
-		struct entry *e = &p->remotes.v[p->remotes.n - 1];
-		frame_init(&f);
-		f.action = ACTION_DISCONNECT;
-		buf_reset(&out);
-		if (frame_set(&f.channel, e->channel) == 0 && frame_set(&f.target, e->peer) == 0 &&
-		    frame_encode(&f, FORMAT_CBOR, &out) == 0)
-			p->on_frame(p->ctx, FORMAT_CBOR, buf_data(&out), out.len);
-		frame_free(&f);
-		list_del_at(&p->remotes, p->remotes.n - 1);
+	for (size_t i = 0; i < p->nchans; i++) {
+		struct chan *ch = &p->chans[i];
+		struct idset_item *it;
+		for (size_t pos = 0; (it = idset_next(&ch->remotes, &pos)); ) {
+			frame_init(&f);
+			f.action = ACTION_DISCONNECT;
+			buf_reset(&out);
+			if (frame_set(&f.channel, ch->name) == 0 &&
+			    frame_set(&f.target, it->id) == 0 &&
+			    frame_encode(&f, FORMAT_CBOR, &out) == 0)
+				p->on_frame(p->ctx, FORMAT_CBOR, buf_data(&out), out.len);
+			frame_free(&f);
+		}
+		idset_clear(&ch->remotes);
 	}
 	buf_free(&out);
 }
@@ -507,13 +483,13 @@ finish(struct pipeline *p)
 
 	lws_sul_cancel(&p->sul_tick);
 	lws_sul_cancel(&p->sul_restart);
-	lws_sul_cancel(&p->sul_derive);
+	loop_watch_stop(&p->derive_watch);
 	derive_free(p->dv);
 	for (int i = 0; i < NSTAGES; i++)
 		argv_free(p->argv[i]);
-	list_free(&p->channels);
-	list_free(&p->locals);
-	list_free(&p->remotes);
+	while (p->nchans)
+		chan_del(p, &p->chans[p->nchans - 1]);
+	free(p->chans);
 	free(p);
 	if (done)
 		done(ctx);
@@ -619,12 +595,11 @@ track_remote(struct pipeline *p, enum frame_format fmt, const unsigned char *raw
 
 	if (frame_decode(&f, fmt, raw, len, err, sizeof err) < 0)
 		return;
-	if (f.channel && f.target && !f.source && list_find(&p->channels, f.channel, NULL) >= 0) {
-		if (a == ACTION_DISCONNECT)
-			list_del(&p->remotes, f.channel, f.target);
-		else if (p->remotes.n < MAX_REMOTES)
-			list_add(&p->remotes, f.channel, f.target);
-	}
+	struct chan *ch = f.target && !f.source ? chan_find(p, f.channel) : NULL;
+	if (ch && a == ACTION_DISCONNECT)
+		idset_del(&ch->remotes, f.target);
+	else if (ch)
+		idset_add(&ch->remotes, f.target, NULL);
 	frame_free(&f);
 }
 
@@ -652,6 +627,15 @@ on_head_drained(void *ctx, struct loop_pipe *lp)
 	p->congested = 0;
 	if (p->on_drain)
 		p->on_drain(p->ctx);
+}
+
+/* derive_fd is readable: channel keys are derived (derived runs for each). */
+static void
+derive_ready(void *ctx)
+{
+	struct pipeline *p = ctx;
+
+	derive_collect(p->dv);
 }
 
 struct pipeline *
@@ -682,6 +666,10 @@ pipeline_start(struct lws_context *cx, struct lws_vhost *vh,
 		free(p);
 		return NULL;
 	}
+	if (loop_watch_fd(vh, derive_fd(p->dv), derive_ready, p, &p->derive_watch) < 0) {
+		log_error("cannot watch the channel key thread: %s", strerror(errno));
+		goto fail;
+	}
 	for (int i = 0; i < NSTAGES; i++)
 		if (!(p->argv[i] = stage_argv(i, cfg)))
 			goto fail;
@@ -697,6 +685,7 @@ pipeline_start(struct lws_context *cx, struct lws_vhost *vh,
 fail:
 	for (int i = 0; i < NSTAGES; i++)
 		argv_free(p->argv[i]);
+	loop_watch_stop(&p->derive_watch);
 	derive_free(p->dv);
 	free(p);
 	return NULL;
@@ -704,37 +693,15 @@ fail:
 
 /* Channel keys */
 
-static struct entry *
-channel_entry(struct pipeline *p, const char *channel)
-{
-	long i = channel ? list_find(&p->channels, channel, NULL) : -1;
-
-	return i < 0 ? NULL : &p->channels.v[i];
-}
-
-/* A derivation takes ~0.1 s per channel open: looking for results every 5 ms meanwhile
- * costs less than another adopted fd, and nothing the rest of the time. */
-#define DERIVE_POLL_US (5 * LWS_US_PER_MS)
-
-static void
-derive_due(lws_sorted_usec_list_t *sul)
-{
-	struct pipeline *p = lws_container_of(sul, struct pipeline, sul_derive);
-
-	derive_collect(p->dv);
-	if (derive_pending(p->dv))
-		lws_sul_schedule(p->cx, 0, &p->sul_derive, derive_due, DERIVE_POLL_US);
-}
-
 static void
 derived(void *ctx, struct derive_job *j, struct keys *k)
 {
 	struct pipeline *p = ctx;
-	struct entry *ch = NULL;
+	struct chan *ch = NULL;
 
-	for (size_t i = 0; i < p->channels.n && !ch; i++)
-		if (p->channels.v[i].job == j)
-			ch = &p->channels.v[i];
+	for (size_t i = 0; i < p->nchans && !ch; i++)
+		if (p->chans[i].job == j)
+			ch = &p->chans[i];
 	log_info("channel keys being derived: %zu", derive_pending(p->dv));
 	if (!ch) {
 		keys_free(k);
@@ -757,7 +724,7 @@ derived(void *ctx, struct derive_job *j, struct keys *k)
 static int
 track_local(struct pipeline *p, const struct frame *f)
 {
-	struct entry *ch = channel_entry(p, f->channel);
+	struct chan *ch = chan_find(p, f->channel);
 
 	if (!f->channel)
 		return 0;
@@ -765,18 +732,15 @@ track_local(struct pipeline *p, const struct frame *f)
 	case ACTION_OPEN:
 		if (ch)
 			return ch->job != NULL;
-		if (list_add(&p->channels, f->channel, NULL) < 0) {
+		if (!(ch = chan_add(p, f->channel))) {
 			log_error("out of memory: a channel is not opened on the network");
 			return 1;
 		}
-		ch = &p->channels.v[p->channels.n - 1];
 		if (!(ch->job = derive_start(p->dv, f->channel, derived, p))) {
 			log_error("out of memory: a channel is not opened on the network");
-			list_del_at(&p->channels, p->channels.n - 1);
+			chan_del(p, ch);
 			return 1;
 		}
-		if (derive_pending(p->dv) == 1)
-			lws_sul_schedule(p->cx, 0, &p->sul_derive, derive_due, DERIVE_POLL_US);
 		log_info("channel keys being derived: %zu", derive_pending(p->dv));
 		return 1;
 	case ACTION_CLOSE: {
@@ -786,18 +750,17 @@ track_local(struct pipeline *p, const struct frame *f)
 			ch->job = NULL;
 			log_info("channel keys being derived: %zu", derive_pending(p->dv));
 		}
-		list_del(&p->channels, f->channel, NULL);
-		list_del(&p->locals, f->channel, NULL);
-		list_del(&p->remotes, f->channel, NULL);
+		if (ch)
+			chan_del(p, ch);
 		return unseen;
 	}
 	case ACTION_CONNECT:
-		if (f->target && list_add(&p->locals, f->channel, f->target) < 0)
+		if (ch && f->target && idset_add(&ch->locals, f->target, NULL) < 0)
 			log_error("out of memory: a restart will not reconnect a peer");
 		break;
 	case ACTION_DISCONNECT:
-		if (f->target)
-			list_del(&p->locals, f->channel, f->target);
+		if (ch && f->target)
+			idset_del(&ch->locals, f->target);
 		break;
 	default:
 		break;
@@ -854,9 +817,9 @@ pipeline_deriving(const struct pipeline *p, const char **names, size_t max)
 {
 	size_t n = 0;
 
-	for (size_t i = 0; i < p->channels.n; i++)
-		if (p->channels.v[i].job && n++ < max)
-			names[n - 1] = p->channels.v[i].channel;
+	for (size_t i = 0; i < p->nchans; i++)
+		if (p->chans[i].job && n++ < max)
+			names[n - 1] = p->chans[i].name;
 	return n;
 }
 

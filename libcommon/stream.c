@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cbortext.h"
 #include "jsontext.h"
 
 /* Most read(2) calls ask for this much: a pipe holds 64 KiB, so one read empties it. */
@@ -160,7 +161,8 @@ cbor_next(struct stream_reader *r, const unsigned char **raw, size_t *len, char 
 	size_t n = b->len, il, need = 0;
 	if (n == 0 || (n < r->scanned && !r->eof))
 		return 0;
-	int rc = (d[0] >> 5) != 5 ? -3 : frame_cbor_item_len(d, n, r->max_frame, &il, &need);
+	int rc = !cbortext_is_map(d[0]) ? -3 :
+	    cbortext_item_len(d, n, r->max_frame, 0, &il, &need);
 	if (rc == 1) {
 		r->scanned = 0;
 		buf_consume(b, il);
@@ -187,7 +189,7 @@ cbor_next(struct stream_reader *r, const unsigned char **raw, size_t *len, char 
 		    "cannot be resynchronised", d[0]);
 	else
 		snprintf(err, errlen, "malformed CBOR or nested over %d deep; the CBOR stream "
-		    "cannot be resynchronised", FRAME_CBOR_MAX_DEPTH);
+		    "cannot be resynchronised", CBORTEXT_MAX_DEPTH);
 	return -1;
 }
 
@@ -249,8 +251,8 @@ raw_copyable(enum frame_format fmt, const unsigned char *raw, size_t *len)
 {
 	size_t n = *len, il;
 	if (fmt == FORMAT_CBOR)
-		return n && (raw[0] >> 5) == 5 &&
-		    frame_cbor_item_len(raw, n, n, &il, NULL) == 1 && il == n;
+		return n && cbortext_is_map(raw[0]) &&
+		    cbortext_item_len(raw, n, n, 0, &il, NULL) == 1 && il == n;
 	while (n && (raw[n - 1] == '\n' || raw[n - 1] == '\r' || raw[n - 1] == ' ' ||
 	    raw[n - 1] == '\t'))
 		n--;

@@ -43,7 +43,7 @@ int stream_reader_feed(struct stream_reader *r, const void *p, size_t n);
  * no NUL, nested at most 512 deep), as read: with its '\n' (added to a complete
  * last line that had none), leading blanks and a '\r' before the '\n' kept. A line over
  * max_frame is reported once and dropped as it arrives. CBOR: one well-formed map (at most
- * FRAME_CBOR_MAX_DEPTH deep) per frame; its keys and values are not checked here. */
+ * CBORTEXT_MAX_DEPTH deep) per frame; its keys and values are not checked here. */
 int stream_reader_next(struct stream_reader *r, const unsigned char **raw, size_t *len,
     char *err, size_t errlen);
 

@@ -7,6 +7,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "nws.h"
 
 
 static void
@@ -15,7 +16,7 @@ send_error(struct advertise *a, int code, const char *reason)
 	struct frame f;
 
 	frame_error(&f, code, reason);
-	dnssd_io_send(a->io, &f);
+	aloop_pipe_send(a->io, &f);
 }
 
 static void
@@ -27,7 +28,7 @@ advertised(struct advertise *a, struct advert *ad, const char *instance)
 	frame_init(&f);
 	f.action = ACTION_ADVERTISED;
 	if (frame_set(&f.channel, ad->channel) == 0 && frame_set(&f.instance, instance) == 0)
-		dnssd_io_send(a->io, &f);
+		aloop_pipe_send(a->io, &f);
 	frame_free(&f);
 }
 
@@ -60,7 +61,7 @@ on_down(void *ctx, const char *why)
 	}
 	if (!log_stage)
 		log_error(DNSSD_DOWN_REASON ": %s", why);
-	send_error(a, 69, DNSSD_DOWN_REASON);
+	send_error(a, NWS_EXIT_UNAVAILABLE, DNSSD_DOWN_REASON);
 }
 
 static void
@@ -71,13 +72,13 @@ on_up(void *ctx)
 	log_info("avahi-daemon is running: publishing %zu advertisement(s)", a->nads);
 }
 
-static void
-on_signal(void *ctx, int signo)
+void
+advertise_signal(void *ctx, int signo)
 {
 	struct advertise *a = ctx;
 
 	(void)signo;
-	dnssd_quit(a->d, 0);   /* main withdraws everything before exit */
+	aloop_quit(a->al, NWS_EXIT_OK);   /* main withdraws everything before exit */
 }
 
 const struct dnssd_callbacks advertise_callbacks = {
@@ -85,7 +86,6 @@ const struct dnssd_callbacks advertise_callbacks = {
 	.up = on_up,
 	.published = on_published,
 	.publish_failed = on_publish_failed,
-	.signal = on_signal,
 };
 
 static struct advert *
@@ -169,7 +169,7 @@ derived(void *ctx, struct derive_job *j, struct keys *k)
 int
 advertise_derive_init(struct advertise *a)
 {
-	a->dv = dnssd_derive_new(a->d);
+	a->dv = aloop_derive_new(a->al);
 	return a->dv ? 0 : -1;
 }
 
@@ -263,7 +263,7 @@ advertise_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size
 	/* listening is ours alone; close is acted on and passed on; the rest passes. An
 	 * open's key, from an earlier stage, spares deriving it at the listening. */
 	if (act != ACTION_LISTENING)
-		dnssd_io_pass(a->io, fmt, raw, len);
+		aloop_pipe_pass(a->io, fmt, raw, len);
 	if (act != ACTION_LISTENING && act != ACTION_CLOSE && act != ACTION_OPEN)
 		return;
 	if (frame_decode(&f, fmt, raw, len, NULL, 0) < 0)
@@ -294,5 +294,5 @@ advertise_eof(void *ctx)
 	struct advertise *a = ctx;
 
 	if (!a->keep)
-		dnssd_quit(a->d, 0);
+		aloop_quit(a->al, NWS_EXIT_OK);
 }

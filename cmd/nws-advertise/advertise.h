@@ -26,8 +26,9 @@ struct advert {
 };
 
 struct advertise {
+	struct aloop *al;
 	struct dnssd *d;
-	struct dnssd_io *io;
+	struct aloop_pipe *io;
 	struct derive *dv;
 	struct advert *ads[ADVERTISE_MAX_CHANNELS];   /* each is its publication's user */
 	size_t nads;
@@ -38,6 +39,8 @@ struct advertise {
 };
 
 extern const struct dnssd_callbacks advertise_callbacks;
+/* SIGINT or SIGTERM (aloop_signals): the loop ends. */
+void advertise_signal(void *ctx, int signo);
 
 /* Publishes channel at port, replacing an advertisement of the channel at another port,
  * once the channel's keys are derived on the worker (a->dv) while frames keep passing.

@@ -1,6 +1,7 @@
 /* nws-advertise: publishes the channels nws-link listens on as tagged _nws._tcp records
- * (DESIGN.md §1, §4) and withdraws them on close or exit. */
+ * (nws(7) DISCOVERY) and withdraws them on close or exit. */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -8,6 +9,7 @@
 
 #include "advertise.h"
 #include "log.h"
+#include "nws.h"
 #include "opts.h"
 
 static const char usage[] =
@@ -58,6 +60,7 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	opts_init(&o, usage);
+	opts_take(&o, OPTS_DOMAIN | OPTS_FORMAT | OPTS_MAX_FRAME | OPTS_CHANNEL_FILE);
 	while ((c = opts_getopt(&o, argc, argv, "p:i:", longopts)) != -1) {
 		if (opts_common(&o, c, optarg))
 			continue;
@@ -97,29 +100,36 @@ main(int argc, char **argv)
 		    "name it with -d DOMAIN");
 	if (a.wide && keyfile && !(a.up = dnsupdate_new(o.domain, keyfile, server, err,
 	    sizeof err)))
-		log_fatal(1, "%s", err);
+		log_fatal(NWS_EXIT_FAIL, "%s", err);
 	if (a.wide && !keyfile)
 		log_error("no --tsig-key: cannot publish in %s, so peers there cannot find this "
 		    "host (it still finds and links to theirs)", o.domain);
 
-	if (!(a.d = dnssd_new(o.domain, iface, &advertise_callbacks, &a))) {
+	static const int sigs[] = { SIGINT, SIGTERM, 0 };
+	if (!(a.al = aloop_new()))
+		log_fatal(NWS_EXIT_FAIL, "out of memory");
+	/* Before the key worker thread starts: signals come through the loop. */
+	if (aloop_signals(a.al, sigs, advertise_signal, &a) < 0)
+		log_fatal(NWS_EXIT_FAIL, "cannot watch signals: %s", strerror(errno));
+	if (!(a.d = dnssd_new(a.al, o.domain, iface, &advertise_callbacks, &a))) {
 		opts_free(&o);
-		return 1;
+		return NWS_EXIT_FAIL;
 	}
-	if (!(a.io = dnssd_io_new(a.d, STDIN_FILENO, STDOUT_FILENO, o.out_fmt, o.max_frame,
+	if (!(a.io = aloop_pipe_new(a.al, STDIN_FILENO, STDOUT_FILENO, o.out_fmt, o.max_frame,
 	    advertise_frame, advertise_eof, &a)))
-		log_fatal(1, "out of memory");
+		log_fatal(NWS_EXIT_FAIL, "out of memory");
 	if (advertise_derive_init(&a) < 0)
-		log_fatal(1, "cannot start the key worker: %s", strerror(errno));
+		log_fatal(NWS_EXIT_FAIL, "cannot start the key worker: %s", strerror(errno));
 	for (size_t i = 0; i < o.nchannels; i++)
 		if (advertise_add(&a, o.channels[i], (uint16_t)port, &why) < 0)
-			log_fatal(1, "cannot advertise: %s", why);
+			log_fatal(NWS_EXIT_FAIL, "cannot advertise: %s", why);
 	opts_free(&o);
 	dnssd_start(a.d);
-	rc = dnssd_run(a.d);
-	dnssd_io_close(a.io);
+	rc = aloop_run(a.al);
+	aloop_pipe_close(a.io);
 	advertise_remove_all(&a);   /* the daemon withdraws them with goodbye packets */
 	dnsupdate_free(a.up);
 	dnssd_free(a.d);
+	aloop_free(a.al);
 	return rc;
 }

@@ -9,6 +9,7 @@
 #include <avahi-common/timeval.h>
 
 #include "log.h"
+#include "nws.h"
 
 #define UNMATCHED_REPORTED 1u   /* dnssd_record.mark: a channel-less found went out */
 
@@ -23,7 +24,7 @@ emit(struct browse *b, const struct dnssd_record *r, const char *channel, int fo
 		    channel ? channel : "?", v6 ? "[" : "", r->address, v6 ? "]" : "", r->port,
 		    log_escape(r->host, strlen(r->host), host, sizeof host),
 		    log_escape(r->interface, strlen(r->interface), ifname, sizeof ifname));
-		dnssd_io_text(b->io, line);
+		aloop_pipe_text(b->io, line);
 		return;
 	}
 	struct frame f;
@@ -36,7 +37,7 @@ emit(struct browse *b, const struct dnssd_record *r, const char *channel, int fo
 	    frame_set(&f.domain, r->domain) < 0)
 		log_error("out of memory: a %s event is lost", found ? "found" : "lost");
 	else
-		dnssd_io_send(b->io, &f);
+		aloop_pipe_send(b->io, &f);
 	frame_free(&f);
 }
 
@@ -80,7 +81,7 @@ on_all_for_now(void *ctx)
 	struct browse *b = ctx;
 
 	if (b->terminate)
-		dnssd_quit(b->d, b->reported ? 0 : 1);
+		aloop_quit(b->al, b->reported ? NWS_EXIT_OK : NWS_EXIT_FAIL);
 }
 
 static void
@@ -91,11 +92,11 @@ on_down(void *ctx, const char *why)
 
 	if (!log_stage || b->text)
 		log_error(DNSSD_DOWN_REASON ": %s", why);
-	frame_error(&f, 69, DNSSD_DOWN_REASON);
+	frame_error(&f, NWS_EXIT_UNAVAILABLE, DNSSD_DOWN_REASON);
 	if (!b->text)
-		dnssd_io_send(b->io, &f);
+		aloop_pipe_send(b->io, &f);
 	if (b->terminate)
-		dnssd_quit(b->d, 69);
+		aloop_quit(b->al, NWS_EXIT_UNAVAILABLE);
 }
 
 static void
@@ -105,12 +106,12 @@ on_up(void *ctx)
 	log_info("avahi-daemon is running: browsing");
 }
 
-static void
-on_signal(void *ctx, int signo)
+void
+browse_signal(void *ctx, int signo)
 {
 	struct browse *b = ctx;
 
-	dnssd_quit(b->d, b->terminate ? 128 + signo : 0);
+	aloop_quit(b->al, b->terminate ? 128 + signo : NWS_EXIT_OK);
 }
 
 const struct dnssd_callbacks browse_callbacks = {
@@ -118,7 +119,6 @@ const struct dnssd_callbacks browse_callbacks = {
 	.up = on_up,
 	.record = on_record,
 	.all_for_now = on_all_for_now,
-	.signal = on_signal,
 };
 
 struct open_ctx {
@@ -198,7 +198,7 @@ browse_open(struct browse *b, const char *name, const unsigned char *key, int wa
 int
 browse_derive_init(struct browse *b)
 {
-	b->dv = dnssd_derive_new(b->d);
+	b->dv = aloop_derive_new(b->al);
 	return b->dv ? 0 : -1;
 }
 
@@ -239,8 +239,8 @@ send_error(struct browse *b, const char *reason)
 {
 	struct frame f;
 
-	frame_error(&f, 1, reason);
-	dnssd_io_send(b->io, &f);
+	frame_error(&f, NWS_EXIT_FAIL, reason);
+	aloop_pipe_send(b->io, &f);
 }
 
 void
@@ -253,7 +253,7 @@ browse_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t 
 
 	/* open and close are passed on first, so the next stage knows the channel before
 	 * it sees a found for it. */
-	dnssd_io_pass(b->io, fmt, raw, len);
+	aloop_pipe_pass(b->io, fmt, raw, len);
 	if (a != ACTION_OPEN && a != ACTION_CLOSE)
 		return;
 	if (frame_decode(&f, fmt, raw, len, err, sizeof err) < 0)
@@ -276,7 +276,7 @@ browse_eof(void *ctx)
 	struct browse *b = ctx;
 
 	if (!b->keep && !b->terminate)
-		dnssd_quit(b->d, 0);
+		aloop_quit(b->al, NWS_EXIT_OK);
 }
 
 static void
@@ -287,13 +287,13 @@ deadline_cb(AvahiTimeout *t, void *ctx)
 	(void)t;
 	log_error("avahi-daemon did not finish browsing within %d s: giving up",
 	    BROWSE_TERMINATE_MS / 1000);
-	dnssd_quit(b->d, b->reported ? 0 : 1);
+	aloop_quit(b->al, b->reported ? NWS_EXIT_OK : NWS_EXIT_FAIL);
 }
 
 void
 browse_deadline(struct browse *b)
 {
-	const AvahiPoll *api = dnssd_poll(b->d);
+	const AvahiPoll *api = aloop_poll(b->al);
 	struct timeval tv;
 
 	api->timeout_new(api, avahi_elapse_time(&tv, BROWSE_TERMINATE_MS, 0), deadline_cb, b);

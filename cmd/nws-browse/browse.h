@@ -21,8 +21,9 @@ struct browse_chan {
 };
 
 struct browse {
+	struct aloop *al;
 	struct dnssd *d;
-	struct dnssd_io *io;
+	struct aloop_pipe *io;
 	struct derive *dv;
 	struct browse_chan chans[BROWSE_MAX_CHANNELS];
 	size_t nchans;
@@ -34,6 +35,8 @@ struct browse {
 };
 
 extern const struct dnssd_callbacks browse_callbacks;
+/* SIGINT or SIGTERM (aloop_signals): the loop ends. */
+void browse_signal(void *ctx, int signo);
 
 /* Starts matching name, once its keys are derived: from K (key, an open's; NULL: none),
  * or by Argon2id now (wait = 1) or on the worker (b->dv) while frames keep passing. 0 opened or already open, -1 invalid name or too many. */

@@ -1,6 +1,7 @@
 /* nws-browse: reports the peers of open channels as they appear on the network and leave
- * it (DESIGN.md §1, §4). */
+ * it (nws(7) DISCOVERY). */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 
 #include "browse.h"
 #include "log.h"
+#include "nws.h"
 #include "opts.h"
 
 static const char usage[] =
@@ -48,6 +50,7 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	opts_init(&o, usage);
+	opts_take(&o, OPTS_DOMAIN | OPTS_FORMAT | OPTS_MAX_FRAME | OPTS_CHANNEL_FILE);
 	while ((c = opts_getopt(&o, argc, argv, "ati:", longopts)) != -1) {
 		if (opts_common(&o, c, optarg))
 			continue;
@@ -77,27 +80,34 @@ main(int argc, char **argv)
 		o.out_fmt = FORMAT_JSON;
 	b.keep = o.nchannels > 0;
 
-	if (!(b.d = dnssd_new(o.domain, iface, &browse_callbacks, &b))) {
+	static const int sigs[] = { SIGINT, SIGTERM, 0 };
+	if (!(b.al = aloop_new()))
+		log_fatal(NWS_EXIT_FAIL, "out of memory");
+	/* Before the key worker thread starts: signals come through the loop. */
+	if (aloop_signals(b.al, sigs, browse_signal, &b) < 0)
+		log_fatal(NWS_EXIT_FAIL, "cannot watch signals: %s", strerror(errno));
+	if (!(b.d = dnssd_new(b.al, o.domain, iface, &browse_callbacks, &b))) {
 		opts_free(&o);
-		return 1;
+		return NWS_EXIT_FAIL;
 	}
-	if (!(b.io = dnssd_io_new(b.d, STDIN_FILENO, STDOUT_FILENO, o.out_fmt, o.max_frame,
+	if (!(b.io = aloop_pipe_new(b.al, STDIN_FILENO, STDOUT_FILENO, o.out_fmt, o.max_frame,
 	    browse_frame, browse_eof, &b)))
-		log_fatal(1, "out of memory");
+		log_fatal(NWS_EXIT_FAIL, "out of memory");
 	if (browse_derive_init(&b) < 0)
-		log_fatal(1, "cannot start the key worker: %s", strerror(errno));
+		log_fatal(NWS_EXIT_FAIL, "cannot start the key worker: %s", strerror(errno));
 	/* Channels of the command line are ready before browsing starts, for -t's answer. */
 	for (size_t i = 0; i < o.nchannels; i++)
 		if (browse_open(&b, o.channels[i], NULL, 1) < 0)
-			log_fatal(2, "too many channels: at most %d", BROWSE_MAX_CHANNELS);
+			log_fatal(NWS_EXIT_USAGE, "too many channels: at most %d", BROWSE_MAX_CHANNELS);
 	opts_free(&o);
 	dnssd_browse(b.d);
 	if (b.terminate)
 		browse_deadline(&b);
 	dnssd_start(b.d);
-	rc = dnssd_run(b.d);
-	dnssd_io_close(b.io);
+	rc = aloop_run(b.al);
+	aloop_pipe_close(b.io);
 	browse_close_all(&b);
 	dnssd_free(b.d);
+	aloop_free(b.al);
 	return rc;
 }

@@ -1,5 +1,6 @@
 /* nws-link: encrypted, authenticated links between the nws-link processes of a channel
- * (DESIGN.md §5, §6). Frames in on stdin, frames out on stdout, links over WebSocket. */
+ * (nws(7) LINKS and ROUTING). Frames in on stdin, frames out on stdout, links over
+ * WebSocket. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,13 +10,13 @@
 #include <libwebsockets.h>
 
 #include "log.h"
+#include "nws.h"
 #include "loop.h"
 #include "mesh.h"
 #include "opts.h"
 #include "link.h"
 #include "listen.h"
 
-#define STOP_DEADLINE_MS 3000
 
 enum { OPT_LISTEN = OPT_TOOL, OPT_MAX_QUEUE, OPT_MAX_LINKS, OPT_MAX_LINKS_ADDR, OPT_MAX_PEERS };
 
@@ -34,13 +35,12 @@ static const char usage[] =
     "  --max-peers N         peers one remote node may announce per channel (1024)\n"
     "  --json, --cbor        the output format (default json; input is detected)\n"
     "  --channel-file FILE   read channel names from FILE (also: NWS_CHANNEL)\n"
-    "  -d, --domain DOMAIN   accepted like the other tools'; links do not use it\n"
     "  -v, --verbose         more on stderr (-vv: per event, channel names included)\n"
     "  -h, --help            this text\n"
     "  -V, --version         the version\n"
     "Exits 0 at the end of stdin or on SIGINT/SIGTERM, after closing every link.\n";
 
-static volatile sig_atomic_t stop;
+static int stop;        /* set on a signal or at the end of input */
 static int late;   /* the stop deadline passed */
 static lws_sorted_usec_list_t late_sul;
 static struct lws_context *cx;
@@ -92,8 +92,9 @@ stop_loop(void)
 }
 
 static void
-on_signal(int sig)
+on_signal(void *ctx, int sig)
 {
+	(void)ctx;
 	(void)sig;
 	stop_loop();
 }
@@ -201,8 +202,10 @@ count_arg(const struct opts *o, const char *arg, const char *what)
 	return (size_t)v;
 }
 
-int
-main(int argc, char **argv)
+/* The options into o, the listen address and port, and the limits. */
+static void
+parse(struct opts *o, int argc, char **argv, char *addr, size_t addrlen, int *port,
+    struct mesh_limits *lim)
 {
 	static const struct option longopts[] = {
 		OPTS_LONG,
@@ -213,57 +216,53 @@ main(int argc, char **argv)
 		{ "max-peers", required_argument, 0, OPT_MAX_PEERS },
 		{ 0, 0, 0, 0 },
 	};
-	struct lws_protocols protocols[] = {
-		{ .name = "nws-link-http", .callback = http_callback },
-		link_protocol,
-		loop_protocol,
-		listen_protocol,
-		{ 0 },
-	};
-	struct lws_context_creation_info info;
-	struct opts o;
-	struct mesh_limits lim = { 0 };
-	char addr[128] = "", err[160];
-	int port = 0, c, lfd;
 	long long sz;
+	int c;
 
-	log_init("nws-link");
-	opts_init(&o, usage);
-	while ((c = opts_getopt(&o, argc, argv, "", longopts)) != -1) {
-		if (opts_common(&o, c, optarg))
+	opts_init(o, usage);
+	opts_take(o, OPTS_FORMAT | OPTS_MAX_FRAME | OPTS_CHANNEL_FILE);
+	while ((c = opts_getopt(o, argc, argv, "", longopts)) != -1) {
+		if (opts_common(o, c, optarg))
 			continue;
 		switch (c) {
 		case OPT_LISTEN:
-			parse_listen(&o, optarg, addr, sizeof addr, &port);
+			parse_listen(o, optarg, addr, addrlen, port);
 			break;
 		case OPT_MAX_QUEUE:
 			if ((sz = opts_size(optarg)) < 65536)
-				opts_usage(&o, "--max-queue takes a size of at least 64k");
+				opts_usage(o, "--max-queue takes a size of at least 64k");
 			max_queue = (size_t)sz;
 			break;
 		case OPT_MAX_LINKS:
-			lim.links = count_arg(&o, optarg, "--max-links");
+			lim->links = count_arg(o, optarg, "--max-links");
 			break;
 		case OPT_MAX_LINKS_ADDR:
-			lim.links_per_address = count_arg(&o, optarg, "--max-links-per-address");
+			lim->links_per_address = count_arg(o, optarg, "--max-links-per-address");
 			break;
 		case OPT_MAX_PEERS:
-			lim.peers = count_arg(&o, optarg, "--max-peers");
+			lim->peers = count_arg(o, optarg, "--max-peers");
 			break;
 		default:
-			opts_usage(&o, NULL);
+			opts_usage(o, NULL);
 		}
 	}
-	opts_channels(&o, argc, argv, optind);
+	opts_channels(o, argc, argv, optind);
+}
 
-	signal(SIGPIPE, SIG_IGN);
-	lws_set_log_level(log_level >= 2 ? LLL_ERR | LLL_WARN | LLL_NOTICE :
-	    log_level ? LLL_ERR : 0, lws_log);
+/* The lws context (cx) and its vhost, taking links on the socket bound to addr and
+ * *port (0: a free one, then set). protocols must outlive the context. */
+static struct lws_vhost *
+start_loop(const struct lws_protocols *protocols, const char *addr, int *port)
+{
+	struct lws_context_creation_info info;
+	char err[160];
+	int lfd;
 
 	/* Bound here, not by lws: see listen.h. */
-	if ((lfd = listen_bind(addr, port, &port, err, sizeof err)) < 0)
-		log_fatal(1, "cannot listen on %s%sport %d: %s (choose another with --listen)",
-		    addr, addr[0] ? " " : "", port, err);
+	if ((lfd = listen_bind(addr, *port, port, err, sizeof err)) < 0)
+		log_fatal(NWS_EXIT_FAIL,
+		    "cannot listen on %s%sport %d: %s (choose another with --listen)",
+		    addr, addr[0] ? " " : "", *port, err);
 	memset(&info, 0, sizeof info);
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.protocols = protocols;
@@ -275,43 +274,21 @@ main(int argc, char **argv)
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
 	info.vhost_name = "nws-link";
 	if (!(cx = lws_create_context(&info)))
-		log_fatal(1, "cannot start libwebsockets (out of memory?)");
+		log_fatal(NWS_EXIT_FAIL, "cannot start libwebsockets (out of memory?)");
 	struct lws_vhost *vh = lws_create_vhost(cx, &info);
 	if (!vh || listen_adopt(vh, lfd) < 0)
-		log_fatal(1, "cannot start libwebsockets (out of memory?)");
+		log_fatal(NWS_EXIT_FAIL, "cannot start libwebsockets (out of memory?)");
+	return vh;
+}
 
-	if (!(mesh = mesh_new(cx, vh, port, o.max_frame, max_queue)))
-		log_fatal(1, "out of memory");
-	mesh_set_limits(mesh, &lim);
-	out_pipe = loop_pipe_adopt(vh, -1, STDOUT_FILENO, o.out_fmt, o.max_frame,
-	    max_queue + o.max_frame, NULL, on_output_closed, NULL);
-	in_pipe = loop_pipe_adopt(vh, STDIN_FILENO, -1, o.out_fmt, o.max_frame, 0,
-	    on_input, on_input_closed, NULL);
-	if (!out_pipe || !in_pipe)
-		log_fatal(1, "cannot watch standard input and output");
-	mesh_set_output(mesh, out_pipe);
-	mesh_set_flow(mesh, on_links_full, NULL);
-	loop_pipe_on_drain(out_pipe, max_queue / 2, on_output_drained, NULL);
-	log_info("listening on port %d", port);
-	for (size_t i = 0; i < o.nchannels; i++)
-		if (mesh_open(mesh, o.channels[i], NULL) < 0)
-			log_fatal(1, "cannot open a channel (out of memory?)");
-
-	struct sigaction sa;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-
-	while (!stop)
-		if (lws_service(cx, 0) < 0)
-			break;
-
-	/* Clean stop: close frames to every link, flush stdout, then go. The last link and
-	 * the last pipe wake lws_service when they go; the deadline is a timer so that it
-	 * wakes it too. Every timer is cancelled before the context is destroyed. */
+/* Clean stop: close frames to every link, flush stdout, then go. The last link and the
+ * last pipe wake lws_service when they go; the deadline is a timer so that it wakes it
+ * too. Every timer is cancelled before the context is destroyed. */
+static void
+drain(void)
+{
 	mesh_stop(mesh);
-	lws_sul_schedule(cx, 0, &late_sul, on_late, STOP_DEADLINE_MS * LWS_US_PER_MS);
+	lws_sul_schedule(cx, 0, &late_sul, on_late, NWS_STOP_DEADLINE_MS * LWS_US_PER_MS);
 	while (!mesh_idle(mesh) && !late)
 		lws_service(cx, 0);
 	if (in_pipe)
@@ -321,8 +298,56 @@ main(int argc, char **argv)
 	while (loop_pipes_open() && !late)
 		lws_service(cx, 0);
 	lws_sul_cancel(&late_sul);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, 0 };
+	struct lws_protocols protocols[] = {
+		{ .name = "nws-link-http", .callback = http_callback },
+		link_protocol,
+		loop_protocol,
+		listen_protocol,
+		{ 0 },
+	};
+	struct opts o;
+	struct mesh_limits lim = { 0 };
+	char addr[128] = "";
+	int port = 0;
+
+	log_init("nws-link");
+	parse(&o, argc, argv, addr, sizeof addr, &port, &lim);
+	lws_set_log_level(log_level >= 2 ? LLL_ERR | LLL_WARN | LLL_NOTICE :
+	    log_level ? LLL_ERR : 0, lws_log);
+	struct lws_vhost *vh = start_loop(protocols, addr, &port);
+	/* Before mesh_new starts the key worker thread: signals come through the loop. */
+	if (loop_signals(vh, sigs, on_signal, NULL) < 0)
+		log_fatal(NWS_EXIT_FAIL, "cannot watch signals: %s", strerror(errno));
+
+	if (!(mesh = mesh_new(cx, vh, port, o.max_frame, max_queue)))
+		log_fatal(NWS_EXIT_FAIL, "out of memory");
+	mesh_set_limits(mesh, &lim);
+	out_pipe = loop_pipe_adopt(vh, -1, STDOUT_FILENO, o.out_fmt, o.max_frame,
+	    max_queue + o.max_frame, NULL, on_output_closed, NULL);
+	in_pipe = loop_pipe_adopt(vh, STDIN_FILENO, -1, o.out_fmt, o.max_frame, 0,
+	    on_input, on_input_closed, NULL);
+	if (!out_pipe || !in_pipe)
+		log_fatal(NWS_EXIT_FAIL, "cannot watch standard input and output");
+	mesh_set_output(mesh, out_pipe);
+	mesh_set_flow(mesh, on_links_full, NULL);
+	loop_pipe_on_drain(out_pipe, max_queue / 2, on_output_drained, NULL);
+	log_info("listening on port %d", port);
+	for (size_t i = 0; i < o.nchannels; i++)
+		if (mesh_open(mesh, o.channels[i], NULL) < 0)
+			log_fatal(NWS_EXIT_FAIL, "cannot open a channel (out of memory?)");
+
+	while (!stop)
+		if (lws_service(cx, 0) < 0)
+			break;
+	drain();
 	lws_context_destroy(cx);
 	mesh_free(mesh);
 	opts_free(&o);
-	return 0;
+	return NWS_EXIT_OK;
 }

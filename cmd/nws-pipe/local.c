@@ -51,7 +51,7 @@ on_done(void *ctx)
 static int
 local_send(struct np *np, const struct frame *f)
 {
-	if (!np->npeers && (f->action == ACTION_BROADCAST || f->action == ACTION_MESSAGE ||
+	if (!idset_count(&np->peers) && (f->action == ACTION_BROADCAST || f->action == ACTION_MESSAGE ||
 	    f->action == ACTION_END))
 		return 0;
 	return pipeline_send(np->be_state, f);
@@ -64,12 +64,9 @@ local_sync(struct np *np, const char *token)
 
 	/* An action no stage knows is passed on in order by each: when it comes out of the
 	 * tail, nws-link has handed every frame before it to its links. */
-	memset(&f, 0, sizeof f);
-	f.action = ACTION_UNKNOWN;
+	frame_view(&f, ACTION_UNKNOWN);
 	f.action_name = (char *)"sync";
 	f.source = (char *)token;
-	f.port = f.code = -1;
-	(void)np;
 	return pipeline_send(np->be_state, &f);
 }
 
@@ -78,10 +75,8 @@ local_stop(struct np *np)
 {
 	struct frame f;
 
-	memset(&f, 0, sizeof f);
-	f.port = f.code = -1;
+	frame_view(&f, ACTION_DISCONNECT);
 	f.channel = np->channel;
-	f.action = ACTION_DISCONNECT;
 	f.target = np->id;
 	pipeline_send(np->be_state, &f);
 	f.action = ACTION_CLOSE;
@@ -106,13 +101,11 @@ local_start(struct np *np)
 	np->pcfg.max_queue = 2 * np->max_frame + (1u << 20);
 	struct pipeline *p = pipeline_start(np->cx, np->vh, &np->pcfg, on_frame, on_drain, np);
 	if (!p)
-		return EXIT_FAIL;
+		return NWS_EXIT_FAIL;
 	np->be = &local_backend;
 	np->be_state = p;
-	memset(&f, 0, sizeof f);
-	f.port = f.code = -1;
+	frame_view(&f, ACTION_OPEN);
 	f.channel = np->channel;
-	f.action = ACTION_OPEN;
 	pipeline_send(p, &f);
 	f.action = ACTION_CONNECT;
 	f.target = np->id;

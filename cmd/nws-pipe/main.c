@@ -1,5 +1,6 @@
 /* nws-pipe: a channel in a shell pipe. stdin to the channel, the channel to stdout, as
  * one peer; through its own pipeline or a running nws-proxy. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,17 +54,17 @@ enum {
 	OPT_DNS_SERVER,
 };
 
-static volatile sig_atomic_t signalled;
+static int signalled;
 static struct lws_context *context;
 
 static void
-on_signal(int sig)
+on_signal(void *ctx, int sig)
 {
+	(void)ctx;
 	if (signalled)
 		_exit(128 + sig);   /* a second ^C: the user does not want to wait */
 	signalled = sig;
-	if (context)
-		lws_cancel_service(context);
+	lws_cancel_service(context);
 }
 
 static double
@@ -86,7 +87,7 @@ print_new_name(void)
 	char name[sodium_base64_ENCODED_LEN(sizeof b, sodium_base64_VARIANT_ORIGINAL)];
 
 	if (sodium_init() < 0)
-		log_fatal(EXIT_FAIL, "cannot initialise libsodium");
+		log_fatal(NWS_EXIT_FAIL, "cannot initialise libsodium");
 	randombytes_buf(b, sizeof b);
 	sodium_bin2base64(name, sizeof name, b, sizeof b, sodium_base64_VARIANT_ORIGINAL);
 	for (char *p = name; *p; p++)
@@ -94,7 +95,7 @@ print_new_name(void)
 			*p = '_';
 	printf("%s\n", name);
 	sodium_memzero(name, sizeof name);
-	exit(fflush(stdout) ? EXIT_FAIL : EXIT_DONE);
+	exit(fflush(stdout) ? NWS_EXIT_FAIL : NWS_EXIT_OK);
 }
 
 static void
@@ -140,7 +141,7 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 			break;
 		case 'w':
 			np->wait_n = strtol(optarg, &end, 10);
-			if (end == optarg || *end || np->wait_n < 0 || np->wait_n > MAX_PEERS)
+			if (end == optarg || *end || np->wait_n < 0 || np->wait_n > IDSET_PEERS_MAX)
 				opts_usage(o, "--wait wants a number of peers");
 			break;
 		case 't':
@@ -154,7 +155,7 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 			if (!optarg && optind < argc && strstr(argv[optind], "://"))
 				np->proxy_url = argv[optind++];
 			if (!np->proxy_url)
-				np->proxy_url = NWS_PIPE_PROXY_URL;
+				np->proxy_url = NWS_PROXY_URL;
 			if ((why = proxy_url_problem(np->proxy_url)))
 				opts_usage(o, why);
 			break;
@@ -220,8 +221,7 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 static void
 np_free(struct np *np)
 {
-	for (size_t i = 0; i < np->npeers; i++)
-		free(np->peers[i]);
+	idset_clear(&np->peers);
 	buf_free(&np->in);
 	buf_free(&np->out);
 }
@@ -238,13 +238,15 @@ main(int argc, char **argv)
 
 	log_init("nws-pipe");
 	opts_init(&o, usage);
+	opts_take(&o, OPTS_DOMAIN | OPTS_FORMAT | OPTS_MAX_FRAME | OPTS_CHANNEL_FILE);
 	np.timeout_ms = -1;
 	parse(&np, &o, argc, argv);
 	if (sodium_init() < 0)
-		log_fatal(EXIT_FAIL, "cannot initialise libsodium");
+		log_fatal(NWS_EXIT_FAIL, "cannot initialise libsodium");
 	keys_random_hex(np.id, PEER_ID_HEX);
 	buf_init(&np.in, 0);
 	buf_init(&np.out, 0);
+	idset_init(&np.peers, IDSET_PEERS_MAX);
 
 	lws_set_log_level(log_level >= 2 ? LLL_ERR | LLL_WARN : 0, NULL);
 	memset(&info, 0, sizeof info);
@@ -255,13 +257,13 @@ main(int argc, char **argv)
 	info.vhost_name = "nws-pipe";
 	context = lws_create_context(&info);
 	if (!context)
-		log_fatal(EXIT_FAIL, "cannot start the event loop (libwebsockets)");
+		log_fatal(NWS_EXIT_FAIL, "cannot start the event loop (libwebsockets)");
 	np.cx = context;
 	np.vh = lws_get_vhost_by_name(context, "nws-pipe");
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	signal(SIGHUP, on_signal);
-	signal(SIGPIPE, SIG_IGN);
+	/* Before a pipeline starts its key worker thread: signals come through the loop. */
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, 0 };
+	if (loop_signals(np.vh, sigs, on_signal, NULL) < 0)
+		log_fatal(NWS_EXIT_FAIL, "cannot watch signals: %s", strerror(errno));
 
 	int rc;
 	if (np.proxy_url)
@@ -269,7 +271,7 @@ main(int argc, char **argv)
 	else if (np.no_proxy)
 		rc = local_start(&np);
 	else {
-		np.proxy_url = NWS_PIPE_PROXY_URL;
+		np.proxy_url = NWS_PROXY_URL;
 		rc = proxy_start(&np, 1);
 	}
 	if (rc)
@@ -277,7 +279,7 @@ main(int argc, char **argv)
 	while (!np.finished) {
 		if (signalled && !np.stopping) {
 			log_info("stopping on signal %d", (int)signalled);
-			np_stop(&np, EXIT_DONE);
+			np_stop(&np, NWS_EXIT_OK);
 		}
 		if (lws_service(context, 0) < 0)
 			break;

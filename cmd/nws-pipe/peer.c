@@ -15,15 +15,6 @@
 #define OUT_BURST (256 * 1024)
 #define SYNC_RESEND_US (2 * LWS_US_PER_SEC)
 
-static int
-peer_index(const struct np *np, const char *id)
-{
-	for (size_t i = 0; i < np->npeers; i++)
-		if (!strcmp(np->peers[i], id))
-			return (int)i;
-	return -1;
-}
-
 /* The most data one frame carries: the rest of max_frame is room for the keys. */
 static size_t
 data_max(const struct np *np)
@@ -53,7 +44,7 @@ out_flush(struct np *np)
 		if (errno != EPIPE)
 			log_error("cannot write to stdout: %s", strerror(errno));
 		buf_reset(&np->out);
-		np_stop(np, errno == EPIPE ? EXIT_DONE : EXIT_FAIL);
+		np_stop(np, errno == EPIPE ? NWS_EXIT_OK : NWS_EXIT_FAIL);
 		return;
 	}
 	buf_reset(&np->out);
@@ -108,9 +99,7 @@ out_peer(struct np *np, enum frame_action a, const char *peer)
 
 	if (np->mode != MODE_JSON)
 		return;
-	memset(&f, 0, sizeof f);
-	f.port = f.code = -1;
-	f.action = a;
+	frame_view(&f, a);
 	f.source = np->id;
 	f.target = (char *)peer;
 	out_frame(np, &f);
@@ -157,9 +146,7 @@ send_data(struct np *np, unsigned char *p, size_t n, int text)
 	struct frame f;
 	unsigned char saved = p[n];
 
-	memset(&f, 0, sizeof f);
-	f.port = f.code = -1;
-	f.action = np->to ? ACTION_MESSAGE : ACTION_BROADCAST;
+	frame_view(&f, np->to ? ACTION_MESSAGE : ACTION_BROADCAST);
 	f.channel = np->channel;
 	f.source = np->id;
 	f.target = (char *)np->to;
@@ -293,8 +280,7 @@ send_end(struct np *np)
 
 	if (np->end_sent || !np->sent_data || np->mode == MODE_JSON)
 		return 0;
-	frame_init(&f);
-	f.action = ACTION_END;
+	frame_view(&f, ACTION_END);
 	f.channel = np->channel;
 	f.source = np->id;
 	int rc = np->be->send(np, &f);
@@ -434,7 +420,8 @@ check_wait(struct np *np)
 {
 	if (np->sending || np->stopping)
 		return;
-	if ((size_t)np->wait_n > np->npeers || (np->to && peer_index(np, np->to) < 0))
+	if ((size_t)np->wait_n > idset_count(&np->peers) ||
+	    (np->to && !idset_get(&np->peers, np->to)))
 		return;
 	start_sending(np);
 }
@@ -446,13 +433,13 @@ timeout_cb(lws_sorted_usec_list_t *sul)
 
 	if (np->sending || np->stopping)
 		return;
-	if (np->to && peer_index(np, np->to) < 0)
+	if (np->to && !idset_get(&np->peers, np->to))
 		log_error("peer %s did not join within %.1f s", np->to,
 		    (double)np->timeout_ms / 1000);
 	else
-		log_error("%zu of %ld peers joined within %.1f s", np->npeers, np->wait_n,
+		log_error("%zu of %ld peers joined within %.1f s", idset_count(&np->peers), np->wait_n,
 		    (double)np->timeout_ms / 1000);
-	np_stop(np, EXIT_FAIL);
+	np_stop(np, NWS_EXIT_FAIL);
 }
 
 void
@@ -468,17 +455,12 @@ np_start(struct np *np)
 static void
 peer_join(struct np *np, const char *id)
 {
-	if (peer_index(np, id) >= 0)
+	int rc = idset_add(&np->peers, id, NULL);
+	if (rc < 0 && idset_count(&np->peers) == IDSET_PEERS_MAX &&
+	    log_once_per_burst("nws-pipe: peers"))
+		log_error("more than %d peers: not counting the rest", IDSET_PEERS_MAX);
+	if (rc <= 0)
 		return;
-	if (np->npeers == MAX_PEERS) {
-		if (log_once_per_burst("nws-pipe: peers"))
-			log_error("more than %d peers: not counting the rest", MAX_PEERS);
-		return;
-	}
-	char *copy = strdup(id);
-	if (!copy)
-		return;
-	np->peers[np->npeers++] = copy;
 	log_debug("peer %s joined", id);
 	out_peer(np, ACTION_CONNECT, id);
 	check_wait(np);
@@ -487,12 +469,8 @@ peer_join(struct np *np, const char *id)
 static void
 peer_leave(struct np *np, const char *id)
 {
-	int i = peer_index(np, id);
-
-	if (i < 0)
+	if (!idset_del(&np->peers, id))
 		return;
-	free(np->peers[i]);
-	np->peers[i] = np->peers[--np->npeers];
 	log_debug("peer %s left", id);
 	out_peer(np, ACTION_DISCONNECT, id);
 }
@@ -514,7 +492,7 @@ net_down(struct np *np, const char *reason)
 		log_error("cannot reach avahi-daemon%s: start avahi-daemon (peers on the "
 		    "network) or nws-proxy (peers on this machine) to wait for peers",
 		    np->no_proxy ? "" : ", and no nws-proxy runs on this machine");
-		np_stop(np, EXIT_UNAVAILABLE);
+		np_stop(np, NWS_EXIT_UNAVAILABLE);
 		return;
 	}
 	if (!np->net_down_said++)
@@ -524,7 +502,7 @@ net_down(struct np *np, const char *reason)
 }
 
 void
-np_frame(struct np *np, struct frame *f)
+np_frame(struct np *np, const struct frame *f)
 {
 	if (np->stopping && f->action != ACTION_BROADCAST && f->action != ACTION_MESSAGE)
 		return;
@@ -552,11 +530,11 @@ np_frame(struct np *np, struct frame *f)
 			out_data(np, f);
 		if (is_receiver(np)) {
 			log_debug("peer %s ended its input", f->source);
-			np_stop(np, EXIT_DONE);
+			np_stop(np, NWS_EXIT_OK);
 		}
 		break;
 	case ACTION_ERROR:
-		if (f->code == EXIT_UNAVAILABLE) {
+		if (f->code == NWS_EXIT_UNAVAILABLE) {
 			net_down(np, f->reason);
 		} else if (log_once_per_burst(f->reason ? f->reason : "error")) {
 			log_error("%s", f->reason ? f->reason : "the network side reported an error");
@@ -565,7 +543,7 @@ np_frame(struct np *np, struct frame *f)
 	case ACTION_UNKNOWN:
 		if (np->sync_sent && f->action_name && !strcmp(f->action_name, "sync") &&
 		    f->source && !strcmp(f->source, np->sync_token))
-			np_stop(np, EXIT_DONE);
+			np_stop(np, NWS_EXIT_OK);
 		break;
 	default:
 		break;

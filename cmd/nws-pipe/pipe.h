@@ -11,17 +11,16 @@
 
 #include "buf.h"
 #include "frame.h"
+#include "idset.h"
+#include "nws.h"
 #include "pipeline.h"
 
 enum pipe_mode { MODE_LINES, MODE_RAW, MODE_JSON };
 
-/* Exit codes (man/nws-pipe.1): 1 is a --timeout, or a failure that is not usage. */
-enum { EXIT_DONE = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNAVAILABLE = 69 };
+/* Exit codes (man/nws-pipe.1) are nws.h's: NWS_EXIT_FAIL is a --timeout, or a failure
+ * that is not usage. */
 
-#define NWS_PIPE_PROXY_PORT 9009   /* nws-proxy's default port, tried first */
-#define NWS_PIPE_PROXY_URL "ws://localhost:9009"
 #define PEER_ID_HEX 8          /* random bytes of a peer id: 16 hex characters */
-#define MAX_PEERS 4096         /* remote peers counted for --wait; more are not tracked */
 
 struct np;
 
@@ -55,8 +54,7 @@ struct np {
 	void *be_state;
 
 	char id[65];                     /* our peer id (the proxy's, with --via-proxy) */
-	char *peers[MAX_PEERS];          /* remote peers present */
-	size_t npeers;
+	struct idset peers;              /* remote peers present (counted for --wait) */
 
 	struct lws *in_wsi;        /* stdin, adopted once sending starts */
 	int sending, in_paused;
@@ -80,7 +78,7 @@ struct np {
 /* peer.c */
 extern const struct lws_protocols np_stdin_protocol;
 void np_start(struct np *np);             /* after the backend is up */
-void np_frame(struct np *np, struct frame *f);   /* a frame from the network side */
+void np_frame(struct np *np, const struct frame *f);   /* a frame from the network side */
 void np_drain(struct np *np);             /* the backend has room again */
 void np_stop(struct np *np, int code);    /* end with this exit code */
 void np_finished(struct np *np);          /* the backend has ended */

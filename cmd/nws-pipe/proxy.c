@@ -1,7 +1,7 @@
 /* The peer as a WebSocket client of a running nws-proxy: with --via-proxy, or by itself
  * when one answers on localhost (then, if none does, the peer runs its own pipeline). It
- * speaks the client protocol of DESIGN.md §3 in its CBOR form (subprotocol nws.cbor), so
- * that broadcasts of bytes, too, come with their source. */
+ * speaks the client protocol (nws(7) THE LOCAL WEBSOCKET PROTOCOL) in its CBOR form
+ * (subprotocol nws.cbor), so that broadcasts of bytes, too, come with their source. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,9 +76,7 @@ proxy_sync(struct np *np, const char *token)
 
 	/* The proxy answers status in order, after what came before it was handed on. */
 	(void)np;
-	memset(&f, 0, sizeof f);
-	f.port = f.code = -1;
-	f.action = ACTION_STATUS;
+	frame_view(&f, ACTION_STATUS);
 	the_proxy.sync_token = token;
 	return queue_text(&the_proxy, &f);
 }
@@ -168,9 +166,7 @@ received(struct proxy *px)
 			have_id(px, f.source);
 		} else if (px->sync_token) {
 			struct frame s;
-			memset(&s, 0, sizeof s);
-			s.port = s.code = -1;
-			s.action = ACTION_UNKNOWN;
+			frame_view(&s, ACTION_UNKNOWN);
 			s.action_name = (char *)"sync";
 			s.source = (char *)px->sync_token;
 			np_frame(np, &s);
@@ -201,14 +197,12 @@ proxy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 		}
 		log_error("cannot connect to nws-proxy at %s: %s (is nws-proxy running?)",
 		    px->url, in ? (const char *)in : "connection failed");
-		np_stop(px->np, EXIT_UNAVAILABLE);
+		np_stop(px->np, NWS_EXIT_UNAVAILABLE);
 		np_finished(px->np);
 		return 0;
 	case LWS_CALLBACK_CLIENT_ESTABLISHED: {
 		struct frame f;
-		memset(&f, 0, sizeof f);
-		f.port = f.code = -1;
-		f.action = ACTION_STATUS;
+		frame_view(&f, ACTION_STATUS);
 		log_info("attached to nws-proxy at %s", px->url);
 		px->np->via_proxy = 1;
 		/* Our id is the proxy's; nothing is sent before it is known. */
@@ -233,7 +227,7 @@ proxy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 		px->wsi = NULL;
 		if (!px->np->stopping) {
 			log_error("nws-proxy closed the connection");
-			np_stop(px->np, EXIT_FAIL);
+			np_stop(px->np, NWS_EXIT_FAIL);
 		}
 		np_finished(px->np);
 		return 0;
@@ -282,10 +276,10 @@ proxy_start(struct np *np, int probing)
 	if (lws_parse_uri(tmp, &prot, &ads, &port, &path) ||
 	    (strcmp(prot, "ws") && strcmp(prot, "http"))) {
 		log_error("--via-proxy wants a ws://HOST[:PORT][/PATH] URL");
-		return EXIT_USAGE;
+		return NWS_EXIT_USAGE;
 	}
 	if (!strchr(strstr(np->proxy_url, "//") + 2, ':'))
-		port = NWS_PIPE_PROXY_PORT;
+		port = NWS_PROXY_PORT;
 	size_t pl = strlen(path);
 	while (pl && path[pl - 1] == '/')
 		pl--;
@@ -309,7 +303,7 @@ proxy_start(struct np *np, int probing)
 		if (probing)
 			return local_start(np);
 		log_error("cannot connect to nws-proxy at %s (is nws-proxy running?)", px->url);
-		return EXIT_UNAVAILABLE;
+		return NWS_EXIT_UNAVAILABLE;
 	}
 	return 0;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Discovery latency: from starting nws-advertise for a new channel on host A to the
-`found` frame of a running nws-browse on host B (DESIGN.md §9: the seed needs ~8 s).
+`found` frame of a running nws-browse on host B (the seed needs ~8 s: tests/README.md).
 Prints each run and the median of 10. Needs root (test hosts)."""
 import json
 import os

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""End-to-end speed of nws against a one-hop Node.js `ws` relay (DESIGN.md §9).
+"""End-to-end speed of nws against a one-hop Node.js `ws` relay (tests/README.md).
 
 Two test hosts A and B (tests/lib/hosts.py). The C load generator nws-load
 (tests/bench/load.c, built by make bench into $NWS_BENCH_BIN) sends 100-byte payloads,

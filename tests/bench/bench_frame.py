@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""CPU cost per frame of libcommon's frame and stream modules (DESIGN.md §9).
+"""CPU cost per frame of libcommon's frame and stream modules (tests/README.md).
 
 Builds tests/bench/frame_speed.c against just the modules it measures (frame, stream,
 jsontext, buf), so it runs without root and without the rest of the tree, and prints

@@ -1,4 +1,4 @@
-/* CPU cost per frame of libcommon's frame and stream modules (DESIGN.md §9), for a
+/* CPU cost per frame of libcommon's frame and stream modules (tests/README.md), for a
  * 100-byte broadcast: what a pass-through stage pays (read, frame, peek, queue the bytes
  * as they are) and what a consuming stage pays (decode, encode). Built and run by
  * bench_frame.py; prints one line per figure. */

@@ -1,4 +1,4 @@
-/* nws-load: the benchmarks' WebSocket load generator (DESIGN.md §9). A small RFC 6455
+/* nws-load: the benchmarks' WebSocket load generator (tests/README.md). A small RFC 6455
  * client over plain sockets, so that the generator costs far less per message than what
  * it measures: frames are built and parsed in place, many per write and per read, and the
  * sender never waits for an echo.
@@ -281,7 +281,8 @@ ws_connect(struct conn *c, const char *url)
 	for (i = 0; i < 16; i++)
 		nonce[i] = (unsigned char)rnd();
 	lws_b64_encode_string((char *)nonce, 16, key, sizeof key);
-	/* Host localhost:PORT: nws-proxy answers 403 to any other name (DESIGN.md §3). */
+	/* Host localhost:PORT: nws-proxy answers 403 to any other name (nws(7), THE LOCAL
+	 * WEBSOCKET PROTOCOL). */
 	snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: localhost:%s\r\n"
 	    "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
 	    "Sec-WebSocket-Version: 13\r\n\r\n", path, port, key);

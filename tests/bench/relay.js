@@ -1,4 +1,4 @@
-// The baseline nws is measured against (DESIGN.md §9): a one-hop broadcast relay on npm
+// The baseline nws is measured against (tests/README.md): a one-hop broadcast relay on npm
 // `ws`. Every message from a client goes, as it came (text or binary), to every other
 // client of the same URL path. Usage: node relay.js [PORT] [ADDR]; prints "listening
 // PORT" once it accepts connections, and exits on SIGTERM/SIGINT.

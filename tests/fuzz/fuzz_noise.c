@@ -9,9 +9,8 @@
 #include "fuzz.h"
 #include "noise.h"
 
-/* The link's prologue. Branch linkproto makes it "nws-link/1" alone (one path for all
- * channels); then this line changes. */
-#define PROLOGUE "nws-link/1" "/0123456789abcdef0123456789abcdef"
+/* The link's prologue, as link.c sets it: one for every channel. */
+#define PROLOGUE "nws-link/1"
 #define MAX_FRAME 1024
 
 static const unsigned char psk[32] = "nws fuzz: a fixed link key K_li";
@@ -74,7 +73,7 @@ sessions(struct noise_session *si, struct noise_session *sr)
 	*sr = r0;
 }
 
-/* The piece rules as DESIGN.md section 5 states them, for one frame at a time. */
+/* The piece rules as nws(7) LINKS states them, for one frame at a time. */
 struct model {
 	unsigned char acc[MAX_FRAME];
 	size_t len;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cbortext.h"
 #include "frame.h"
 #include "fuzz.h"
 #include "jsontext.h"
@@ -41,7 +42,7 @@ drain(struct stream_reader *r, struct seen *s)
 			size_t il;
 			fuzz_check(len > 0 && len <= r->max_frame + 1);
 			if (r->fmt == FORMAT_CBOR)
-				fuzz_check(frame_cbor_item_len(raw, len, 0, &il, NULL) == 1 &&
+				fuzz_check(cbortext_item_len(raw, len, 0, 0, &il, NULL) == 1 &&
 				    il == len);
 			else
 				fuzz_check(raw[len - 1] == '\n' &&

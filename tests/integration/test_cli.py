@@ -38,7 +38,7 @@ BAD = {
                       ["bad/name"]],
     "nws-browse": [["--bogus"], ["-x"], ["-i"], ["--format", "xml"], ["-t"], ["bad/name"]],
     "nws-link": [["--bogus"], ["-x"], ["--listen", "nope"], ["--max-frame", "1"],
-                 ["bad/name"]],
+                 ["bad/name"], ["-d", "example.org"], ["--domain=example.org"]],
     "nws-pipe": [["--bogus", "c"], ["-x", "c"], [], ["a", "b"], ["-w", "x", "c"], ["-w"],
                  ["--raw=1", "c"], ["bad/name"], ["--via-proxy", "ftp://h", "c"],
                  ["--via-proxy", "--no-proxy", "c"], ["--new-name", "c"]],

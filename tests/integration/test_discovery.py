@@ -1,4 +1,4 @@
-"""nws-browse and nws-advertise on real avahi-daemons in test hosts (issue 3, DESIGN.md §4)."""
+"""nws-browse and nws-advertise on real avahi-daemons in test hosts (nws(7) DISCOVERY)."""
 import base64
 import hashlib
 import json
@@ -119,7 +119,7 @@ def advertise(tools, nws_bin, host, channel, port=4000, *extra):
     return adv
 
 
-# The KDF of DESIGN.md §4, computed independently with PyNaCl and hashlib.
+# The KDF of nws(7) DISCOVERY, computed independently with PyNaCl and hashlib.
 def channel_keys(name):
     from nacl import pwhash
     salt = hashlib.blake2b(b"nws/1 channel", digest_size=32).digest()[:16]

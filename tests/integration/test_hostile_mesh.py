@@ -1,4 +1,4 @@
-"""Members who know a channel's name but not its manners (DESIGN.md section 6): each test
+"""Members who know a channel's name but not its manners (nws(7) LINKS): each test
 links a hand-driven peer (tests/lib/noisepeer.py) to a real nws-link in a test host and
 has it impersonate, smuggle or exhaust; the nws-link must close that link, refuse what it
 asked for, keep its memory bounded and keep serving its other links."""
@@ -59,7 +59,7 @@ def in_ns(host, fn):
 def member(node, host, i=1, channel=CH, source=None):
     """A Python member linked to node (in host; source: the test host it dials from): it
     dialled, completed the handshake, and (having the smaller node id, so it decides,
-    DESIGN.md section 5) kept the link."""
+    nws(7) LINKS) kept the link."""
     lst = node.listening(channel)
     path, prologue = PATH, PROLOGUE
     if lst.get("path"):   # a listener that still serves one path per channel

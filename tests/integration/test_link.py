@@ -113,9 +113,13 @@ def test_three_host_mesh_exactly_once(hosts, link_bin):
     # A message to p2 reaches host 2 and nowhere else.
     nodes[0].send(action="message", channel=CH, source="p0", target="p2", data="to p2")
     nodes[2].wait_action("message", target="p2")
-    time.sleep(0.5)  # let a wrongly routed copy arrive if there were one
+    # A broadcast sent after it reaches every node after any wrongly routed copy would
+    # have (one sender's frames arrive in order).
+    nodes[0].send(action="broadcast", channel=CH, source="p0", data="after")
+    for node in nodes[1:]:
+        node.wait_action("broadcast", data="after")
     for i, node in enumerate(nodes):
-        got = sorted(datas(node))
+        got = sorted(d for d in datas(node) if d != "after")
         assert got == sorted(f"hello from {j}" for j in range(3) if j != i)
         assert len([f for f in node.of("linked")]) == 2
     assert not nodes[1].of("message")
@@ -141,9 +145,10 @@ def test_wrong_channel_gets_nothing(hosts, link_bin):
     linked(b)
     a.send(action="broadcast", channel=CH, source="a1", data="secret")
     b.wait_action("broadcast", data="secret")
-    wait_for(lambda: any("handshake" in e or "closing a link" in e for e in a.errors()),
-             15, "a to refuse c")
-    time.sleep(1)
+    # c redials what it found with backoff: once a has refused it twice, its first
+    # attempt is over, with whatever it could have delivered.
+    wait_for(lambda: len([e for e in a.errors() if "handshake" in e or "closing a link" in e])
+             >= 2, 15, "a to refuse c twice")
     assert not [f for f in c.snapshot() if f["action"] not in ("listening",)]
     assert len(a.of("linked")) == 1 and len(b.of("linked")) == 1
     assert not a.of("connect", target="c1") and not b.of("connect", target="c1")
@@ -163,10 +168,10 @@ def test_tampering_relay_closes_link(link_bin, mode):
         # flip: a never takes the link as up, so neither end may report it (b reports it
         # only once a keeps it, when a settles double links); replay: a may have.
         wait_for(lambda: any("decrypt" in e for e in a.errors()), 15, "a to refuse it")
+        # The link is closed at the frame that did not decrypt: nothing after it is read.
         for x in (a, b):
             x.wait(lambda fs, x=x: len(x.of("unlinked")) == len(x.of("linked")), 15,
                    "the link reported down where it was reported up")
-        time.sleep(0.5)
         if mode == "flip":
             assert not a.of("connect") and not a.of("broadcast")
         else:
@@ -197,30 +202,55 @@ def test_simultaneous_dial_one_link(hosts, link_bin):
         out = ha.run(["ss", "-Htn", "state", "established"]).stdout.decode()
         return len([ln for ln in out.splitlines() if hb.addr in ln]) == 1
     wait_for(one_tcp, 15, "one TCP connection between a and b")
-    time.sleep(1)
-    assert one_tcp()
-    for x in (a, b):
-        up = len(x.of("linked")) - len(x.of("unlinked"))
-        assert up == 1
     a.send(action="broadcast", channel=CH, source="a1", data="once")
     b.wait_action("broadcast", data="once")
     b.send(action="broadcast", channel=CH, source="b1", data="back")
     a.wait_action("broadcast", data="back")
-    time.sleep(0.3)
+    # Frames flow only once the double link is settled (the kept one carries them).
+    assert one_tcp()
+    for x in (a, b):
+        up = len(x.of("linked")) - len(x.of("unlinked"))
+        assert up == 1
+    # A second copy of "once" would come before "after", its sender's next frame.
+    a.send(action="broadcast", channel=CH, source="a1", data="after")
+    b.wait_action("broadcast", data="after")
     assert len(b.of("broadcast", data="once")) == 1
     assert len(a.of("connect", target="b1")) - len(a.of("disconnect", target="b1")) == 1
 
 
-def test_self_link_refused(hosts, link_bin):
-    (ha,) = hosts(1, avahi=False)
-    a = LinkNode(link_bin, [CH], host=ha)
-    a.send(action="connect", channel=CH, target="a1")
-    a.send(**a.found(CH))
-    wait_for(lambda: any("ourselves" in e for e in a.errors()), 10, "the self-link refusal")
-    time.sleep(3)  # a redial would have happened by now (backoff starts at 0.5 s)
-    refusals = [e for e in a.errors() if "ourselves" in e]
-    assert len(refusals) <= 2  # the dialling end and the accepting end, once
-    assert not a.of("linked") and not a.of("connect")
+def test_self_link_refused(link_bin):
+    a = LinkNode(link_bin, [CH])
+    # A listener that drops every connection: a redials it with the same backoff a
+    # refused self-link would get, and each redial is counted here.
+    dud = socket.socket()
+    dud.bind(("127.0.0.1", 0))
+    dud.listen(8)
+    accepts = []
+
+    def drop_all():
+        while True:
+            try:
+                c, _ = dud.accept()
+            except OSError:
+                return
+            accepts.append(time.monotonic())
+            c.close()
+    threading.Thread(target=drop_all, daemon=True).start()
+    try:
+        a.send(action="connect", channel=CH, target="a1")
+        a.send(**a.found(CH))
+        wait_for(lambda: any("ourselves" in e for e in a.errors()), 10,
+                 "the self-link refusal")
+        a.send(**a.found(CH, address="127.0.0.1", port=dud.getsockname()[1]))
+        # Two redials of the dud (0.5 s, then 1 s after) come well after the self-link's
+        # first redial would have.
+        wait_for(lambda: len(accepts) >= 3, 15, "two redials of the dud")
+        refusals = [e for e in a.errors() if "ourselves" in e]
+        assert len(refusals) <= 2  # the dialling end and the accepting end, once
+        assert not a.of("linked") and not a.of("connect")
+    finally:
+        dud.close()
+        a.stop()
 
 
 def test_kill_clean_stop_and_veth_down(hosts, link_bin):

@@ -390,16 +390,28 @@ def test_dying_stage_is_restarted_with_backoff(tmp_path, pipe_bin):
     p = subprocess.Popen([pipe_bin, "x"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, env={**os.environ,
                                                       "NWS_LIBEXEC": str(tmp_path)})
+    restarts = []   # when each "restarting the pipeline" line came
+    lines = []
+
+    def read_err():
+        for line in p.stderr:
+            lines.append(line.decode())
+            if b"restarting the pipeline" in line:
+                restarts.append(time.monotonic())
+    reader = threading.Thread(target=read_err, daemon=True)
+    reader.start()
     try:
-        time.sleep(3)   # the window in which restarts are counted, not a wait for an event
+        wait_for(lambda: len(restarts) >= 4, 30, "four restarts")
         assert p.poll() is None, "nws-pipe must outlive its stages"
     finally:
         p.send_signal(signal.SIGTERM)
-        _, err = p.communicate(timeout=10)
-    err = err.decode()
-    restarts = err.count("restarting the pipeline")
-    # 0.25 s doubling: about 4 restarts in 3 s; a tight loop would make hundreds.
-    assert 2 <= restarts <= 6, err
+        p.wait(timeout=10)
+        reader.join(timeout=10)
+    err = "".join(lines)
+    # Each restart waits its backoff (0.25 s doubling) after the death before it, so the
+    # gaps between reports are at least 0.25, 0.5 and 1 s; a tight loop makes them ~0.
+    gaps = [b - a for a, b in zip(restarts, restarts[1:4])]
+    assert all(g >= 0.25 * 2 ** i - 0.02 for i, g in enumerate(gaps)), (gaps, err)
     assert "nws-link exited with status 3" in err
     assert p.returncode == 0, err
 

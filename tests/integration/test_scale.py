@@ -280,7 +280,7 @@ def test_wide_area_publish_browse_and_withdraw(wide, nws_bin):
 
 
 def channel_keys(name):
-    """K, K_disc, K_link of DESIGN.md §4, computed independently with PyNaCl."""
+    """K, K_disc, K_link of nws(7) DISCOVERY, computed independently with PyNaCl."""
     from nacl import pwhash
     salt = hashlib.blake2b(b"nws/1 channel", digest_size=32).digest()[:16]
     k = pwhash.argon2id.kdf(32, name.encode(), salt,

@@ -1,5 +1,5 @@
 """Test hosts: a small network of Linux network namespaces, each a "host" with its own
-dbus-daemon and avahi-daemon (DESIGN.md §8).
+dbus-daemon and avahi-daemon (tests/README.md, Test hosts).
 
     net = Network()            # owns everything it creates; net.close() tears it down
     a, b = net.add(2)          # two hosts on one bridge

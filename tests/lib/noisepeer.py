@@ -1,5 +1,5 @@
 """A hostile (or honest) nws-link peer in Python, for tests: the nws-link wire protocol
-(DESIGN.md section 5) spoken by hand, so a test can do what no well-behaved nws-link does.
+(nws(7) LINKS) spoken by hand, so a test can do what no well-behaved nws-link does.
 
 The crypto is PyNaCl (X25519, ChaCha20-Poly1305 IETF) and hashlib's BLAKE2b, independent
 of libsodium's use in libcommon/noise.c. The WebSocket is a minimal RFC 6455 client (and
@@ -55,7 +55,7 @@ WS_CONT, WS_TEXT, WS_BINARY, WS_CLOSE, WS_PING, WS_PONG = 0, 1, 2, 8, 9, 10
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
-# ---- channel keys (DESIGN.md section 4) ----
+# ---- channel keys (nws(7) DISCOVERY) ----
 
 class Keys:
     def __init__(self, channel, disc, link):
@@ -391,7 +391,7 @@ class NoisePeer:
     def handshake(self, psk, prologue=PROLOGUE, confirm=True, timeout=10, msg1=None):
         """NNpsk0 as initiator: sends msg1 (ours, or the given bytes), reads msg2, splits,
         and (confirm) sends the first transport message at once, an empty non-final piece,
-        as DESIGN.md section 5 asks. Returns the msg1 sent."""
+        as nws(7) LINKS asks. Returns the msg1 sent."""
         hs = Handshake(True, psk, prologue)
         m1 = hs.write_message(node_payload(self.node))
         self.send_binary(msg1 if msg1 is not None else m1)

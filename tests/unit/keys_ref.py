@@ -3,7 +3,7 @@
 
 Usage: keys_ref.py NONCE_HEX PORT NAME_HEX...
 Prints one line per name: K K_disc K_link (hex) and the tag text t for the given nonce
-and port (DESIGN.md section 4)."""
+and port (nws(7) DISCOVERY)."""
 import base64
 import sys
 

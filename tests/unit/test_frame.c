@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cbortext.h"
 #include "frame.h"
 #include "jsontext.h"
 
@@ -448,7 +449,7 @@ test_cbor_malformed(void **state)
 		expect_error(FORMAT_CBOR, bad[i].in, bad[i].n, bad[i].why);
 }
 
-/* DESIGN.md §6: a frame is decoded strictly, so no two readers of its bytes can see
+/* nws(7) ROUTING: a frame is decoded strictly, so no two readers of its bytes can see
  * different fields: indefinite lengths, duplicate keys and non-text keys are refused, and
  * peek finds no action where decode would refuse the map's shape. */
 static void
@@ -523,7 +524,7 @@ test_cbor_truncated_and_deep(void **state)
 		size_t il, need = 0;
 		memcpy(cut, buf_data(&b), n);
 		expect_error(FORMAT_CBOR, cut, n, n ? "truncated" : "empty");
-		assert_int_equal(frame_cbor_item_len(cut, n, 0, &il, &need), 0);
+		assert_int_equal(cbortext_item_len(cut, n, 0, 0, &il, &need), 0);
 		assert_true(need > n && need <= b.len);
 		free(cut);
 	}
@@ -558,8 +559,10 @@ test_cbor_length_bounds(void **state)
 	(void)state;
 	expect_error(FORMAT_CBOR, huge_map, sizeof huge_map, "truncated");
 	expect_error(FORMAT_CBOR, huge_str, sizeof huge_str, "truncated");
-	assert_int_equal(frame_cbor_item_len(huge_map, sizeof huge_map, 1u << 24, &il, &need), -2);
-	assert_int_equal(frame_cbor_item_len(huge_str, sizeof huge_str, 1u << 24, &il, &need), -2);
+	assert_int_equal(cbortext_item_len(huge_map, sizeof huge_map, 1u << 24, 0, &il, &need),
+	    -2);
+	assert_int_equal(cbortext_item_len(huge_str, sizeof huge_str, 1u << 24, 0, &il, &need),
+	    -2);
 	assert_int_equal(frame_peek_action(FORMAT_CBOR, huge_map, sizeof huge_map),
 	    ACTION_UNKNOWN);
 	assert_int_equal(frame_peek_action(FORMAT_CBOR, huge_str, sizeof huge_str),
@@ -820,12 +823,49 @@ test_open_key(void **state)
 	assert_int_equal(frame_decode(&g, FORMAT_JSON, "{\"action\":\"open\",\"key\":\"AAAA\"}",
 	    30, err, sizeof err), -1);
 }
+/* A view borrows: it encodes as the owning frame with the same fields would. */
+static void
+test_view_borrows(void **state)
+{
+	struct frame v, o;
+	struct buf a, b;
+	char channel[] = "room";
+	(void)state;
+	buf_init(&a, 0);
+	buf_init(&b, 0);
+	frame_view(&v, ACTION_CONNECT);
+	v.channel = channel;
+	v.target = (char *)"0123456789abcdef";
+	assert_true(v.borrowed);
+	assert_int_equal(v.port, -1);
+	assert_int_equal(v.code, -1);
+	frame_init(&o);
+	o.action = ACTION_CONNECT;
+	assert_int_equal(frame_set(&o.channel, "room"), 0);
+	assert_int_equal(frame_set(&o.target, "0123456789abcdef"), 0);
+	assert_false(o.borrowed);
+	for (int fmt = FORMAT_JSON; fmt <= FORMAT_CBOR; fmt++) {
+		buf_reset(&a);
+		buf_reset(&b);
+		assert_int_equal(frame_encode(&v, (enum frame_format)fmt, &a), 0);
+		assert_int_equal(frame_encode(&o, (enum frame_format)fmt, &b), 0);
+		assert_int_equal(a.len, b.len);
+		assert_memory_equal(buf_data(&a), buf_data(&b), a.len);
+	}
+	frame_free(&o);
+	frame_error(&v, 69, "down");
+	assert_true(v.borrowed);
+	assert_int_equal(v.action, ACTION_ERROR);
+	buf_free(&a);
+	buf_free(&b);
+}
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip_every_action_and_data),
+		cmocka_unit_test(test_view_borrows),
 		cmocka_unit_test(test_decoded_values),
 		cmocka_unit_test(test_bytes_and_text_built),
 		cmocka_unit_test(test_json_output_form),

@@ -1,6 +1,6 @@
 /* noise: the cacophony vector byte for byte, the failures that must fail (tampering,
  * replay, reordering, wrong psk, truncation, spent nonces), and the piece framing of
- * DESIGN.md §5. Run from the repo root (the vector is tests/vectors/...). */
+ * nws(7) LINKS. Run from the repo root (the vector is tests/vectors/...). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>

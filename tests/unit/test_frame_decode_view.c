@@ -1,4 +1,4 @@
-/* frame_view: nws-proxy's allocation-free reading of the pipeline's common frames. It
+/* frame_decode_view: nws-proxy's allocation-free reading of the pipeline's common frames. It
  * takes what frame_encode writes for them, exactly as frame_decode reads it, and leaves
  * everything else (-1) to frame_decode; whatever bytes it is given, a frame it takes is
  * one frame_decode takes too, with the same fields. */
@@ -30,7 +30,7 @@ same_str(const char *a, const char *b)
 	return (!a && !b) || (a && b && !strcmp(a, b));
 }
 
-/* v (from frame_view) and d (from frame_decode) hold the same frame. */
+/* v (from frame_decode_view) and d (from frame_decode) hold the same frame. */
 static void
 assert_same(const struct frame *v, const struct frame *d)
 {
@@ -69,7 +69,7 @@ test_common_frames(void **state)
 			if (kind == DATA_NONE)
 				f.data = NULL;
 			encode(&f, &out);
-			assert_int_equal(frame_view(&v, buf_data(&out), out.len, store,
+			assert_int_equal(frame_decode_view(&v, buf_data(&out), out.len, store,
 			    sizeof store), 0);
 			assert_int_equal(frame_decode(&d, FORMAT_CBOR, buf_data(&out), out.len,
 			    NULL, 0), 0);
@@ -86,7 +86,7 @@ static void
 assert_other(const void *p, size_t n, size_t storelen)
 {
 	struct frame v;
-	assert_int_equal(frame_view(&v, p, n, store, storelen), -1);
+	assert_int_equal(frame_decode_view(&v, p, n, store, storelen), -1);
 	assert_int_equal(v.action, ACTION_UNKNOWN);
 	assert_null(v.channel);
 	assert_null(v.data);
@@ -104,7 +104,7 @@ test_other_frames(void **state)
 	/* {"action":"end"} is taken; each change below is not. */
 	static const char end[] = "\xa1\x66" "action" "\x63" "end";
 	struct frame v;
-	assert_int_equal(frame_view(&v, end, sizeof end - 1, store, sizeof store), 0);
+	assert_int_equal(frame_decode_view(&v, end, sizeof end - 1, store, sizeof store), 0);
 	assert_int_equal(v.action, ACTION_END);
 	OTHER("\xbf\x66" "action" "\x63" "end" "\xff");          /* indefinite map */
 	OTHER("\xb8\x01\x66" "action" "\x63" "end");             /* non-minimal count */
@@ -130,7 +130,7 @@ test_other_frames(void **state)
 	f.channel = (char *)"0123456789";
 	encode(&f, &out);
 	assert_other(buf_data(&out), out.len, 10);
-	assert_int_equal(frame_view(&v, buf_data(&out), out.len, store, 11), 0);
+	assert_int_equal(frame_decode_view(&v, buf_data(&out), out.len, store, 11), 0);
 	/* Every prefix of a frame. */
 	f.source = (char *)"src";
 	f.data_kind = DATA_TEXT;
@@ -165,7 +165,7 @@ test_flips_agree_with_decode(void **state)
 		for (int b = 0; b < 256; b++) {
 			memcpy(copy, buf_data(&out), out.len);
 			copy[i] = (unsigned char)b;
-			if (frame_view(&v, copy, out.len, store, sizeof store) < 0)
+			if (frame_decode_view(&v, copy, out.len, store, sizeof store) < 0)
 				continue;
 			assert_int_equal(frame_decode(&d, FORMAT_CBOR, copy, out.len, NULL, 0), 0);
 			assert_same(&v, &d);
