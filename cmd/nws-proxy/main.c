@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "nws.h"
 #include "opts.h"
 #include "route.h"
 
@@ -69,15 +70,8 @@ seed_flags(int argc, char **argv)
 	}
 }
 
-/* Of the shared options (OPTS_LONG) only those nws-proxy uses: it has no frame output
- * to format and takes its channels from clients, so --json, --cbor and --channel-file
- * are refused rather than ignored. */
 static const struct option longopts[] = {
-	{ "help", no_argument, 0, 'h' },
-	{ "version", no_argument, 0, 'V' },
-	{ "verbose", no_argument, 0, 'v' },
-	{ "domain", required_argument, 0, 'd' },
-	{ "max-frame", required_argument, 0, OPT_MAX_FRAME },
+	OPTS_LONG,
 	{ "port", required_argument, 0, 'p' },
 	{ "max-message", required_argument, 0, OPT_MAX_MESSAGE },
 	{ "max-queue", required_argument, 0, OPT_MAX_QUEUE },
@@ -98,8 +92,11 @@ config_parse(int argc, char **argv, struct opts *o, struct proxy_config *cfg)
 	char *end;
 	int c;
 
+	/* No frame output to format, and channels come from clients: --json, --cbor and
+	 * --channel-file are refused rather than ignored. */
+	opts_take(o, OPTS_DOMAIN | OPTS_MAX_FRAME);
 	memset(cfg, 0, sizeof *cfg);
-	cfg->port = 9009;
+	cfg->port = NWS_PROXY_PORT;
 	cfg->max_message = 1u << 20;
 	cfg->max_queue = 8u << 20;
 	while ((c = opts_getopt(o, argc, argv, "p:", longopts)) != -1) {
@@ -160,12 +157,12 @@ main(int argc, char **argv)
 	config_parse(argc, argv, &o, &cfg);
 	struct route *route = route_new(&cfg, &server_conn_ops);
 	if (!route)
-		log_fatal(1, "out of memory");
+		log_fatal(NWS_EXIT_FAIL, "out of memory");
 	if (server_start(&cfg, &route_ops, route) < 0)
-		return 1;
+		return NWS_EXIT_FAIL;
 	server_run();
 	server_free();
 	route_free(route);
 	opts_free(&o);
-	return 0;
+	return NWS_EXIT_OK;
 }

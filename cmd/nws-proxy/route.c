@@ -15,6 +15,7 @@
 #include "jsontext.h"
 #include "keys.h"
 #include "log.h"
+#include "nws.h"
 
 #define PEER_ID_MAX 64
 #define REMOTES_MAX 4096     /* remote peers remembered per channel */
@@ -360,7 +361,7 @@ tell_link_state(struct route *r, struct peer *c)
 		peer_send_frame(r, c, &f);
 	}
 	if (r->net_down)
-		tell_error(r, c, 69, "cannot reach avahi-daemon: only peers on this machine are "
+		tell_error(r, c, NWS_EXIT_UNAVAILABLE, "cannot reach avahi-daemon: only peers on this machine are "
 		    "reachable until it runs");
 }
 
@@ -667,7 +668,7 @@ route_input(void *ctx, void *peer, int binary, const unsigned char *p, size_t n)
 static void
 on_network_error(struct route *r, const struct frame *f)
 {
-	if (f->code != 69) {
+	if (f->code != NWS_EXIT_UNAVAILABLE) {
 		/* The stage said it on stderr already. */
 		return;
 	}
@@ -775,7 +776,8 @@ on_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t len)
 	/* Most tail frames are remote broadcasts: viewed where they lie. Decoding them
 	 * (libcbor builds and counts every string, each field copied) was this proxy's
 	 * largest cost per message, and with 1 MiB broadcasts a fifth of its time. */
-	int viewed = fmt == FORMAT_CBOR && frame_decode_view(&f, raw, len, store, sizeof store) == 0;
+	int viewed = fmt == FORMAT_CBOR &&
+	    frame_decode_view(&f, raw, len, store, sizeof store) == 0;
 	if (!viewed && frame_decode(&f, fmt, raw, len, err, sizeof err) < 0) {
 		if (log_once_per_burst("tail"))
 			log_error("skipping a frame from the pipeline: %s", err);

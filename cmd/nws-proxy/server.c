@@ -24,6 +24,7 @@
 #include "keys.h"
 #include "log.h"
 #include "loop.h"
+#include "nws.h"
 #include "wsclient.h"
 
 /* A client's queue holds finished WebSocket frames (a server's are unmasked), so all that
@@ -915,9 +916,10 @@ static void
 listen_fail(int port)
 {
 	if (errno == EADDRINUSE)
-		log_fatal(1, "port %d is already in use (another nws-proxy?); stop it or "
-		    "choose another port with -p", port);
-	log_fatal(1, "cannot listen on localhost port %d: %s", port, strerror(errno));
+		log_fatal(NWS_EXIT_FAIL, "port %d is already in use (another nws-proxy?); stop "
+		    "it or choose another port with -p", port);
+	log_fatal(NWS_EXIT_FAIL, "cannot listen on localhost port %d: %s", port,
+	    strerror(errno));
 }
 
 /* Binds 127.0.0.1 and ::1 before lws starts, so a busy port is one line and exit 1. */
@@ -951,7 +953,7 @@ context_create(void)
 	info.timeout_secs = 20;
 	info.keepalive_timeout = 20;
 	if (!(context = lws_create_context(&info)))
-		log_fatal(1, "cannot start libwebsockets");
+		log_fatal(NWS_EXIT_FAIL, "cannot start libwebsockets");
 	vhost = lws_get_vhost_by_name(context, "nws-proxy");
 	for (int i = 0; i < 2; i++) {
 		if (listen_fds[i] < 0)
@@ -960,7 +962,7 @@ context_create(void)
 		listen_wsi[i] = lws_adopt_descriptor_vhost(vhost, LWS_ADOPT_RAW_FILE_DESC, fd,
 		    "nws-listen", NULL);
 		if (!listen_wsi[i])
-			log_fatal(1, "cannot watch the listening socket");
+			log_fatal(NWS_EXIT_FAIL, "cannot watch the listening socket");
 		listen_fds[i] = -1;   /* lws owns it now */
 	}
 }
