@@ -197,12 +197,15 @@ wsc_feed(struct wsc *w, const unsigned char *p, size_t n, wsc_frame_fn fn, void 
 		/* Only the answer is bounded by WS_ANSWER_MAX, not the frames that may follow it
 		 * in the same read: buffer no more than the answer can take. */
 		size_t take = n < WS_ANSWER_MAX - w->in.len ? n : WS_ANSWER_MAX - w->in.len;
+		/* The end was not in what came before: search only from where it could
+		 * start, so an answer arriving in many small reads is not rescanned each time. */
+		size_t from = w->in.len > 3 ? w->in.len - 3 : 0;
 		if (buf_append(&w->in, p, take) < 0) {
 			*err = "answer too long";
 			return -1;
 		}
 		unsigned char *d = buf_data(&w->in);
-		unsigned char *end = memmem(d, w->in.len, "\r\n\r\n", 4);
+		unsigned char *end = memmem(d + from, w->in.len - from, "\r\n\r\n", 4);
 		if (!end) {
 			if (w->in.len < WS_ANSWER_MAX)
 				return 0;
