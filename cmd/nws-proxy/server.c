@@ -44,8 +44,6 @@
  * closed socket with unsent bytes lingers in the kernel for as long as the peer keeps a
  * zero window open). */
 #define SLOW_GRACE_S 2
-/* Shutdown waits this long for clients and the pipeline to finish. */
-#define STOP_DEADLINE_US (5 * LWS_US_PER_SEC)
 #define HTTP_CHUNK 16384
 
 /* One WebSocket client: lws's per-session data of both ws protocols, so lws zeroes it.
@@ -735,7 +733,8 @@ stop_begin(void)
 	for (int i = 0; i < 2; i++)
 		if (listen_wsi[i])
 			lws_set_timeout(listen_wsi[i], PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
-	lws_sul_schedule(context, 0, &stop_sul, stop_deadline, STOP_DEADLINE_US);
+	lws_sul_schedule(context, 0, &stop_sul, stop_deadline,
+			 NWS_STOP_DEADLINE_MS * LWS_US_PER_MS);
 	route->stop(route_ctx, on_route_done, NULL);
 }
 
