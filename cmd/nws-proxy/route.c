@@ -631,7 +631,7 @@ route_input(void *ctx, void *peer, int binary, const unsigned char *p, size_t n)
 		return;
 	}
 	input_frame(r, c, &f);
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 /* From the pipeline */
@@ -756,7 +756,7 @@ on_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t len)
 	}
 	tail_route(ctx, &f);
 	if (!viewed)
-		frame_free(&f);
+		frame_clear(&f);
 	else
 		sodium_memzero(store, sizeof store);   /* it held the channel name */
 }
@@ -838,9 +838,9 @@ route_free(struct route *r)
 		}
 		channel_free(r, ch);
 	}
-	buf_free(&r->held);
-	buf_free(&r->enc_json);
-	buf_free(&r->enc_cbor);
+	buf_clear(&r->held);
+	buf_clear(&r->enc_json);
+	buf_clear(&r->enc_cbor);
 	free(r);
 }
 

@@ -244,7 +244,7 @@ client_close(void *conn, int code, const char *reason)
 	if (code == LWS_CLOSE_STATUS_POLICY_VIOLATION) {
 		/* A client closed for being slow gets nothing more: it has every message
 		 * before this one, then the close frame if it reads within SLOW_GRACE_S. */
-		buf_free(&c->tx);
+		buf_clear(&c->tx);
 		lws_sul_schedule(context, 0, &c->sul, client_reset, SLOW_GRACE_S * LWS_US_PER_SEC);
 	}
 	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_S);
@@ -671,7 +671,7 @@ client_receive(struct lws *wsi, struct client *c, const void *in, size_t len)
 		static const char why[] = "message too big";
 		client_leave(c);
 		c->dead = 1;
-		buf_free(&c->rx);
+		buf_clear(&c->rx);
 		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
 		    (unsigned char *)why, sizeof why - 1);
 		return -1;
@@ -682,7 +682,7 @@ client_receive(struct lws *wsi, struct client *c, const void *in, size_t len)
 	buf_reset(&c->rx);
 	/* Keep a big buffer only while big messages keep coming. */
 	if (c->rx.cap > 65536)
-		buf_free(&c->rx);
+		buf_clear(&c->rx);
 	return 0;
 }
 
@@ -700,8 +700,8 @@ client_closed(struct client *c)
 			break;
 		}
 	client_leave(c);
-	buf_free(&c->rx);
-	buf_free(&c->tx);
+	buf_clear(&c->rx);
+	buf_clear(&c->tx);
 	nclients--;
 	check_finished();
 }
@@ -1011,7 +1011,7 @@ void
 server_free(void)
 {
 	lws_sul_cancel(&stop_sul);
-	buf_free(&enc);
+	buf_clear(&enc);
 	if (context)
 		lws_context_destroy(context);
 	context = NULL;

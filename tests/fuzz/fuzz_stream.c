@@ -129,9 +129,9 @@ LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
 		seen_print("read in chunks", &chunked);
 		abort();
 	}
-	buf_free(&whole.events);
-	buf_free(&whole.reasons);
-	buf_free(&chunked.events);
-	buf_free(&chunked.reasons);
+	buf_clear(&whole.events);
+	buf_clear(&whole.reasons);
+	buf_clear(&chunked.events);
+	buf_clear(&chunked.reasons);
 	return 0;
 }
