@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from hosts import wait_for
-from proc import Proc, assert_no_sanitizer
+from proc import Proc, assert_no_sanitizer, json_or_none
 
 CH = "scale-test-channel"
 
@@ -29,12 +29,10 @@ class ScaleProc(Proc):
         self.p = self.proc
 
     def _out_line(self, line):
-        try:
-            f = json.loads(line)
-        except ValueError:
-            return
-        with self.lock:
-            self.frames.append(f)
+        f = json_or_none(line)
+        if f is not None:
+            with self.lock:
+                self.frames.append(f)
 
     def of(self, action, **match):
         with self.lock:

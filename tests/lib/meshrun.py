@@ -7,12 +7,11 @@ wait for the full mesh and a benchmark can say where the time went.
     phases(pipes)                            # when each stage got how far, per host
     stop(pipes)
 """
-import json
 import subprocess
 import time
 
 from hosts import wait_for
-from proc import Proc
+from proc import Proc, json_or_none
 
 
 class MeshPipe(Proc):
@@ -24,12 +23,10 @@ class MeshPipe(Proc):
         self.p = self.proc
 
     def _out_line(self, line):
-        try:
-            f = json.loads(line)
-        except ValueError:
-            return
-        with self.lock:
-            self.frames.append((time.monotonic(), f))
+        f = json_or_none(line)
+        if f is not None:
+            with self.lock:
+                self.frames.append((time.monotonic(), f))
 
     def _err_line(self, line):
         with self.lock:

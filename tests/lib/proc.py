@@ -20,6 +20,14 @@ from hosts import wait_for
 SANITIZER = ("Sanitizer", "runtime error:")
 
 
+def json_or_none(line):
+    """A JSON line as an object, or None for a line that is not JSON (a log line)."""
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
 def assert_no_sanitizer(err):
     assert not any(s in err for s in SANITIZER), err[-3000:]
 
