@@ -12,7 +12,7 @@ buf_init(struct buf *b, size_t max)
 }
 
 void
-buf_free(struct buf *b)
+buf_clear(struct buf *b)
 {
 	free(b->p);
 	buf_init(b, b->max);
@@ -23,7 +23,7 @@ buf_wipe(struct buf *b)
 {
 	if (b->p)
 		sodium_memzero(b->p, b->cap);
-	buf_free(b);
+	buf_clear(b);
 }
 
 void

@@ -14,7 +14,8 @@ struct buf {
 };
 
 void buf_init(struct buf *b, size_t max);
-void buf_free(struct buf *b);
+/* Frees the memory; b is then empty, as after buf_init with the same max. */
+void buf_clear(struct buf *b);
 /* Wipes the contents before freeing: for buffers that held secrets or plaintext. */
 void buf_wipe(struct buf *b);
 /* Makes room for n more bytes; -1 when that would pass b->max or memory is out. */

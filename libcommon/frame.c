@@ -123,7 +123,7 @@ frame_error(struct frame *f, int64_t code, const char *reason)
 }
 
 void
-frame_free(struct frame *f)
+frame_clear(struct frame *f)
 {
 	assert(!f->borrowed);
 	free(f->action_name);
@@ -897,7 +897,7 @@ frame_decode(struct frame *f, enum frame_format fmt, const void *buf, size_t len
 		rc = -1;
 	}
 	if (rc < 0)
-		frame_free(f);
+		frame_clear(f);
 	return rc;
 }
 

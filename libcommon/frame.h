@@ -43,7 +43,7 @@ enum frame_data {
 #define FRAME_KEY_LEN 32
 
 /* String fields are NUL-terminated and owned by the frame (frame_init, frame_set,
- * frame_decode; released by frame_free), or borrowed (frame_view); NULL means absent, ""
+ * frame_decode; released by frame_clear), or borrowed (frame_view); NULL means absent, ""
  * is an empty string that was present. Text may not contain NUL (such input is
  * rejected). */
 struct frame {
@@ -58,7 +58,7 @@ struct frame {
 	size_t data_len;
 	/* K of the channel on an `open` between the stages of one pipeline (nws(7) FRAMES):
 	 * a byte string in CBOR; written in JSON (base64) only when frame_json_keys is set.
-	 * frame_free wipes it. */
+	 * frame_clear wipes it. */
 	int has_key;
 	unsigned char key[FRAME_KEY_LEN];
 	int borrowed;        /* made by frame_view: its fields are not the frame's */
@@ -70,13 +70,13 @@ extern int frame_json_keys;
 void frame_init(struct frame *f);
 /* A frame that borrows, for building one to encode or hand on without copying: f has
  * action a and every other field absent, and the caller points fields at memory that
- * outlives f's use (casting away const: a view is only read). It is never frame_free'd
- * (frame_free asserts so) and needs no release. */
+ * outlives f's use (casting away const: a view is only read). It is never frame_clear'd
+ * (frame_clear asserts so) and needs no release. */
 void frame_view(struct frame *f, enum frame_action a);
 /* A view (frame_view) of an error frame with this code and borrowed reason. */
 void frame_error(struct frame *f, int64_t code, const char *reason);
-/* Frees the fields of an owning frame; the frame is then as after frame_init. */
-void frame_free(struct frame *f);
+/* Frees the fields of an owning frame; f is then empty, as after frame_init. */
+void frame_clear(struct frame *f);
 
 const char *frame_action_name(const struct frame *f);
 enum frame_action frame_action_parse(const char *s);
@@ -97,7 +97,7 @@ int frame_decode(struct frame *f, enum frame_format fmt, const void *buf, size_t
  * text keys whose values are definite text strings (or bytes, for data), every head in
  * its shortest form, an action nws knows, no key twice. Strings are copied, NUL-ended,
  * into store[0..storelen); data points into buf. f is borrowed (as by frame_view): valid
- * while buf and store are, and never frame_free'd. -1 (f as after frame_init) for anything else, which
+ * while buf and store are, and never frame_clear'd. -1 (f as after frame_init) for anything else, which
  * frame_decode then decides on: errors read the same either way. */
 int frame_decode_view(struct frame *f, const void *buf, size_t len, char *store, size_t storelen);
 

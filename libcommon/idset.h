@@ -11,9 +11,10 @@
 /* Peer ids are 16 hex characters from nws itself; this is what anyone may send. */
 #define IDSET_ID_MAX 255
 /* The one limit on the peers of one channel a tool keeps track of (mesh's local peers,
- * the pipeline's remote and local peers, nws-pipe's peers present): past it a peer is not
- * tracked (idset_add says -1). What one remote member may make a tool hold is capped
- * tighter by its caller (nws-link --max-peers, MESH_PEERS_DEFAULT). */
+ * the pipeline's remote and local peers, nws-pipe's peers present, nws-proxy's remote
+ * peers): past it a peer is not tracked (idset_add says -1). What one remote member may
+ * make a tool hold is capped tighter by its caller (nws-link --max-peers,
+ * MESH_PEERS_DEFAULT). */
 #define IDSET_PEERS_MAX 65536
 
 struct idset_item {

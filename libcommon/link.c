@@ -197,8 +197,8 @@ link_free(struct link *l)
 	lws_sul_cancel(&l->live);
 	wsc_free(&l->wsc);
 	/* The queues hold ciphertext only: freed, not wiped. */
-	buf_free(&l->out);
-	buf_free(&l->msg);
+	buf_clear(&l->out);
+	buf_clear(&l->msg);
 	sodium_memzero(l, sizeof *l);
 	free(l);
 }

@@ -108,7 +108,7 @@ out_status(struct mesh *m, enum frame_action a, struct channel *ch, const char *
 		log_error("out of memory");
 	else
 		out_frame(m, &f);
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 static void
@@ -120,7 +120,7 @@ out_peer(struct mesh *m, enum frame_action a, struct channel *ch, const char *pe
 	f.action = a;
 	if (frame_set(&f.channel, ch->name) == 0 && frame_set(&f.target, peer) == 0)
 		out_frame(m, &f);
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 static void
@@ -356,7 +356,7 @@ mesh_announce(struct mesh *m, struct channel *ch, struct link *l)
 		if (frame_set(&f.channel, ch->name) == 0 && frame_set(&f.target, it->id) == 0 &&
 		    frame_encode(&f, FORMAT_CBOR, &m->scratch) == 0)
 			link_send(l, buf_data(&m->scratch), m->scratch.len);
-		frame_free(&f);
+		frame_clear(&f);
 	}
 }
 
@@ -384,7 +384,7 @@ mesh_send_kept(struct mesh *m, struct channel *ch, struct link *l)
 	if (frame_set(&f.action_name, "kept") == 0 && frame_set(&f.channel, ch->name) == 0 &&
 	    frame_encode(&f, FORMAT_CBOR, &m->scratch) == 0)
 		rc = link_send(l, buf_data(&m->scratch), m->scratch.len);
-	frame_free(&f);
+	frame_clear(&f);
 	return rc;
 }
 
@@ -574,7 +574,7 @@ mesh_link_frame(void *ctx, struct link *l, const unsigned char *cbor, size_t len
 		log_info("closing a link from %s: it sent a malformed frame (%s)", link_address(l),
 		    bad ? err : "not of the link's channel");
 		link_close(l, 1008, "malformed frame", 0);
-		frame_free(&f);
+		frame_clear(&f);
 		return;
 	}
 	if (r->waiting) {
@@ -585,11 +585,11 @@ mesh_link_frame(void *ctx, struct link *l, const unsigned char *cbor, size_t len
 			    link_address(l));
 			link_close(l, 1008, "protocol error", 0);
 		}
-		frame_free(&f);
+		frame_clear(&f);
 		return;
 	}
 	if (!(n = node_find(ch, link_node(l))) || n->active != l) {
-		frame_free(&f);
+		frame_clear(&f);
 		return;
 	}
 	switch (f.action) {
@@ -624,7 +624,7 @@ mesh_link_frame(void *ctx, struct link *l, const unsigned char *cbor, size_t len
 		log_debug("ignoring a frame from a link that is no peer event");
 		break;
 	}
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 static void
@@ -761,7 +761,7 @@ channel_derived(void *ctx, struct derive_job *j, struct keys *k)
 	f.port = m->port;
 	if (frame_set(&f.channel, ch->name) == 0)
 		out_frame(m, &f);
-	frame_free(&f);
+	frame_clear(&f);
 	dial_all(&ch->dial);
 }
 
@@ -874,7 +874,7 @@ mesh_control(struct mesh *m, enum frame_action a, enum frame_format fmt,
 	default:
 		break;
 	}
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 static void
@@ -993,7 +993,7 @@ mesh_input(struct mesh *m, enum frame_format fmt, const unsigned char *raw, size
 		buf_reset(&m->scratch);
 		if (frame_encode(&f, FORMAT_CBOR, &m->scratch) < 0) {
 			log_error("out of memory, or a frame that cannot be carried; skipped");
-			frame_free(&f);
+			frame_clear(&f);
 			return;
 		}
 		p = buf_data(&m->scratch);
@@ -1001,7 +1001,7 @@ mesh_input(struct mesh *m, enum frame_format fmt, const unsigned char *raw, size
 	}
 	if (!mesh_local(m, &f, p, n) && m->out)
 		loop_pipe_send_raw(m->out, fmt, raw, len);
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 void
@@ -1047,7 +1047,7 @@ mesh_free(struct mesh *m)
 	}
 	link_set_acceptor(NULL, NULL);
 	derive_free(m->dv);
-	buf_free(&m->scratch);
+	buf_clear(&m->scratch);
 	sodium_memzero(m, sizeof *m);
 	free(m);
 }

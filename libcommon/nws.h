@@ -14,7 +14,10 @@
 #define NWS_PROXY_PORT 9009
 #define NWS_PROXY_URL "ws://localhost:9009"
 
-/* A stopping tool gives its links and pipes this long to flush, then exits anyway. */
-#define NWS_STOP_DEADLINE_MS 3000
+/* A stopping tool gives its links, clients and pipes this long to flush, then exits
+ * anyway. 5 s, not less: nws-proxy's stop includes its pipeline's, which gives each stage
+ * 2 s to finish its input and 1 s after SIGTERM before SIGKILL (pipeline.c), and its
+ * clients their close handshake alongside. */
+#define NWS_STOP_DEADLINE_MS 5000
 
 #endif

@@ -294,7 +294,7 @@ send_state(struct pipeline *p, enum frame_action a, const char *channel, const c
 	f.action = a;
 	if (frame_set(&f.channel, channel) == 0 && frame_set(&f.target, peer) == 0)
 		loop_pipe_send(p->head, &f);
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 /* The stages learn of a channel once its key is there: `open` with K, then the local
@@ -310,7 +310,7 @@ send_open(struct pipeline *p, const struct chan *ch)
 	memcpy(f.key, ch->k->channel, sizeof f.key);
 	if (frame_set(&f.channel, ch->name) == 0)
 		loop_pipe_send(p->head, &f);
-	frame_free(&f);
+	frame_clear(&f);
 	struct idset_item *it;
 	for (size_t pos = 0; (it = idset_next(&ch->locals, &pos)); )
 		send_state(p, ACTION_CONNECT, ch->name, it->id);
@@ -412,11 +412,11 @@ forget_remotes(struct pipeline *p)
 			    frame_set(&f.target, it->id) == 0 &&
 			    frame_encode(&f, FORMAT_CBOR, &out) == 0)
 				p->on_frame(p->ctx, FORMAT_CBOR, buf_data(&out), out.len);
-			frame_free(&f);
+			frame_clear(&f);
 		}
 		idset_clear(&ch->remotes);
 	}
-	buf_free(&out);
+	buf_clear(&out);
 }
 
 static void restart_cb(lws_sorted_usec_list_t *sul);
@@ -600,7 +600,7 @@ track_remote(struct pipeline *p, enum frame_format fmt, const unsigned char *raw
 		idset_del(&ch->remotes, f.target);
 	else if (ch)
 		idset_add(&ch->remotes, f.target, NULL);
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 static void
@@ -802,7 +802,7 @@ pipeline_send_raw(struct pipeline *p, enum frame_format fmt, const unsigned char
 		char err[128];
 		if (frame_decode(&f, fmt, raw, len, err, sizeof err) == 0) {
 			int hold = track_local(p, &f);
-			frame_free(&f);
+			frame_clear(&f);
 			if (hold)
 				return 0;
 		}

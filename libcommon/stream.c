@@ -33,7 +33,7 @@ stream_reader_init(struct stream_reader *r, int fd, size_t max_frame)
 void
 stream_reader_free(struct stream_reader *r)
 {
-	buf_free(&r->in);
+	buf_clear(&r->in);
 }
 
 ssize_t
@@ -43,7 +43,7 @@ stream_reader_fill(struct stream_reader *r)
 	if (r->broken || r->eof)
 		return 0;
 	if (b->len == 0 && b->cap > SHRINK_ABOVE)
-		buf_free(b);
+		buf_clear(b);
 	size_t want = b->max - b->len < READ_CHUNK ? b->max - b->len : READ_CHUNK;
 	if (want == 0 || buf_reserve(b, want) < 0) {
 		errno = ENOBUFS;   /* stream_reader_next was not called to take frames out */
@@ -66,7 +66,7 @@ stream_reader_feed(struct stream_reader *r, const void *p, size_t n)
 	if (r->broken)
 		return 0;
 	if (r->in.len == 0 && r->in.cap > SHRINK_ABOVE)
-		buf_free(&r->in);
+		buf_clear(&r->in);
 	return buf_append(&r->in, p, n);
 }
 
@@ -233,7 +233,7 @@ stream_writer_init(struct stream_writer *w, int fd, enum frame_format fmt, size_
 void
 stream_writer_free(struct stream_writer *w)
 {
-	buf_free(&w->out);
+	buf_clear(&w->out);
 }
 
 int
@@ -281,7 +281,7 @@ stream_writer_raw(struct stream_writer *w, enum frame_format fmt, const unsigned
 	if (frame_decode(&f, fmt, raw, len, NULL, 0) < 0)
 		return -1;
 	int rc = frame_encode(&f, w->fmt, &w->out);
-	frame_free(&f);
+	frame_clear(&f);
 	return rc;
 }
 
@@ -302,7 +302,7 @@ stream_writer_flush(struct stream_writer *w)
 			return 0;
 	}
 	if (b->cap > SHRINK_ABOVE)
-		buf_free(b);
+		buf_clear(b);
 	return 1;
 }
 

@@ -27,7 +27,7 @@ wsc_init(struct wsc *w, const char *subprotocol, size_t max_payload)
 void
 wsc_free(struct wsc *w)
 {
-	buf_free(&w->in);   /* ciphertext and headers only */
+	buf_clear(&w->in);   /* ciphertext and headers only */
 }
 
 int

@@ -29,7 +29,7 @@ advertised(struct advertise *a, struct advert *ad, const char *instance)
 	f.action = ACTION_ADVERTISED;
 	if (frame_set(&f.channel, ad->channel) == 0 && frame_set(&f.instance, instance) == 0)
 		aloop_pipe_send(a->io, &f);
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 static void
@@ -285,7 +285,7 @@ advertise_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size
 		log_error("a %s frame was ignored: %s", frame_action_name(&f), why);
 		send_error(a, 1, why);
 	}
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 void

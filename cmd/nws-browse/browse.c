@@ -38,7 +38,7 @@ emit(struct browse *b, const struct dnssd_record *r, const char *channel, int fo
 		log_error("out of memory: a %s event is lost", found ? "found" : "lost");
 	else
 		aloop_pipe_send(b->io, &f);
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 static int
@@ -267,7 +267,7 @@ browse_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t 
 	} else if (a == ACTION_CLOSE) {
 		browse_close(b, f.channel);
 	}
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 void

@@ -30,7 +30,7 @@ on_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t len)
 	}
 	if (!f.channel || !strcmp(f.channel, np->channel))
 		np_frame(np, &f);
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 static void

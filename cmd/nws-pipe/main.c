@@ -222,8 +222,8 @@ static void
 np_free(struct np *np)
 {
 	idset_clear(&np->peers);
-	buf_free(&np->in);
-	buf_free(&np->out);
+	buf_clear(&np->in);
+	buf_clear(&np->out);
 }
 
 int

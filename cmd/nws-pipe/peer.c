@@ -196,7 +196,7 @@ send_json(struct np *np, unsigned char *line, size_t n)
 		out_error(np, "send \"broadcast\", \"message\", \"end\" or \"status\"");
 		break;
 	}
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 static void

@@ -174,7 +174,7 @@ received(struct proxy *px)
 	} else {
 		np_frame(np, &f);
 	}
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 static int

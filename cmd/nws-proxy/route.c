@@ -12,13 +12,13 @@
 #include <sodium.h>
 
 #include "buf.h"
+#include "idset.h"
 #include "jsontext.h"
 #include "keys.h"
 #include "log.h"
 #include "nws.h"
 
 #define PEER_ID_MAX 64
-#define REMOTES_MAX 4096     /* remote peers remembered per channel */
 #define LINKS_MAX 256        /* link states remembered per channel, for the console */
 /* Channel keys being derived (Argon2id, ~0.1 s of a core and 64 MiB each) at once, past
  * which a web page (a client with an Origin) may not open one more channel: in all, and
@@ -27,10 +27,6 @@
  * refused: it runs on this machine and could run Argon2id itself. */
 #define DERIVING_MAX 16
 #define DERIVING_MAX_ORIGIN 4
-
-struct peer_id {
-	char s[PEER_ID_MAX + 1];
-};
 
 struct link {
 	char node[PEER_ID_MAX + 1];
@@ -51,8 +47,7 @@ struct channel {
 	char *name;                  /* a key: wiped when the channel closes */
 	uint64_t origin;             /* of the client that opened it (see DERIVING_MAX) */
 	struct peer *clients, *last;
-	struct peer_id *remotes;
-	size_t nremotes, capremotes;
+	struct idset remotes;        /* ids of the remote peers (IDSET_PEERS_MAX at most) */
 	struct link *links;
 	size_t nlinks, caplinks;
 	struct channel *next;
@@ -93,7 +88,7 @@ channel_free(struct route *r, struct channel *ch)
 		}
 	sodium_memzero(ch->name, strlen(ch->name));
 	free(ch->name);
-	free(ch->remotes);
+	idset_clear(&ch->remotes);
 	free(ch->links);
 	free(ch);
 }
@@ -107,43 +102,17 @@ local_find(struct channel *ch, const char *id)
 	return NULL;
 }
 
-static ssize_t
-remote_find(struct channel *ch, const char *id)
-{
-	for (size_t i = 0; i < ch->nremotes; i++)
-		if (!strcmp(ch->remotes[i].s, id))
-			return (ssize_t)i;
-	return -1;
-}
-
 /* 1 when id is new and was added. */
 static int
 remote_add(struct channel *ch, const char *id)
 {
-	if (strlen(id) > PEER_ID_MAX || remote_find(ch, id) >= 0 || local_find(ch, id))
+	if (strlen(id) > PEER_ID_MAX || idset_get(&ch->remotes, id) || local_find(ch, id))
 		return 0;
-	if (ch->nremotes == ch->capremotes) {
-		size_t cap = ch->capremotes ? ch->capremotes * 2 : 8;
-		struct peer_id *r;
-		if (cap > REMOTES_MAX || !(r = realloc(ch->remotes, cap * sizeof *r))) {
-			if (log_once_per_burst("remotes"))
-				log_error("too many remote peers in one channel; ignoring new ones");
-			return 0;
-		}
-		ch->remotes = r;
-		ch->capremotes = cap;
+	if (idset_add(&ch->remotes, id, NULL) < 0) {
+		if (log_once_per_burst("remotes"))
+			log_error("too many remote peers in one channel; ignoring new ones");
+		return 0;
 	}
-	snprintf(ch->remotes[ch->nremotes++].s, PEER_ID_MAX + 1, "%s", id);
-	return 1;
-}
-
-static int
-remote_del(struct channel *ch, const char *id)
-{
-	ssize_t i = remote_find(ch, id);
-	if (i < 0)
-		return 0;
-	ch->remotes[i] = ch->remotes[--ch->nremotes];
 	return 1;
 }
 
@@ -439,6 +408,7 @@ channel_open(struct route *r, struct peer *c, const char *name)
 		return NULL;
 	}
 	ch->origin = c->info.origin;
+	idset_init(&ch->remotes, IDSET_PEERS_MAX);
 	ch->next = r->channels;
 	r->channels = ch;
 	up_event(r, ch, ACTION_OPEN, NULL);
@@ -480,8 +450,9 @@ route_join(void *ctx, void *conn, const char *name, const struct proxy_client_in
 		tell(r, c, ACTION_CONNECT, c->id, l->id);
 		tell(r, l, ACTION_CONNECT, l->id, c->id);
 	}
-	for (size_t i = 0; i < ch->nremotes; i++)
-		tell(r, c, ACTION_CONNECT, c->id, ch->remotes[i].s);
+	size_t pos = 0;
+	for (struct idset_item *it; (it = idset_next(&ch->remotes, &pos));)
+		tell(r, c, ACTION_CONNECT, c->id, it->id);
 	if (c->info.link_events)
 		tell_link_state(r, c);
 	return c;
@@ -501,7 +472,7 @@ route_join(void *ctx, void *conn, const char *name, const struct proxy_client_in
 static void
 up_data(struct route *r, struct channel *ch, struct frame *f)
 {
-	if (!ch->nremotes)
+	if (!idset_count(&ch->remotes))
 		return;
 	f->channel = ch->name;
 	up_send(r, f);
@@ -549,7 +520,7 @@ input_message(struct route *r, struct peer *c, const char *target, enum frame_da
 	f.data_len = len;
 	if (t) {
 		peer_send_frame(r, t, &f);
-	} else if (remote_find(c->ch, target) >= 0) {
+	} else if (idset_get(&c->ch->remotes, target)) {
 		f.channel = c->ch->name;
 		up_send(r, &f);
 	} else {
@@ -660,7 +631,7 @@ route_input(void *ctx, void *peer, int binary, const unsigned char *p, size_t n)
 		return;
 	}
 	input_frame(r, c, &f);
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 /* From the pipeline */
@@ -745,7 +716,7 @@ tail_route(struct route *r, const struct frame *f)
 			tell_all(r, ch, ACTION_CONNECT, f->target);
 		break;
 	case ACTION_DISCONNECT:
-		if (ch && f->target && remote_del(ch, f->target))
+		if (ch && f->target && idset_del(&ch->remotes, f->target))
 			tell_all(r, ch, ACTION_DISCONNECT, f->target);
 		break;
 	case ACTION_BROADCAST:
@@ -785,7 +756,7 @@ on_frame(void *ctx, enum frame_format fmt, const unsigned char *raw, size_t len)
 	}
 	tail_route(ctx, &f);
 	if (!viewed)
-		frame_free(&f);
+		frame_clear(&f);
 	else
 		sodium_memzero(store, sizeof store);   /* it held the channel name */
 }
@@ -867,9 +838,9 @@ route_free(struct route *r)
 		}
 		channel_free(r, ch);
 	}
-	buf_free(&r->held);
-	buf_free(&r->enc_json);
-	buf_free(&r->enc_cbor);
+	buf_clear(&r->held);
+	buf_clear(&r->enc_json);
+	buf_clear(&r->enc_cbor);
 	free(r);
 }
 

@@ -44,8 +44,6 @@
  * closed socket with unsent bytes lingers in the kernel for as long as the peer keeps a
  * zero window open). */
 #define SLOW_GRACE_S 2
-/* Shutdown waits this long for clients and the pipeline to finish. */
-#define STOP_DEADLINE_US (5 * LWS_US_PER_SEC)
 #define HTTP_CHUNK 16384
 
 /* One WebSocket client: lws's per-session data of both ws protocols, so lws zeroes it.
@@ -246,7 +244,7 @@ client_close(void *conn, int code, const char *reason)
 	if (code == LWS_CLOSE_STATUS_POLICY_VIOLATION) {
 		/* A client closed for being slow gets nothing more: it has every message
 		 * before this one, then the close frame if it reads within SLOW_GRACE_S. */
-		buf_free(&c->tx);
+		buf_clear(&c->tx);
 		lws_sul_schedule(context, 0, &c->sul, client_reset, SLOW_GRACE_S * LWS_US_PER_SEC);
 	}
 	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_S);
@@ -673,7 +671,7 @@ client_receive(struct lws *wsi, struct client *c, const void *in, size_t len)
 		static const char why[] = "message too big";
 		client_leave(c);
 		c->dead = 1;
-		buf_free(&c->rx);
+		buf_clear(&c->rx);
 		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
 		    (unsigned char *)why, sizeof why - 1);
 		return -1;
@@ -684,7 +682,7 @@ client_receive(struct lws *wsi, struct client *c, const void *in, size_t len)
 	buf_reset(&c->rx);
 	/* Keep a big buffer only while big messages keep coming. */
 	if (c->rx.cap > 65536)
-		buf_free(&c->rx);
+		buf_clear(&c->rx);
 	return 0;
 }
 
@@ -702,8 +700,8 @@ client_closed(struct client *c)
 			break;
 		}
 	client_leave(c);
-	buf_free(&c->rx);
-	buf_free(&c->tx);
+	buf_clear(&c->rx);
+	buf_clear(&c->tx);
 	nclients--;
 	check_finished();
 }
@@ -735,7 +733,8 @@ stop_begin(void)
 	for (int i = 0; i < 2; i++)
 		if (listen_wsi[i])
 			lws_set_timeout(listen_wsi[i], PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
-	lws_sul_schedule(context, 0, &stop_sul, stop_deadline, STOP_DEADLINE_US);
+	lws_sul_schedule(context, 0, &stop_sul, stop_deadline,
+			 NWS_STOP_DEADLINE_MS * LWS_US_PER_MS);
 	route->stop(route_ctx, on_route_done, NULL);
 }
 
@@ -1012,7 +1011,7 @@ void
 server_free(void)
 {
 	lws_sul_cancel(&stop_sul);
-	buf_free(&enc);
+	buf_clear(&enc);
 	if (context)
 		lws_context_destroy(context);
 	context = NULL;

@@ -54,7 +54,7 @@ bench(enum frame_format fmt, const unsigned char *one, size_t ol)
 		frame_decode(&f, fmt, one, ol, err, sizeof err);
 		buf_reset(&w.out);
 		stream_writer_frame(&w, &f);
-		frame_free(&f);
+		frame_clear(&f);
 	}
 	t1 = now();
 	printf("%s decode + encode: %.0f ns/frame\n", name, (t1 - t0) / (N / 10) * 1e9);
@@ -88,9 +88,9 @@ main(void)
 		return 1;
 	buf_init(&c, 0);
 	frame_encode(&f, FORMAT_CBOR, &c);
-	frame_free(&f);
+	frame_clear(&f);
 	bench(FORMAT_JSON, (const unsigned char *)j, strlen(j));
 	bench(FORMAT_CBOR, buf_data(&c), c.len);
-	buf_free(&c);
+	buf_clear(&c);
 	return 0;
 }

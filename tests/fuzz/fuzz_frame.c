@@ -44,9 +44,9 @@ round_trip(const struct frame *f, enum frame_format fmt)
 	fuzz_check(frame_encode(&g, fmt, &twice) == 0);
 	fuzz_check(twice.len == once.len && memcmp(buf_data(&twice), buf_data(&once),
 	    once.len) == 0);
-	frame_free(&g);
-	buf_free(&once);
-	buf_free(&twice);
+	frame_clear(&g);
+	buf_clear(&once);
+	buf_clear(&twice);
 }
 
 int
@@ -64,7 +64,7 @@ LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
 		}
 		round_trip(&f, FORMAT_JSON);
 		round_trip(&f, FORMAT_CBOR);
-		frame_free(&f);
+		frame_clear(&f);
 	}
 	return 0;
 }

@@ -34,7 +34,7 @@ LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
 			fuzz_check(cbortext_item_len(p, n, 0, 0, &il, NULL) == 1 && il == n);
 		else
 			fuzz_check(jsontext_check(p, n, 0, NULL, 0) == 0);
-		frame_free(&f);
+		frame_clear(&f);
 	}
 	return 0;
 }

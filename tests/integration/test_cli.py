@@ -15,10 +15,10 @@ import pytest
 import websockets
 
 from hosts import wait_for
+from proc import assert_no_sanitizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOLS = ("nws-advertise", "nws-browse", "nws-link", "nws-pipe", "nws-proxy")
-SANITIZER = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 NAME = re.compile(r"^[A-Za-z0-9+=*._-]{1,255}$")
 
 
@@ -27,7 +27,7 @@ def run(argv):
     env = {k: v for k, v in os.environ.items() if k != "NWS_CHANNEL"}
     p = subprocess.run(argv, capture_output=True, text=True, timeout=20,
                        stdin=subprocess.DEVNULL, env=env)
-    assert not any(s in p.stderr for s in SANITIZER), p.stderr
+    assert_no_sanitizer(p.stderr)
     return p
 
 
@@ -197,7 +197,7 @@ def finish(proc, what, timeout=30):
         out, err = proc.communicate()
         raise AssertionError(f"{what} did not exit by itself: {err!r}")
     err = err.decode(errors="replace")
-    assert not any(s in err for s in SANITIZER), err
+    assert_no_sanitizer(err)
     return out, err
 
 

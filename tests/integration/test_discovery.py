@@ -2,7 +2,6 @@
 import base64
 import hashlib
 import json
-import os
 import queue
 import re
 import secrets
@@ -14,31 +13,27 @@ import time
 import pytest
 
 from hosts import wait_for
+from proc import Proc, assert_no_sanitizer
 
 AVAHI_DOWN = "cannot reach avahi-daemon (is it running?)"
 
 
-class Tool:
+class Tool(Proc):
     """A running nws tool: frames to its stdin, JSON lines from its stdout collected by a
-    thread, stderr kept for assertions."""
+    thread, stderr kept (in a file) for assertions."""
 
     def __init__(self, host, argv, **kw):
-        self.stderr_path = os.path.join(host.dir, f"stderr-{secrets.token_hex(4)}")
-        self._err = open(self.stderr_path, "wb")
-        self.p = host.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=self._err, **kw)
         self.frames = []
         self._q = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        super().__init__(argv, host=host, stderr_file=True, **kw)
+        self.p = self.proc
 
-    def _read(self):
-        for line in self.p.stdout:
-            self._q.put(json.loads(line))
+    def _out_line(self, line):
+        self._q.put(json.loads(line))
+
+    def _pump(self, f, into):
+        super()._pump(f, into)
         self._q.put(None)
-
-    def send(self, **frame):
-        self.p.stdin.write(json.dumps(frame).encode() + b"\n")
-        self.p.stdin.flush()
 
     def wait(self, pred, timeout=15, what="a frame", after=0):
         """Returns the first frame from index after on (read so far or later) for which
@@ -63,10 +58,6 @@ class Tool:
                 raise AssertionError(f"exited ({self.p.wait()}) before {what}; frames: "
                                      f"{self.frames}; stderr: {self.stderr()}")
             self.frames.append(f)
-
-    def stderr(self):
-        with open(self.stderr_path, errors="replace") as f:
-            return f.read()
 
     def stop(self, sig=signal.SIGTERM):
         if self.p.poll() is None:
@@ -110,7 +101,8 @@ def tools():
     for t in started:
         rc = t.stop()
         err = t.stderr()
-        assert rc == 0 and "Sanitizer" not in err and "runtime error" not in err, err
+        assert rc == 0, err
+        assert_no_sanitizer(err)
 
 
 def advertise(tools, nws_bin, host, channel, port=4000, *extra):

@@ -5,104 +5,54 @@ stderr (issue 9; under make check-asan the tools are the sanitizer build).
 States: no channel; deriving (Argon2id still running on the worker); listening or
 advertised (keys derived, nothing linked); linked to a peer on another test host. The
 states that need avahi or links run on test hosts; the others on loopback."""
-import json
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
 from hosts import wait_for
+from proc import Proc, exits_clean
 from linknode import LinkNode, link_pair
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_proxy import Agent, start_proxy  # noqa: E402
 
 EXIT_SECS = 2
-SANITIZER = ("Sanitizer", "runtime error:")
 # Argon2id runs one channel at a time: with this many queued, a tool whose input ends at
 # once is still deriving then.
 MANY = 4
 
 
-class Proc:
+class EofProc(Proc):
     """A tool with its stdin a pipe, its JSON-lines stdout and its stderr collected."""
 
     def __init__(self, argv, host=None):
-        kw = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.proc = host.popen(argv, **kw) if host else subprocess.Popen(argv, **kw)
-        self.out, self.err = [], []
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._pump, args=(f, into), daemon=True)
-                        for f, into in ((self.proc.stdout, self.out),
-                                        (self.proc.stderr, self.err))]
-        for t in self.threads:
-            t.start()
-
-    def _pump(self, f, into):
-        for line in f:
-            with self.lock:
-                into.append(line.decode(errors="replace").rstrip("\n"))
+        super().__init__(argv, host=host)
 
     def frames(self, action=None):
-        with self.lock:
-            lines = list(self.out)
-        fs = [json.loads(s) for s in lines if s.startswith("{")]
-        return [f for f in fs if action is None or f.get("action") == action]
-
-    def stderr(self):
-        with self.lock:
-            return "\n".join(self.err)
-
-    def send(self, **frame):
-        self.proc.stdin.write(json.dumps(frame).encode() + b"\n")
-        self.proc.stdin.flush()
+        return [f for f in super().frames() if action is None or f.get("action") == action]
 
     def wait_frame(self, action, timeout=20, **match):
-        def find():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"exited {self.proc.returncode} before {action}: "
-                                     f"{self.stderr()}")
-            return [f for f in self.frames(action)
-                    if all(f.get(k) == v for k, v in match.items())]
-        return wait_for(find, timeout, f"{action} {match}")[0]
-
-    def close_stdin(self):
-        try:
-            self.proc.stdin.close()
-        except BrokenPipeError:
-            pass
+        return self.wait_until(lambda: [f for f in self.frames(action)
+                                        if all(f.get(k) == v for k, v in match.items())],
+                               timeout, f"{action} {match}")[0]
 
 
 def ends_clean(proc, stderr, what):
     """proc exits 0 within EXIT_SECS of what just happened, and stderr() has no report."""
-    try:
-        rc = proc.wait(EXIT_SECS)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise AssertionError(f"still running {EXIT_SECS} s after {what}:\n{stderr()}")
-    err = stderr()
-    assert rc == 0, f"exited {rc} after {what}:\n{err}"
-    assert not any(s in err for s in SANITIZER), err
+    exits_clean(proc, stderr, EXIT_SECS, what)
 
 
 def at_eof(p):
-    def stderr():
-        for t in p.threads:
-            t.join(5)
-        return p.stderr()
     p.close_stdin()
-    ends_clean(p.proc, stderr, "the end of its input")
+    p.clean_exit(EXIT_SECS, "the end of its input")
 
 
 def node_at_eof(node):
     node.close_stdin()
-    ends_clean(node.proc, lambda: (node._threads[0].join(5), "\n".join(node.errors()))[1],
-               "the end of its input")
+    node.clean_exit(EXIT_SECS, "the end of its input")
 
 
 # ---------------------------------------------------------------- nws-link
@@ -159,11 +109,11 @@ def net(module_hosts):
 
 
 def test_browse_no_channel(net, nws_bin):
-    at_eof(Proc([nws_bin("nws-browse")], host=net[0]))
+    at_eof(EofProc([nws_bin("nws-browse")], host=net[0]))
 
 
 def test_browse_deriving(net, nws_bin):
-    p = Proc([nws_bin("nws-browse")], host=net[0])
+    p = EofProc([nws_bin("nws-browse")], host=net[0])
     for i in range(MANY):
         p.send(action="open", channel=f"eof-browse-derive-{i}")
     at_eof(p)
@@ -171,9 +121,9 @@ def test_browse_deriving(net, nws_bin):
 
 def test_browse_found(net, nws_bin):
     ch = "eof-browse-found"
-    adv = Proc([nws_bin("nws-advertise"), "-p", "4000", ch], host=net[1])
+    adv = EofProc([nws_bin("nws-advertise"), "-p", "4000", ch], host=net[1])
     adv.wait_frame("advertised")
-    p = Proc([nws_bin("nws-browse")], host=net[0])
+    p = EofProc([nws_bin("nws-browse")], host=net[0])
     p.send(action="open", channel=ch)
     p.wait_frame("found", channel=ch)
     at_eof(p)
@@ -184,11 +134,11 @@ def test_browse_found(net, nws_bin):
 # ---------------------------------------------------------------- nws-advertise
 
 def test_advertise_no_channel(net, nws_bin):
-    at_eof(Proc([nws_bin("nws-advertise")], host=net[0]))
+    at_eof(EofProc([nws_bin("nws-advertise")], host=net[0]))
 
 
 def test_advertise_deriving(net, nws_bin):
-    p = Proc([nws_bin("nws-advertise")], host=net[0])
+    p = EofProc([nws_bin("nws-advertise")], host=net[0])
     for i in range(MANY):
         p.send(action="listening", channel=f"eof-adv-derive-{i}", port=4000 + i)
     at_eof(p)
@@ -196,7 +146,7 @@ def test_advertise_deriving(net, nws_bin):
 
 def test_advertise_advertised(net, nws_bin):
     ch = "eof-adv-published"
-    p = Proc([nws_bin("nws-advertise")], host=net[0])
+    p = EofProc([nws_bin("nws-advertise")], host=net[0])
     p.send(action="listening", channel=ch, port=4000)
     p.wait_frame("advertised", channel=ch)
     at_eof(p)
@@ -220,14 +170,14 @@ def sent_line(p):
 
 
 def test_pipe_once_deriving(net, pipe_bin):
-    p = sent_line(Proc([pipe_bin, "-1", "eof-pipe-derive"], host=net[0]))
+    p = sent_line(EofProc([pipe_bin, "-1", "eof-pipe-derive"], host=net[0]))
     at_eof(p)
 
 
 def test_pipe_once_listening(net, pipe_bin, nws_bin):
     """Keys derived and advertised (another host's nws-browse -t finds it), no peer."""
     ch = "eof-pipe-listen"
-    p = Proc([pipe_bin, "-1", ch], host=net[0])
+    p = EofProc([pipe_bin, "-1", ch], host=net[0])
     wait_for(lambda: net[1].run([nws_bin("nws-browse"), "-t", ch], timeout=20).returncode
              == 0, 30, "the pipe's advertisement")
     at_eof(sent_line(p))
@@ -235,8 +185,8 @@ def test_pipe_once_listening(net, pipe_bin, nws_bin):
 
 def test_pipe_once_linked(net, pipe_bin):
     ch = "eof-pipe-linked"
-    b = Proc([pipe_bin, "--json", ch], host=net[1])
-    a = Proc([pipe_bin, "--json", "-1", ch], host=net[0])
+    b = EofProc([pipe_bin, "--json", ch], host=net[1])
+    a = EofProc([pipe_bin, "--json", "-1", ch], host=net[0])
     a.wait_frame("connect")
     a.send(action="broadcast", data="last words")
     at_eof(a)

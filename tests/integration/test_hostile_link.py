@@ -220,7 +220,7 @@ def test_listen_refuses_what_is_not_an_address(link_bin):
     for arg, why in (("localhost:0", "not an IP address"), (f"127.0.0.1:{taken}", "in use")):
         a = LinkNode(link_bin, [CH], listen=arg)
         assert a.proc.wait(10) == 1
-        a._threads[0].join(5)
+        a.join()
         assert any(why in e and "--listen" in e for e in a.errors()), a.errors()
     p.close()
 

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from hosts import wait_for
+from proc import Proc, assert_no_sanitizer
 
-SANITIZER = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 _started = []
 
 
@@ -25,7 +25,7 @@ def no_sanitizer_reports():
     for p in _started:
         p.stop()
         err = p.stderr()
-        assert not any(s in err for s in SANITIZER), err
+        assert_no_sanitizer(err)
 
 
 def wait(pred, timeout, what):
@@ -38,54 +38,17 @@ def wait(pred, timeout, what):
             for i, p in enumerate(_started))) from None
 
 
-class Pipe:
+class Pipe(Proc):
     """An nws-pipe process in a host; stdout collected by a thread."""
 
     def __init__(self, host, binary, args, stdin=subprocess.PIPE, raw=False, env=None):
         """host None: run here, with env added to the environment."""
         self.raw = raw
-        kw = dict(stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        if host:
-            self.proc = host.popen([binary, *args], **kw)
-        else:
-            self.proc = subprocess.Popen([binary, *args], env={**os.environ, **env}, **kw)
-        self.out = bytearray()
-        self.err = bytearray()
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._pump, args=(self.proc.stdout, self.out),
-                                         daemon=True),
-                        threading.Thread(target=self._pump, args=(self.proc.stderr, self.err),
-                                         daemon=True)]
-        for t in self.threads:
-            t.start()
+        super().__init__([binary, *args], host=host, env=env, stdin=stdin)
         _started.append(self)
-
-    def _pump(self, f, into):
-        while True:
-            b = f.read1(65536)
-            if not b:
-                return
-            with self.lock:
-                into.extend(b)
-
-    def lines(self):
-        with self.lock:
-            text = self.out.decode(errors="replace")
-        return text.split("\n")[:-1]
 
     def frames(self):
         return [json.loads(line) for line in self.lines()]
-
-    def write(self, text):
-        self.proc.stdin.write(text.encode() if isinstance(text, str) else text)
-        self.proc.stdin.flush()
-
-    def send(self, **frame):
-        self.write(json.dumps(frame) + "\n")
-
-    def stderr(self):
-        with self.lock:
-            return self.err.decode(errors="replace")
 
     def wait_frame(self, timeout=20, **match):
         def find():
@@ -94,17 +57,6 @@ class Pipe:
                     return f
             return None
         return wait(find, timeout, f"a frame {match}")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        for t in self.threads:
-            t.join(2)
 
 
 @pytest.fixture
@@ -117,7 +69,7 @@ def pipe_bin(nws_bin):
 def run_pipe(host, pipe_bin, args, data=b"", timeout=60):
     p = host.run([pipe_bin, *args], input=data, timeout=timeout)
     err = p.stderr.decode(errors="replace")
-    assert not any(s in err for s in SANITIZER), err
+    assert_no_sanitizer(err)
     return p
 
 

@@ -10,8 +10,8 @@ import subprocess
 import pytest
 
 from hosts import wait_for
+from proc import assert_no_sanitizer
 
-SANITIZER = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
 @pytest.fixture
@@ -19,10 +19,6 @@ def pipe_bin(nws_bin):
     for tool in ("nws-browse", "nws-link", "nws-advertise"):
         nws_bin(tool)
     return nws_bin("nws-pipe")
-
-
-def clean(err):
-    assert not any(s in err for s in SANITIZER), err
 
 
 def finish(proc, what, timeout=60):
@@ -33,7 +29,7 @@ def finish(proc, what, timeout=60):
         proc.kill()
         out, err = proc.communicate()
         raise AssertionError(f"{what} did not exit by itself: {err.decode(errors='replace')}")
-    clean(err.decode(errors="replace"))
+    assert_no_sanitizer(err.decode(errors="replace"))
     return out, err.decode(errors="replace")
 
 

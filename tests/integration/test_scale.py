@@ -5,56 +5,39 @@ Every wait polls with a deadline; none asserts speed."""
 import hashlib
 import json
 import os
-import queue
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 
 import pytest
 
 from hosts import wait_for
+from proc import Proc, assert_no_sanitizer, json_or_none
 
 CH = "scale-test-channel"
 
 
-class Proc:
+class ScaleProc(Proc):
     """A process in a test host whose stdout is JSON lines, collected by a thread."""
 
     def __init__(self, host, argv, shell=False, **kw):
         self.shell = shell
-        self.err_path = os.path.join(host.dir, f"stderr-{os.urandom(4).hex()}")
-        self._err = open(self.err_path, "wb")
-        self.p = host.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=self._err, **kw)
         self.frames = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
+        super().__init__(argv, host=host, stderr_file=True, **kw)
+        self.p = self.proc
 
-    def _read(self):
-        for line in self.p.stdout:
-            try:
-                f = json.loads(line)
-            except ValueError:
-                continue
+    def _out_line(self, line):
+        f = json_or_none(line)
+        if f is not None:
             with self.lock:
                 self.frames.append(f)
-
-    def send(self, **frame):
-        self.p.stdin.write(json.dumps(frame).encode() + b"\n")
-        self.p.stdin.flush()
 
     def of(self, action, **match):
         with self.lock:
             return [f for f in self.frames if f.get("action") == action and
                     all(f.get(k) == v for k, v in match.items())]
-
-    def stderr(self):
-        with open(self.err_path, errors="replace") as f:
-            return f.read()
 
     def wait(self, action, timeout=20, count=1, **match):
         def check():
@@ -88,17 +71,10 @@ class Proc:
                     break
                 except TimeoutError:
                     pass
-        if self.p.poll() is None:
-            self.p.terminate()
-            try:
-                self.p.wait(10)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
+        rc = super().stop(10)
         # Under make check-asan a report on stderr fails the test that caused it.
-        err = self.stderr()
-        assert "Sanitizer" not in err and "runtime error" not in err, err[-3000:]
-        return self.p.returncode
+        assert_no_sanitizer(self.stderr())
+        return rc
 
 
 def test_static_peers_without_discovery(request, hosts, nws_bin):
@@ -117,7 +93,7 @@ def test_static_peers_without_discovery(request, hosts, nws_bin):
         peers = os.path.join(h.dir, "peers.jsonl")
         sh = (f"cat {shlex.quote(peers)} - | exec {shlex.quote(link)} "
               f"-v --listen {h.addr}:{port} {CH}")
-        nodes.append(Proc(h, ["sh", "-c", sh], shell=True))
+        nodes.append(ScaleProc(h, ["sh", "-c", sh], shell=True))
     a, b = nodes
     a.send(action="connect", channel=CH, target="a1")
     b.send(action="connect", channel=CH, target="b1")
@@ -132,7 +108,7 @@ def test_static_peers_without_discovery(request, hosts, nws_bin):
         n.stop()
 
 
-class Pipe(Proc):
+class Pipe(ScaleProc):
     """nws-pipe --json CHANNEL in a host: its whole pipeline, discovery included."""
 
     def __init__(self, host, pipe_bin, channel, args=()):
@@ -170,7 +146,7 @@ def test_two_subnets_without_reflector_stay_apart(hosts, nws_bin):
     (a,) = hosts(1)
     (b,) = hosts(1)
     r = hosts.network.add_router([a], [b], reflector=False)
-    pub = Proc(a, [adv, "--port", "7411", CH])
+    pub = ScaleProc(a, [adv, "--port", "7411", CH])
     pub.wait("advertised")
     # The router (on a's subnet) sees it, so it is on the wire; b does not.
     assert r.run([browse, "-t", CH], timeout=20).returncode == 0
@@ -260,14 +236,14 @@ def test_wide_area_publish_browse_and_withdraw(wide, nws_bin):
     (the host's resolver points at named); nws-browse -d on the other subnet finds it
     through avahi's unicast DNS-SD, and stops listing it once it is withdrawn."""
     bind, a, b = wide
-    adv = Proc(a, [nws_bin("nws-advertise"), "-d", ZONE, "--tsig-key", bind.keyfile,
+    adv = ScaleProc(a, [nws_bin("nws-advertise"), "-d", ZONE, "--tsig-key", bind.keyfile,
                    "--port", "7411", CH])
     inst = adv.wait("advertised")[0]["instance"]
     assert bind.names() == [f"{inst}._nws._tcp.{ZONE}."]
     txt = b.run(["dig", "+short", "@" + bind.host.addr, "TXT", f"{inst}._nws._tcp.{ZONE}"],
                 text=True)
     assert '"v=1"' in txt.stdout and '"t=' in txt.stdout
-    br = Proc(b, [nws_bin("nws-browse"), "-d", ZONE, CH])
+    br = ScaleProc(b, [nws_bin("nws-browse"), "-d", ZONE, CH])
     f = br.wait("found", timeout=30)[0]
     assert f["address"] == a.addr and f["port"] == 7411 and f["channel"] == CH
     assert f["instance"] == inst
@@ -363,7 +339,7 @@ def test_24_hosts_full_mesh_and_one_broadcast_reaches_all(hosts, nws_bin):
         meshrun.stop(pipes)
     for p in pipes:
         err = "\n".join(line for _, line in p.log)
-        assert "Sanitizer" not in err and "runtime error" not in err, err[-3000:]
+        assert_no_sanitizer(err)
 
 
 def test_wide_area_bad_key_file_or_domain_is_refused(tmp_path, nws_bin):
@@ -392,7 +368,7 @@ def test_wide_area_proxy_publishes_with_its_key(wide, nws_bin):
     """nws-proxy -d --tsig-key hands both to its nws-advertise: a page's channel appears in
     the zone while the page is connected, and the records go when the proxy stops."""
     bind, a, _ = wide
-    proxy = Proc(a, [nws_bin("nws-proxy"), "-d", ZONE, "--tsig-key", bind.keyfile])
+    proxy = ScaleProc(a, [nws_bin("nws-proxy"), "-d", ZONE, "--tsig-key", bind.keyfile])
     probe = "import socket; socket.create_connection(('127.0.0.1', 9009), 1)"
     wait_for(lambda: a.run([sys.executable, "-c", probe]).returncode == 0, 20,
              "nws-proxy to listen")

@@ -7,55 +7,35 @@ writes collected by a thread, stderr kept for assertions on what it logged.
 """
 import json
 import os
-import subprocess
 import threading
 import time
 
 from hosts import wait_for
+from proc import SANITIZER, Proc
 
 
-class LinkNode:
+class LinkNode(Proc):
     live = []   # every node started, for sanitizer_reports()
 
     def __init__(self, binary, channels, host=None, listen=None, args=(), read_stdout=True):
         addr = listen or (f"{host.addr}:0" if host else "127.0.0.1:0")
-        argv = [binary, "-v", "--listen", addr, *args, *channels]
-        kw = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.proc = host.popen(argv, **kw) if host else subprocess.Popen(argv, **kw)
-        self.host = host
         self.frames = []
-        self.err = []
-        self.lock = threading.Lock()
         self.wlock = threading.Lock()
-        self._threads = [threading.Thread(target=self._read_err, daemon=True)]
-        if read_stdout:
-            self._threads.append(threading.Thread(target=self._read_out, daemon=True))
-        for t in self._threads:
-            t.start()
+        super().__init__([binary, "-v", "--listen", addr, *args, *channels], host=host,
+                         read_stdout=read_stdout)
         LinkNode.live.append(self)
 
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def _read_out(self):
-        for line in self.proc.stdout:
-            f = json.loads(line)
-            with self.lock:
-                self.frames.append(f)
-
-    def _read_err(self):
-        for line in self.proc.stderr:
-            with self.lock:
-                self.err.append(line.decode(errors="replace").rstrip("\n"))
+    def _out_line(self, line):
+        f = json.loads(line)
+        with self.lock:
+            self.frames.append(f)
 
     def snapshot(self):
         with self.lock:
             return list(self.frames)
 
     def errors(self):
-        with self.lock:
-            return list(self.err)
+        return self.stderr().split("\n")[:-1]
 
     def of(self, action, **match):
         return [f for f in self.snapshot() if f.get("action") == action and
@@ -104,16 +84,6 @@ class LinkNode:
             except BrokenPipeError:
                 pass
 
-    def stop(self, timeout=5):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
             for line in f:
@@ -127,8 +97,8 @@ def sanitizer_reports():
     reports = []
     for n in LinkNode.live:
         n.stop()
-        n._threads[0].join(5)
-        reports += [e for e in n.errors() if "Sanitizer" in e or "runtime error" in e]
+        n.join()
+        reports += [e for e in n.errors() if any(s in e for s in SANITIZER)]
     LinkNode.live = []
     return reports
 

@@ -7,45 +7,30 @@ wait for the full mesh and a benchmark can say where the time went.
     phases(pipes)                            # when each stage got how far, per host
     stop(pipes)
 """
-import json
 import subprocess
-import threading
 import time
 
 from hosts import wait_for
+from proc import Proc, json_or_none
 
 
-class MeshPipe:
+class MeshPipe(Proc):
     def __init__(self, host, pipe_bin, channel):
-        self.host = host
         self.t_start = time.monotonic()
-        self.p = host.popen([pipe_bin, "--json", "-vv", channel], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.frames = []    # (time, frame)
         self.log = []       # (time, line)
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._out, daemon=True),
-                        threading.Thread(target=self._err, daemon=True)]
-        for t in self.threads:
-            t.start()
+        super().__init__([pipe_bin, "--json", "-vv", channel], host=host)
+        self.p = self.proc
 
-    def _out(self):
-        for line in self.p.stdout:
-            try:
-                f = json.loads(line)
-            except ValueError:
-                continue
+    def _out_line(self, line):
+        f = json_or_none(line)
+        if f is not None:
             with self.lock:
                 self.frames.append((time.monotonic(), f))
 
-    def _err(self):
-        for line in self.p.stderr:
-            with self.lock:
-                self.log.append((time.monotonic(), line.decode(errors="replace").rstrip()))
-
-    def send(self, **frame):
-        self.p.stdin.write(json.dumps(frame).encode() + b"\n")
-        self.p.stdin.flush()
+    def _err_line(self, line):
+        with self.lock:
+            self.log.append((time.monotonic(), line.decode(errors="replace").rstrip()))
 
     def peers(self):
         """Distinct peers this host was told of (connect), and when it had them all."""

@@ -75,22 +75,22 @@ json_round_trip(const char *json)
 
 	decode_ok(&f, FORMAT_JSON, json, strlen(json));
 	encode_ok(&f, FORMAT_CBOR, &c1);
-	frame_free(&f);
+	frame_clear(&f);
 	decode_ok(&f, FORMAT_CBOR, buf_data(&c1), c1.len);
 	encode_ok(&f, FORMAT_JSON, &j);
-	frame_free(&f);
+	frame_clear(&f);
 	assert_int_equal(j.len, strlen(json) + 1);
 	assert_memory_equal(buf_data(&j), json, strlen(json));
 	assert_int_equal(buf_data(&j)[j.len - 1], '\n');
 
 	decode_ok(&f, FORMAT_JSON, buf_data(&j), j.len);
 	encode_ok(&f, FORMAT_CBOR, &c2);
-	frame_free(&f);
+	frame_clear(&f);
 	assert_int_equal(c1.len, c2.len);
 	assert_memory_equal(buf_data(&c1), buf_data(&c2), c1.len);
-	buf_free(&c1);
-	buf_free(&j);
-	buf_free(&c2);
+	buf_clear(&c1);
+	buf_clear(&j);
+	buf_clear(&c2);
 }
 
 static void
@@ -131,7 +131,7 @@ test_decoded_values(void **state)
 	assert_int_equal(f.data_kind, DATA_BYTES);
 	assert_int_equal(f.data_len, 4);
 	assert_memory_equal(f.data, "\0a\0\xff", 4);
-	frame_free(&f);
+	frame_clear(&f);
 	assert_null(f.channel);
 	assert_int_equal(f.port, -1);
 
@@ -143,7 +143,7 @@ test_decoded_values(void **state)
 	assert_string_equal((char *)f.data, "[1,2,3]");
 	assert_int_equal(f.port, -1);
 	assert_int_equal(f.code, -1);
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 /* Bytes with NUL and every byte value, and text data made by a tool, both ways. */
@@ -167,9 +167,9 @@ test_bytes_and_text_built(void **state)
 			assert_int_equal(g.data_len, n);
 			if (n)
 				assert_memory_equal(g.data, all + 256 - n, n);
-			frame_free(&f);
-			frame_free(&g);
-			buf_free(&b);
+			frame_clear(&f);
+			frame_clear(&g);
+			buf_clear(&b);
 		}
 		frame_init(&f);
 		f.action = ACTION_BROADCAST;
@@ -182,9 +182,9 @@ test_bytes_and_text_built(void **state)
 		assert_string_equal((char *)g.data, "");
 		assert_string_equal(g.channel, "");
 		assert_null(g.source);
-		frame_free(&f);
-		frame_free(&g);
-		buf_free(&b);
+		frame_clear(&f);
+		frame_clear(&g);
+		buf_clear(&b);
 	}
 }
 
@@ -218,8 +218,8 @@ test_json_output_form(void **state)
 	encode_ok(&f, FORMAT_JSON, &b);
 	assert_int_equal(b.len, strlen(want));
 	assert_memory_equal(buf_data(&b), want, b.len);
-	buf_free(&b);
-	frame_free(&f);
+	buf_clear(&b);
+	frame_clear(&f);
 }
 
 /* Known CBOR bytes (RFC 8949 encoding by hand): tag 262 around a byte string of JSON. */
@@ -243,8 +243,8 @@ test_cbor_known_bytes(void **state)
 	encode_ok(&f, FORMAT_CBOR, &b);
 	assert_int_equal(b.len, sizeof want);
 	assert_memory_equal(buf_data(&b), want, sizeof want);
-	frame_free(&f);
-	buf_free(&b);
+	frame_clear(&f);
+	buf_clear(&b);
 
 	/* Embedded JSON that is a string is just that text. */
 	static const unsigned char es[] = { 0xa2, 0x66, 'a', 'c', 't', 'i', 'o', 'n', 0x61, 'x',
@@ -256,7 +256,7 @@ test_cbor_known_bytes(void **state)
 	decode_ok(&f, FORMAT_CBOR, es2, sizeof es2);
 	assert_int_equal(f.data_kind, DATA_TEXT);
 	assert_string_equal((char *)f.data, "\xc3\xa9");
-	frame_free(&f);
+	frame_clear(&f);
 
 	decode_ok(&f, FORMAT_CBOR, bytes, sizeof bytes);
 	assert_int_equal(f.action, ACTION_OPEN);
@@ -269,8 +269,8 @@ test_cbor_known_bytes(void **state)
 	    "\"port\":8080}\n";
 	assert_int_equal(b.len, strlen(j));
 	assert_memory_equal(buf_data(&b), j, b.len);
-	frame_free(&f);
-	buf_free(&b);
+	frame_clear(&f);
+	buf_clear(&b);
 }
 
 /* Unknown text keys of any (definite) value are ignored. */
@@ -291,7 +291,7 @@ test_cbor_unknown_keys(void **state)
 	assert_int_equal(f.data_kind, DATA_BYTES);
 	assert_int_equal(f.data_len, 3);
 	assert_memory_equal(f.data, "\0\1\2", 3);
-	frame_free(&f);
+	frame_clear(&f);
 	assert_int_equal(frame_peek_action(FORMAT_CBOR, in, sizeof in), ACTION_MESSAGE);
 
 	const char *j = "{\"zzz\":{\"action\":\"open\"},\"channel\":\"c\",\"action\":\"close\","
@@ -299,7 +299,7 @@ test_cbor_unknown_keys(void **state)
 	decode_ok(&f, FORMAT_JSON, j, strlen(j));
 	assert_int_equal(f.action, ACTION_CLOSE);
 	assert_string_equal(f.channel, "c");
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 static void
@@ -504,7 +504,7 @@ test_cbor_strict(void **state)
 		buf_append(&b, kv, sizeof kv);
 	}
 	expect_error(FORMAT_CBOR, buf_data(&b), b.len, "keys");
-	buf_free(&b);
+	buf_clear(&b);
 }
 
 static void
@@ -517,7 +517,7 @@ test_cbor_truncated_and_deep(void **state)
 	(void)state;
 	decode_ok(&f, FORMAT_JSON, j, strlen(j));
 	encode_ok(&f, FORMAT_CBOR, &b);
-	frame_free(&f);
+	frame_clear(&f);
 	/* Every proper prefix is an error, never a crash or a read past the end. */
 	for (size_t n = 0; n < b.len; n++) {
 		unsigned char *cut = malloc(n ? n : 1);
@@ -528,7 +528,7 @@ test_cbor_truncated_and_deep(void **state)
 		assert_true(need > n && need <= b.len);
 		free(cut);
 	}
-	buf_free(&b);
+	buf_clear(&b);
 
 	/* 100 nested arrays under an unknown key: past the depth bound, refused. */
 	unsigned char deep[104] = { 0xa1, 0x61, 'z' };
@@ -544,7 +544,7 @@ test_cbor_truncated_and_deep(void **state)
 	ok[sizeof head - 1 + 60] = 0x01;
 	decode_ok(&f, FORMAT_CBOR, ok, sizeof head + 60);
 	assert_int_equal(f.action, ACTION_OPEN);
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 /* A map declaring far more items than can follow: bounded, no huge allocation. */
@@ -578,7 +578,7 @@ test_cbor_length_bounds(void **state)
 	char err[128];
 	assert_int_equal(frame_decode(&f, FORMAT_CBOR, m, sizeof head + n, err, sizeof err), 0);
 	assert_int_equal(f.action, ACTION_OPEN);
-	frame_free(&f);
+	frame_clear(&f);
 	free(m);
 }
 
@@ -625,9 +625,9 @@ test_peek(void **state)
 			assert_int_equal(frame_peek_action((enum frame_format)fmt, buf_data(&b),
 			    b.len), want);
 			assert_int_equal(frame_peek_action(FORMAT_UNKNOWN, buf_data(&b), b.len), want);
-			buf_free(&b);
+			buf_clear(&b);
 		}
-		frame_free(&f);
+		frame_clear(&f);
 	}
 	/* CBOR with action after other keys holding values of every kind. */
 	static const unsigned char c[] = {
@@ -699,8 +699,8 @@ test_encode_refusals(void **state)
 	static const char want[] = "xy{\"action\":\"open\",\"channel\":\"ok\"}\n";
 	assert_int_equal(b.len, strlen(want));
 	assert_memory_equal(buf_data(&b), want, b.len);
-	frame_free(&f);
-	buf_free(&b);
+	frame_clear(&f);
+	buf_clear(&b);
 }
 
 static void
@@ -716,7 +716,7 @@ test_set_data_json(void **state)
 	assert_int_equal(frame_set_data(&f, DATA_JSON, "{", 1), -1);
 	assert_int_equal(frame_set_data(&f, DATA_JSON, "1 2", 3), -1);
 	assert_string_equal((char *)f.data, "{\"a\":[1,\" s p \\\" \"],\"b\":null}");
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 /* Our CBOR against an independent implementation: Python's cbor2 decodes what we write
@@ -746,13 +746,13 @@ test_cbor2_interop(void **state)
 		fail_msg("python3-cbor2 is missing: apt-get install python3-cbor2 (make deps)");
 	decode_ok(&f, FORMAT_JSON, j, strlen(j));
 	encode_ok(&f, FORMAT_CBOR, &b);
-	frame_free(&f);
+	frame_clear(&f);
 	char *hexs = malloc(2 * b.len + 2);
 	for (size_t i = 0; i < b.len; i++)
 		sprintf(hexs + 2 * i, "%02x", buf_data(&b)[i]);
 	snprintf(cmd, sizeof cmd, "echo %s | %s", hexs, py);
 	free(hexs);
-	buf_free(&b);
+	buf_clear(&b);
 	FILE *p = popen(cmd, "r");
 	assert_non_null(p);
 	assert_non_null(fgets(line, sizeof line, p));
@@ -771,10 +771,10 @@ test_cbor2_interop(void **state)
 	assert_int_equal(f.data_kind, DATA_BYTES);
 	assert_int_equal(f.data_len, 2);
 	assert_memory_equal(f.data, "\0\1", 2);
-	frame_free(&f);
+	frame_clear(&f);
 }
 
-/* An open's key: 32 bytes in CBOR, in JSON only when asked (-vv), wiped by frame_free. */
+/* An open's key: 32 bytes in CBOR, in JSON only when asked (-vv), wiped by frame_clear. */
 static void
 test_open_key(void **state)
 {
@@ -794,7 +794,7 @@ test_open_key(void **state)
 	decode_ok(&g, FORMAT_CBOR, buf_data(&b), b.len);
 	assert_true(g.has_key);
 	assert_memory_equal(g.key, f.key, FRAME_KEY_LEN);
-	frame_free(&g);
+	frame_clear(&g);
 	assert_false(g.has_key);
 	assert_int_equal(g.key[0], 0);
 
@@ -809,9 +809,9 @@ test_open_key(void **state)
 	decode_ok(&g, FORMAT_JSON, buf_data(&b), b.len);
 	assert_true(g.has_key);
 	assert_memory_equal(g.key, f.key, FRAME_KEY_LEN);
-	frame_free(&g);
-	frame_free(&f);
-	buf_free(&b);
+	frame_clear(&g);
+	frame_clear(&f);
+	buf_clear(&b);
 
 	/* 31 bytes, or text, is not a key. */
 	static const unsigned char short_key[] = { 0xa2, 0x66, 'a', 'c', 't', 'i', 'o', 'n',
@@ -852,12 +852,12 @@ test_view_borrows(void **state)
 		assert_int_equal(a.len, b.len);
 		assert_memory_equal(buf_data(&a), buf_data(&b), a.len);
 	}
-	frame_free(&o);
+	frame_clear(&o);
 	frame_error(&v, 69, "down");
 	assert_true(v.borrowed);
 	assert_int_equal(v.action, ACTION_ERROR);
-	buf_free(&a);
-	buf_free(&b);
+	buf_clear(&a);
+	buf_clear(&b);
 }
 
 int

@@ -77,9 +77,9 @@ test_common_frames(void **state)
 			/* data is borrowed from the buffer, not copied. */
 			if (kind != DATA_NONE)
 				assert_true(v.data > buf_data(&out) && v.data < buf_data(&out) + out.len);
-			frame_free(&d);
+			frame_clear(&d);
 		}
-	buf_free(&out);
+	buf_clear(&out);
 }
 
 static void
@@ -139,7 +139,7 @@ test_other_frames(void **state)
 	encode(&f, &out);
 	for (size_t n = 0; n < out.len; n++)
 		assert_other(buf_data(&out), n, sizeof store);
-	buf_free(&out);
+	buf_clear(&out);
 }
 
 /* Any byte of a frame changed to anything: taken only when frame_decode agrees. */
@@ -169,10 +169,10 @@ test_flips_agree_with_decode(void **state)
 				continue;
 			assert_int_equal(frame_decode(&d, FORMAT_CBOR, copy, out.len, NULL, 0), 0);
 			assert_same(&v, &d);
-			frame_free(&d);
+			frame_clear(&d);
 		}
 	free(copy);
-	buf_free(&out);
+	buf_clear(&out);
 }
 
 int

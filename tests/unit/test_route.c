@@ -65,7 +65,7 @@ fake_send_frame(void *conn, const struct frame *f)
 	buf_init(&b, 0);
 	assert_int_equal(frame_encode(f, FORMAT_JSON, &b), 0);
 	int rc = fake_send(conn, 0, buf_data(&b), b.len - 1);
-	buf_free(&b);
+	buf_clear(&b);
 	return rc;
 }
 
@@ -107,7 +107,7 @@ pipeline_send(struct pipeline *p, const struct frame *f)
 	buf_init(&b, 0);
 	assert_int_equal(frame_encode(f, FORMAT_JSON, &b), 0);
 	record(pl.up, &pl.nup, 64, buf_data(&b), b.len - 1);
-	buf_free(&b);
+	buf_clear(&b);
 	return 0;
 }
 
@@ -197,7 +197,7 @@ id_of(const struct fconn *c, char *id)
 	msg(c, 0, &f);
 	assert_int_equal(f.action, ACTION_CONNECT);
 	snprintf(id, PROXY_ID_LEN + 1, "%s", f.source);
-	frame_free(&f);
+	frame_clear(&f);
 }
 
 static int
@@ -229,14 +229,14 @@ test_join_leave(void **state)
 	id_of(&b, idb);
 	msg(&a, 0, &f);
 	assert_string_equal(f.target, idb);
-	frame_free(&f);
+	frame_clear(&f);
 	assert_string_not_equal(ida, idb);
 
 	route_ops.leave(r, pb);
 	msg(&a, 1, &f);
 	assert_int_equal(f.action, ACTION_DISCONNECT);
 	assert_string_equal(f.target, idb);
-	frame_free(&f);
+	frame_clear(&f);
 	assert_true(up_has("\"disconnect\""));
 	assert_false(up_has("\"close\""));
 	route_ops.leave(r, pa);
@@ -263,7 +263,7 @@ test_local_only_stays_out(void **state)
 	assert_int_equal(f.action, ACTION_BROADCAST);
 	assert_string_equal(f.source, ida);
 	assert_string_equal((char *)f.data, "hi");
-	frame_free(&f);
+	frame_clear(&f);
 	input(pa, "{\"action\":\"end\"}");
 	assert_int_equal(b.nmsg, 3);
 	assert_int_equal(pl.nup, up);
@@ -275,7 +275,7 @@ test_local_only_stays_out(void **state)
 	msg(&a, 1, &f);
 	assert_int_equal(f.action, ACTION_CONNECT);
 	assert_string_equal(f.target, "remote1");
-	frame_free(&f);
+	frame_clear(&f);
 	input(pa, "{\"action\":\"broadcast\",\"data\":\"out\"}");
 	assert_int_equal(pl.nup, up + 1);
 	assert_non_null(strstr(pl.up[up], "\"out\""));
@@ -311,13 +311,13 @@ test_message_status(void **state)
 	msg(&b, nb, &f);
 	assert_int_equal(f.action, ACTION_MESSAGE);
 	assert_string_equal(f.source, ida);
-	frame_free(&f);
+	frame_clear(&f);
 
 	input(pa, "{\"action\":\"message\",\"target\":\"nobody\",\"data\":\"x\"}");
 	msg(&a, na, &f);
 	assert_int_equal(f.action, ACTION_ERROR);
 	assert_int_equal(f.code, 404);
-	frame_free(&f);
+	frame_clear(&f);
 
 	tail("{\"action\":\"connect\",\"channel\":\"chan\",\"target\":\"remote1\"}");
 	int up = pl.nup;
@@ -331,12 +331,12 @@ test_message_status(void **state)
 	assert_int_equal(f.action, ACTION_STATUS);
 	assert_string_equal(f.source, ida);
 	assert_string_equal(f.target, ida);
-	frame_free(&f);
+	frame_clear(&f);
 
 	input(pa, "{\"action\":\"open\"}");
 	msg(&a, na + 1, &f);
 	assert_int_equal(f.code, 400);
-	frame_free(&f);
+	frame_clear(&f);
 	route_ops.leave(r, pa);
 	route_ops.leave(r, pb);
 	route_ops.leave(r, pc);
@@ -364,7 +364,7 @@ test_tail_routing(void **state)
 	assert_int_equal(f.action, ACTION_BROADCAST);
 	assert_string_equal(f.source, "remote1");
 	assert_null(f.channel);
-	frame_free(&f);
+	frame_clear(&f);
 
 	snprintf(json, sizeof json, "{\"action\":\"message\",\"channel\":\"chan\","
 	    "\"source\":\"remote1\",\"target\":\"%s\",\"data\":\"one\"}", ida);
@@ -414,7 +414,7 @@ test_close_during_fanout(void **state)
 	msg(&c, nc + 3, &f);
 	assert_int_equal(f.action, ACTION_DISCONNECT);
 	assert_string_equal(f.target, idb);
-	frame_free(&f);
+	frame_clear(&f);
 	route_ops.leave(r, pa);
 	route_ops.leave(r, pc);
 	route_ops.leave(r, pd);
@@ -433,7 +433,7 @@ test_deriving_full(void **state)
 	assert_int_equal(a.close_code, 1013);
 	msg(&a, 0, &f);
 	assert_int_equal(f.code, 429);
-	frame_free(&f);
+	frame_clear(&f);
 	assert_false(up_has("\"open\""));
 }
 

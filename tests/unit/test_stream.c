@@ -321,7 +321,7 @@ cbor_frames(struct buf *b, size_t *ends, size_t *nframes)
 		assert_int_equal(frame_decode(&f, FORMAT_JSON, js[i], strlen(js[i]), err,
 		    sizeof err), 0);
 		assert_int_equal(frame_encode(&f, FORMAT_CBOR, b), 0);
-		frame_free(&f);
+		frame_clear(&f);
 		ends[(*nframes)++] = b->len;
 	}
 	assert_int_equal(buf_append(b, indef, sizeof indef), 0);
@@ -382,7 +382,7 @@ test_cbor_bytewise_then_broken(void **state)
 	assert_int_equal(r.broken, 1);
 	stream_reader_free(&r);
 	events_free(&e);
-	buf_free(&b);
+	buf_clear(&b);
 }
 
 static void
@@ -401,14 +401,14 @@ test_cbor_17mib_frame(void **state)
 	free(data);
 	buf_init(&b, 0);
 	assert_int_equal(frame_encode(&f, FORMAT_CBOR, &b), 0);
-	frame_free(&f);
+	frame_clear(&f);
 	big_through_pipe(buf_data(&b), b.len, &e, &r);
 	assert_int_equal(e.n, 1);
 	expect_error(&e, 0, "frame over 16777216 bytes");
 	assert_int_equal(r.broken, 1);
 	stream_reader_free(&r);
 	events_free(&e);
-	buf_free(&b);
+	buf_clear(&b);
 }
 
 static void
@@ -477,7 +477,7 @@ queue_frames(struct stream_writer *w, int count)
 		snprintf(data, sizeof data, "%d", i);
 		frame_set_data(&f, DATA_TEXT, data, strlen(data));
 		assert_int_equal(stream_writer_frame(w, &f), 0);
-		frame_free(&f);
+		frame_clear(&f);
 	}
 }
 
@@ -532,7 +532,7 @@ test_writer_partial_eagain(void **state)
 				    sizeof err), 0);
 				snprintf(want, sizeof want, "%d", seen++);
 				assert_string_equal((char *)f.data, want);
-				frame_free(&f);
+				frame_clear(&f);
 			}
 		}
 		assert_int_equal(seen, 400);
@@ -566,7 +566,7 @@ test_writer_bound_and_epipe(void **state)
 	assert_int_equal(stream_writer_pending(&w), one);
 	assert_int_equal(stream_writer_raw(&w, FORMAT_JSON, buf_data(&w.out), one), -1);
 	assert_int_equal(stream_writer_pending(&w), one);
-	frame_free(&f);
+	frame_clear(&f);
 
 	assert_int_equal(stream_writer_flush(&w), 1);
 	assert_int_equal(stream_writer_flush(&w), 1);   /* nothing queued: still done */

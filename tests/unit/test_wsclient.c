@@ -67,7 +67,7 @@ stream(unsigned char *out)
 	assert_int_equal(ws_frame_append(&b, WS_OP_PING, "", 0, NULL), 0);
 	size_t n = b.len;
 	memcpy(out, buf_data(&b), n);
-	buf_free(&b);
+	buf_clear(&b);
 	return n;
 }
 
@@ -197,7 +197,7 @@ test_answer_bound_is_the_answers_alone(void **state)
 	assert_int_equal(wsc_feed(&w, buf_data(&b), b.len, count_frame, &total, &err), 0);
 	assert_int_equal(total, sizeof big);
 	wsc_free(&w);
-	buf_free(&b);
+	buf_clear(&b);
 
 	/* An answer that is itself too long is still refused, whole or in pieces. */
 	buf_init(&b, 0);
@@ -215,7 +215,7 @@ test_answer_bound_is_the_answers_alone(void **state)
 		assert_string_equal(err, "answer too long");
 		wsc_free(&w);
 	}
-	buf_free(&b);
+	buf_clear(&b);
 }
 
 static void
@@ -234,7 +234,7 @@ test_frame_build(void **state)
 	assert_int_equal(d[1], 0x80 | 126);
 	for (size_t i = 0; i < sizeof p; i++)
 		assert_int_equal(d[8 + i] ^ mask[i & 3], 0x5a);
-	buf_free(&b);
+	buf_clear(&b);
 }
 
 int
