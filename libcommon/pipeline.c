@@ -199,14 +199,30 @@ argv_free(char **argv)
 	free(argv);
 }
 
+const char *
+pipeline_config_problem(const struct pipeline_config *cfg)
+{
+	if ((cfg->tsig_key || cfg->dns_server) && !cfg->domain)
+		return "--tsig-key and --dns-server publish in a unicast DNS domain: "
+		    "name it with -d DOMAIN";
+	return NULL;
+}
+
+/* Appends "opt value" when value is set; ok goes 0 on out of memory. */
+static void
+arg_pair(char **argv, size_t *n, int *ok, const char *opt, const char *value)
+{
+	if (!value)
+		return;
+	*ok &= (argv[(*n)++] = strdup(opt)) != NULL;
+	*ok &= (argv[(*n)++] = strdup(value)) != NULL;
+}
+
 static char **
 stage_argv(int stage, const struct pipeline_config *cfg)
 {
-	const char *const *extra[NSTAGES] = { cfg->browse_args, cfg->link_args,
-		cfg->advertise_args };
-	size_t n = 0, cap = 8 + (size_t)(cfg->verbose > 0 ? cfg->verbose : 0);
-	for (const char *const *a = extra[stage]; a && *a; a++)
-		cap++;
+	/* argv[0], --cbor, four option pairs at most, NULL; and the -v's. */
+	size_t n = 0, cap = 11 + (size_t)(cfg->verbose > 0 ? cfg->verbose : 0);
 	char **argv = calloc(cap, sizeof *argv);
 	if (!argv)
 		return NULL;
@@ -225,17 +241,18 @@ stage_argv(int stage, const struct pipeline_config *cfg)
 	ok &= (argv[n++] = strdup("--cbor")) != NULL;
 	for (int i = 0; i < cfg->verbose; i++)
 		ok &= (argv[n++] = strdup("-v")) != NULL;
-	if (cfg->domain && stage != 1) {
-		ok &= (argv[n++] = strdup("-d")) != NULL;
-		ok &= (argv[n++] = strdup(cfg->domain)) != NULL;
-	}
+	if (stage != 1)
+		arg_pair(argv, &n, &ok, "-d", cfg->domain);
 	if (cfg->max_frame) {
 		snprintf(size, sizeof size, "%zu", cfg->max_frame);
-		ok &= (argv[n++] = strdup("--max-frame")) != NULL;
-		ok &= (argv[n++] = strdup(size)) != NULL;
+		arg_pair(argv, &n, &ok, "--max-frame", size);
 	}
-	for (const char *const *a = extra[stage]; a && *a; a++)
-		ok &= (argv[n++] = strdup(*a)) != NULL;
+	if (stage == 1)
+		arg_pair(argv, &n, &ok, "--listen", cfg->listen);
+	if (stage == 2) {
+		arg_pair(argv, &n, &ok, "--tsig-key", cfg->tsig_key);
+		arg_pair(argv, &n, &ok, "--dns-server", cfg->dns_server);
+	}
 	if (!ok) {
 		log_error("out of memory");
 		argv_free(argv);

@@ -27,11 +27,13 @@ struct pipeline_config {
 	int verbose;                    /* this many -v for every stage */
 	size_t max_frame;               /* --max-frame for every stage; 0: default (16 MiB) */
 	size_t max_queue;               /* bound of the head's write queue; 0: default (8 MiB) */
-	/* Extra arguments per stage (e.g. { "--listen", "127.0.0.1:0", NULL }), or NULL. */
-	const char *const *browse_args;
-	const char *const *link_args;
-	const char *const *advertise_args;
+	const char *listen;             /* --listen for nws-link; NULL: its default */
+	const char *tsig_key;           /* --tsig-key for nws-advertise (with -d); or NULL */
+	const char *dns_server;         /* --dns-server for nws-advertise (with -d); or NULL */
 };
+
+/* What is wrong with cfg as a user gave it (a line for opts_usage), or NULL. */
+const char *pipeline_config_problem(const struct pipeline_config *cfg);
 
 /* A frame from the tail, in format fmt (CBOR in practice), valid during the call only. */
 typedef void (*pipeline_frame_fn)(void *ctx, enum frame_format fmt,

@@ -101,9 +101,6 @@ print_new_name(void)
 static void
 parse(struct np *np, struct opts *o, int argc, char **argv)
 {
-	static const char *listen_args[3] = { "--listen", NULL, NULL };
-	static const char *advertise_args[5];   /* --tsig-key, --dns-server: for -d */
-	size_t nadv = 0;
 	static const struct option longopts[] = {
 		OPTS_LONG,
 		{ "raw", no_argument, 0, OPT_RAW },
@@ -169,16 +166,13 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 			new_name = 1;
 			break;
 		case OPT_LISTEN:
-			listen_args[1] = optarg;
-			np->pcfg.link_args = listen_args;
+			np->pcfg.listen = optarg;
 			break;
 		case OPT_TSIG_KEY:
+			np->pcfg.tsig_key = optarg;
+			break;
 		case OPT_DNS_SERVER:
-			if (nadv == 4)
-				opts_usage(o, "--tsig-key and --dns-server go once each");
-			advertise_args[nadv++] = c == OPT_TSIG_KEY ? "--tsig-key" : "--dns-server";
-			advertise_args[nadv++] = optarg;
-			np->pcfg.advertise_args = advertise_args;
+			np->pcfg.dns_server = optarg;
 			break;
 		default:
 			if (!opts_common(o, c, optarg))
@@ -203,16 +197,15 @@ parse(struct np *np, struct opts *o, int argc, char **argv)
 	np->pcfg.verbose = log_level;
 	if (np->timeout_ms >= 0 && !np->wait_n && !np->to)
 		np->wait_n = 1;
-	if (nadv && !o->domain)
-		opts_usage(o, "--tsig-key and --dns-server publish in a unicast DNS domain: "
-		    "name it with -d DOMAIN");
-	if (np->proxy_url && (o->domain || np->pcfg.link_args))
+	if ((why = pipeline_config_problem(&np->pcfg)))
+		opts_usage(o, why);
+	if (np->proxy_url && (o->domain || np->pcfg.listen))
 		opts_usage(o, "-d, --listen, --tsig-key and --dns-server are the proxy's "
 		    "business with --via-proxy");
 	if (np->proxy_url && np->no_proxy)
 		opts_usage(o, "--via-proxy and --no-proxy exclude each other");
 	/* -d and --listen configure a pipeline of our own: no proxy is looked for. */
-	if (o->domain || np->pcfg.link_args)
+	if (o->domain || np->pcfg.listen)
 		np->no_proxy = 1;
 	if (np->mode == MODE_RAW && isatty(2))
 		np->progress = 1;

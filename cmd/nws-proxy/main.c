@@ -86,9 +86,7 @@ static const struct option longopts[] = {
 static void
 config_parse(int argc, char **argv, struct opts *o, struct proxy_config *cfg)
 {
-	static const char *link_args[3];
-	static const char *advertise_args[5];   /* --tsig-key, --dns-server: for -d */
-	size_t nadv = 0;
+	const char *why;
 	char *end;
 	int c;
 
@@ -115,18 +113,16 @@ config_parse(int argc, char **argv, struct opts *o, struct proxy_config *cfg)
 			cfg->max_queue = size_arg(o, optarg, "--max-queue");
 			break;
 		case OPT_LISTEN:
-			link_args[0] = "--listen";
-			link_args[1] = optarg;
+			cfg->pipe.listen = optarg;
 			break;
 		case OPT_LOCAL:
 			cfg->local_only = 1;
 			break;
 		case OPT_TSIG_KEY:
+			cfg->pipe.tsig_key = optarg;
+			break;
 		case OPT_DNS_SERVER:
-			if (nadv == 4)
-				opts_usage(o, "--tsig-key and --dns-server go once each");
-			advertise_args[nadv++] = c == OPT_TSIG_KEY ? "--tsig-key" : "--dns-server";
-			advertise_args[nadv++] = optarg;
+			cfg->pipe.dns_server = optarg;
 			break;
 		default:
 			opts_usage(o, NULL);
@@ -134,15 +130,12 @@ config_parse(int argc, char **argv, struct opts *o, struct proxy_config *cfg)
 	}
 	if (optind < argc)
 		opts_usage(o, "channels come from clients: ws://localhost:PORT/CHANNEL");
-	if (nadv && !o->domain)
-		opts_usage(o, "--tsig-key and --dns-server publish in a unicast DNS domain: "
-		    "name it with -d DOMAIN");
 	cfg->pipe.domain = o->domain;
+	if ((why = pipeline_config_problem(&cfg->pipe)))
+		opts_usage(o, why);
 	cfg->pipe.verbose = log_level;
 	cfg->pipe.max_frame = o->max_frame;
 	cfg->pipe.max_queue = cfg->max_queue;
-	cfg->pipe.link_args = link_args[0] ? link_args : NULL;
-	cfg->pipe.advertise_args = nadv ? advertise_args : NULL;
 }
 
 int
