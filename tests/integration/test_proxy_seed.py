@@ -19,21 +19,10 @@ import websockets
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from hosts import wait_for  # noqa: E402
-from test_proxy import T, Proxy, action, connect, connectable, free_port, run, status  # noqa: E402
-
-
-@pytest.fixture
-def proxy(nws_bin, tmp_path):
-    made = []
-
-    def start(*args, **kw):
-        p = Proxy(nws_bin("nws-proxy"), str(tmp_path), *args, **kw)
-        made.append(p)
-        return p
-    yield start
-    for p in made:
-        rc = p.stop()
-        assert rc == 0, f"nws-proxy exited {rc}:\n{p.stderr()[-4000:]}"
+# proxy: the fixture that starts nws-proxy and asserts its clean exit (0, no sanitizer
+# report) at the end of each test.
+from test_proxy import (T, action, connect, connectable, free_port, proxy,  # noqa: E402,F401
+                        run, status)
 
 
 def request(port, text):
