@@ -81,7 +81,6 @@ static struct lws_vhost *vhost;
 static int listen_fds[2] = { -1, -1 };
 static struct lws *listen_wsi[2];
 static size_t nclients;
-static volatile sig_atomic_t stop_requested;
 static int stopping, route_done, finished;
 static lws_sorted_usec_list_t stop_sul;
 static char hostname[256];
@@ -739,12 +738,11 @@ stop_begin(void)
 }
 
 static void
-on_signal(int sig)
+on_signal(void *ctx, int sig)
 {
-	(void)sig;
-	stop_requested = 1;
-	if (context)
-		lws_cancel_service(context);
+	(void)ctx;
+	log_info("stopping on signal %d", sig);
+	stop_begin();
 }
 
 static int
@@ -753,10 +751,6 @@ http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 	struct conn *cn = user;
 
 	switch (reason) {
-	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-		if (stop_requested)
-			stop_begin();
-		return 0;
 	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
 		char name[KEYS_NAME_MAX + 1];
 		if (!host_ok(wsi))
@@ -970,7 +964,7 @@ int
 server_start(const struct proxy_config *c, const struct proxy_route_ops *ops, void *ctx)
 {
 	static struct proxy_config live;
-	struct sigaction sa;
+	static const int sigs[] = { SIGINT, SIGTERM, 0 };
 
 	live = *c;
 	cfg = &live;
@@ -986,10 +980,10 @@ server_start(const struct proxy_config *c, const struct proxy_route_ops *ops, vo
 	log_at(0, "serving ws://localhost:%d/ on 127.0.0.1%s (console: http://localhost:%d/)",
 	    live.port, listen_wsi[1] ? " and [::1]" : " only", live.port);
 
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	/* Before the route starts the pipeline's key worker thread: signals come through
+	 * the loop. */
+	if (loop_signals(vhost, sigs, on_signal, NULL) < 0)
+		log_fatal(NWS_EXIT_FAIL, "cannot watch signals: %s", strerror(errno));
 	return route->start(route_ctx, context, vhost);
 }
 
@@ -1001,9 +995,6 @@ server_run(void)
 			break;
 		leaves_run();
 		server_flush();
-		/* A signal that came before the loop slept is seen here too. */
-		if (stop_requested && !stopping)
-			stop_begin();
 	}
 }
 
