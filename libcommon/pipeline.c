@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -23,7 +24,6 @@
 /* Stages of dead pipelines still being terminated, plus the live ones. A restart waits
  * at least 0.25 s and an old stage is killed within 1 s, so a few generations suffice. */
 #define MAX_KIDS 24
-#define TICK_US (100 * 1000)
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 10000
 #define BACKOFF_RESET_MS 30000
@@ -39,12 +39,15 @@ static const char *const stage_names[NSTAGES] = { "nws-browse", "nws-link", "nws
 
 enum state { RUNNING, DOWN, STOPPING };
 
+/* A stage's process; a free slot has pid 0. The loop watches its pidfd, which becomes
+ * readable when it exits: no SIGCHLD handler, no polling with waitpid. */
 struct kid {
 	pid_t pid;
 	int stage;
 	unsigned gen;
 	int64_t deadline;    /* ms; 0: none. First SIGTERM, then SIGKILL. */
 	int termed;
+	struct loop_watch *exit_watch;
 };
 
 /* An open channel: its key or the derivation of it, the local peers to replay into a new
@@ -68,7 +71,7 @@ struct pipeline {
 
 	enum state state;
 	unsigned gen;
-	struct kid kids[MAX_KIDS];
+	struct kid kids[MAX_KIDS];   /* slots stay put: a watch points at its kid's */
 	size_t nkids;
 	struct loop_pipe *head, *tail;
 	int pipes_open;          /* adopted pipes whose on_close has not come yet */
@@ -91,7 +94,8 @@ struct pipeline {
 
 	pipeline_done_fn done;
 	void *done_ctx;
-	lws_sorted_usec_list_t sul_tick, sul_restart;
+	/* check() when something is due: a stage's deadline, the end of the grace. */
+	lws_sorted_usec_list_t sul_check, sul_restart;
 };
 
 static int64_t
@@ -285,16 +289,42 @@ child_exec(char **argv, int in, int out)
 	_exit(127);
 }
 
+static void check_soon(struct pipeline *p);
+
+/* A stage's pidfd is readable: it exited. */
+static void
+kid_exited(void *ctx)
+{
+	check_soon(ctx);
+}
+
 static void
 kid_add(struct pipeline *p, pid_t pid, int stage)
 {
-	if (p->nkids == MAX_KIDS) {
-		/* Cannot happen with the backoff; never leave a stage unsupervised. */
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
+	struct kid *k = NULL;
+	int fd = -1;
+
+	for (size_t i = 0; i < MAX_KIDS && !k; i++)
+		if (!p->kids[i].pid)
+			k = &p->kids[i];
+	/* No slot cannot happen with the backoff; never leave a stage unsupervised. */
+	if (k && (fd = pidfd_open(pid, 0)) >= 0 &&
+	    loop_watch_fd(p->vh, fd, kid_exited, p, &k->exit_watch) == 0) {
+		close(fd);
+		k->pid = pid;
+		k->stage = stage;
+		k->gen = p->gen;
+		k->deadline = 0;
+		k->termed = 0;
+		p->nkids++;
 		return;
 	}
-	p->kids[p->nkids++] = (struct kid){ .pid = pid, .stage = stage, .gen = p->gen };
+	log_error("cannot watch %s: %s", stage_names[stage], k ? strerror(errno) :
+	    "too many stages");
+	if (fd >= 0)
+		close(fd);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
 }
 
 static void on_tail_frame(void *ctx, struct loop_pipe *lp, enum frame_format fmt,
@@ -386,6 +416,7 @@ spawn(struct pipeline *p)
 	if (!p->head || !p->tail) {
 		log_error("cannot watch the pipeline's pipes");
 		p->broken_ms = now_ms() - BROKEN_GRACE_MS;
+		check_soon(p);
 		return 0;
 	}
 	for (size_t i = 0; i < p->nchans; i++)
@@ -453,8 +484,8 @@ go_down(struct pipeline *p)
 		loop_pipe_close(h);
 	if (t)
 		loop_pipe_close(t);
-	for (size_t i = 0; i < p->nkids; i++)
-		if (p->kids[i].gen == p->gen)
+	for (size_t i = 0; i < MAX_KIDS; i++)
+		if (p->kids[i].pid && p->kids[i].gen == p->gen)
 			kid_term(&p->kids[i], TERM_WAIT_MS);
 	if (up >= BACKOFF_RESET_MS)
 		p->backoff_ms = BACKOFF_MIN_MS;
@@ -498,7 +529,7 @@ finish(struct pipeline *p)
 	pipeline_done_fn done = p->done;
 	void *ctx = p->done_ctx;
 
-	lws_sul_cancel(&p->sul_tick);
+	lws_sul_cancel(&p->sul_check);
 	lws_sul_cancel(&p->sul_restart);
 	loop_watch_stop(&p->derive_watch);
 	derive_free(p->dv);
@@ -522,17 +553,22 @@ death_rank(const struct kid *k, int status)
 	return rank * NSTAGES + (NSTAGES - 1 - k->stage);
 }
 
-/* Reaps stages, escalates signals on deadlines, notices a broken generation. */
+static void check_cb(lws_sorted_usec_list_t *sul);
+
+/* Reaps the stages that exited, escalates signals on deadlines, notices a broken
+ * generation, finishes a stop; then sets the timer for the next thing due, if any. Runs
+ * from the timer only (check_soon), never inside a pipe's or the caller's call. */
 static void
-tick_cb(lws_sorted_usec_list_t *sul)
+check(struct pipeline *p)
 {
-	struct pipeline *p = lws_container_of(sul, struct pipeline, sul_tick);
-	int64_t now = now_ms();
+	int64_t now = now_ms(), due = INT64_MAX;
 	int died = 0, alive = 0;
 
-	for (size_t i = p->nkids; i-- > 0;) {
+	for (size_t i = 0; i < MAX_KIDS; i++) {
 		struct kid *k = &p->kids[i];
 		int status = 0;
+		if (!k->pid)
+			continue;
 		pid_t r = waitpid(k->pid, &status, WNOHANG);
 		if (r == k->pid || (r < 0 && errno == ECHILD)) {
 			if (k->gen == p->gen && p->state == RUNNING &&
@@ -543,7 +579,9 @@ tick_cb(lws_sorted_usec_list_t *sul)
 				p->cause_status = status;
 				p->cause = *k;
 			}
-			p->kids[i] = p->kids[--p->nkids];
+			loop_watch_stop(&k->exit_watch);
+			k->pid = 0;
+			p->nkids--;
 			continue;
 		}
 		alive += k->gen == p->gen;
@@ -555,16 +593,25 @@ tick_cb(lws_sorted_usec_list_t *sul)
 				k->deadline = 0;
 			}
 		}
+		if (k->deadline && k->deadline < due)
+			due = k->deadline;
 	}
-	if (p->state == RUNNING && p->cause_rank >= 0 && (p->cause_rank >= NSTAGES || !alive ||
-	    now - p->cause_ms >= BROKEN_GRACE_MS)) {
-		report_death(&p->cause, p->cause_status);
-		died = 1;
+	if (p->state == RUNNING && p->cause_rank >= 0) {
+		if (p->cause_rank >= NSTAGES || !alive || now - p->cause_ms >= BROKEN_GRACE_MS) {
+			report_death(&p->cause, p->cause_status);
+			died = 1;
+		} else if (p->cause_ms + BROKEN_GRACE_MS < due) {
+			due = p->cause_ms + BROKEN_GRACE_MS;
+		}
 	}
-	if (p->state == RUNNING && !died && p->broken_ms && now - p->broken_ms >= BROKEN_GRACE_MS) {
-		log_error("the pipeline's %s closed; restarting it",
-		    p->tail ? "input" : "output");
-		died = 1;
+	if (p->state == RUNNING && !died && p->broken_ms) {
+		if (now - p->broken_ms >= BROKEN_GRACE_MS) {
+			log_error("the pipeline's %s closed; restarting it",
+			    p->tail ? "input" : "output");
+			died = 1;
+		} else if (p->broken_ms + BROKEN_GRACE_MS < due) {
+			due = p->broken_ms + BROKEN_GRACE_MS;
+		}
 	}
 	if (died)
 		go_down(p);
@@ -579,8 +626,26 @@ tick_cb(lws_sorted_usec_list_t *sul)
 			return;
 		}
 	}
-	int64_t next = p->broken_ms ? 10 * 1000 : TICK_US;
-	lws_sul_schedule(p->cx, 0, &p->sul_tick, tick_cb, next);
+	if (died)
+		check_soon(p);   /* for the deadlines go_down gave the stages */
+	else if (due != INT64_MAX)
+		lws_sul_schedule(p->cx, 0, &p->sul_check, check_cb,
+		    (due > now ? due - now : 0) * LWS_US_PER_MS);
+	else
+		lws_sul_cancel(&p->sul_check);
+}
+
+static void
+check_cb(lws_sorted_usec_list_t *sul)
+{
+	check(lws_container_of(sul, struct pipeline, sul_check));
+}
+
+/* check() on the loop's next pass: a stage exited, a pipe closed, a stop began. */
+static void
+check_soon(struct pipeline *p)
+{
+	lws_sul_schedule(p->cx, 0, &p->sul_check, check_cb, 0);
 }
 
 static void
@@ -596,9 +661,11 @@ on_pipe_close(void *ctx, struct loop_pipe *lp)
 	else
 		p->tail = NULL;
 	if (p->state == RUNNING && !p->broken_ms) {
-		/* A stage ended; the tick names it once it can be reaped. */
+		/* A stage ended; check() names it once it is reaped, or after the grace. */
 		p->broken_ms = now_ms();
-		lws_sul_schedule(p->cx, 0, &p->sul_tick, tick_cb, 10 * 1000);
+		check_soon(p);
+	} else if (p->state == STOPPING && !p->pipes_open) {
+		check_soon(p);
 	}
 }
 
@@ -691,13 +758,14 @@ pipeline_start(struct lws_context *cx, struct lws_vhost *vh,
 		if (!(p->argv[i] = stage_argv(i, cfg)))
 			goto fail;
 	if (spawn(p) < 0) {
-		for (size_t i = 0; i < p->nkids; i++) {
-			kill(p->kids[i].pid, SIGKILL);
-			waitpid(p->kids[i].pid, NULL, 0);
-		}
+		for (size_t i = 0; i < MAX_KIDS; i++)
+			if (p->kids[i].pid) {
+				kill(p->kids[i].pid, SIGKILL);
+				waitpid(p->kids[i].pid, NULL, 0);
+				loop_watch_stop(&p->kids[i].exit_watch);
+			}
 		goto fail;
 	}
-	lws_sul_schedule(p->cx, 0, &p->sul_tick, tick_cb, TICK_US);
 	return p;
 fail:
 	for (int i = 0; i < NSTAGES; i++)
@@ -873,8 +941,8 @@ pipeline_stop(struct pipeline *p, pipeline_done_fn done, void *ctx)
 	p->head = NULL;
 	if (h)
 		loop_pipe_close(h);
-	for (size_t i = 0; i < p->nkids; i++)
-		if (p->kids[i].gen == p->gen && !p->kids[i].termed)
+	for (size_t i = 0; i < MAX_KIDS; i++)
+		if (p->kids[i].pid && p->kids[i].gen == p->gen && !p->kids[i].termed)
 			p->kids[i].deadline = now_ms() + STOP_WAIT_MS;
-	lws_sul_schedule(p->cx, 0, &p->sul_tick, tick_cb, 10 * 1000);
+	check_soon(p);
 }

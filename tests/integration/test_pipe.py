@@ -4,6 +4,7 @@ Each nws-pipe runs its own browse | link | advertise pipeline inside its host. E
 polls with a deadline; nothing asserts speed (tests/bench/bench_pipe.py measures it)."""
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -366,6 +367,43 @@ def test_dying_stage_is_restarted_with_backoff(tmp_path, pipe_bin):
     assert all(g >= 0.25 * 2 ** i - 0.02 for i, g in enumerate(gaps)), (gaps, err)
     assert "nws-link exited with status 3" in err
     assert p.returncode == 0, err
+
+
+def wakeups(pid):
+    """How many times pid's main thread has slept and been woken."""
+    with open(f"/proc/{pid}/task/{pid}/status") as f:
+        return int(re.search(r"^voluntary_ctxt_switches:\s*(\d+)", f.read(), re.M)[1])
+
+
+def test_idle_pipe_does_not_wake(tmp_path, pipe_bin):
+    # Stand-in stages that pass frames on and otherwise wait: nothing is due, so the loop
+    # must sleep. Supervising the stages by polling (waitpid every 100 ms) woke it ten
+    # times a second; their pidfds wake it only when one exits.
+    for name in ("nws-browse", "nws-link", "nws-advertise"):
+        path = tmp_path / name
+        path.write_text("#!/bin/sh\nexec cat\n")
+        path.chmod(0o755)
+    p = subprocess.Popen([pipe_bin, "x"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env={**os.environ,
+                                                      "NWS_LIBEXEC": str(tmp_path)})
+    try:
+        wait_for(lambda: len(children(p.pid)) == 3 and all(
+            os.path.basename(cmdline(c)) == "cat" for c in children(p.pid)), 10,
+            "three stand-in stages")
+        # libwebsockets 4.1 itself polls with a timeout of at most a second: a 2 s window
+        # holds up to 3 of its wake-ups, and 20 of a 100 ms tick's.
+        def quiet_window():
+            before = wakeups(p.pid)
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                time.sleep(0.1)   # the window observed, not a wait for a condition
+            return wakeups(p.pid) - before <= 3
+        wait_for(quiet_window, 20, "2 s in which nws-pipe woke at most 3 times")
+        assert p.poll() is None
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=10)
+    assert p.returncode == 0, p.stderr.read().decode()
 
 
 STANDIN_LINK = '''#!/usr/bin/python3
