@@ -58,6 +58,7 @@ struct link {
 	/* The dialling end speaks WebSocket itself over a raw socket (wsclient.h). */
 	struct wsc wsc;
 	lws_usec_t last_rx;      /* the last transport message that decrypted */
+	lws_sorted_usec_list_t sul_flush;   /* writes the queue as the loop's next pass begins */
 	lws_usec_t last_tx;      /* the last transport message queued */
 	lws_sorted_usec_list_t live;
 };
@@ -195,6 +196,7 @@ link_free(struct link *l)
 	noise_session_clear(&l->s);
 	noise_reassembly_clear(&l->re);
 	lws_sul_cancel(&l->live);
+	lws_sul_cancel(&l->sul_flush);
 	wsc_free(&l->wsc);
 	/* The queues hold ciphertext only: freed, not wiped. */
 	buf_clear(&l->out);
@@ -216,11 +218,18 @@ link_emit(void *ctx, const unsigned char *msg, size_t len)
 	return link_queue(ctx, msg, len);
 }
 
+static void link_flush_due(lws_sorted_usec_list_t *sul);
+
+/* What was queued goes out from a timer due at once, which runs as the loop's next pass
+ * begins, before it polls: every message of this pass in one write, without first
+ * polling for POLLOUT, which an idle socket reports at once anyway (one more pass of
+ * the loop per message on each hop). Only a closing link, or a socket that did not take
+ * everything, waits for the writeable callback. */
 static void
 link_want_write(struct link *l)
 {
 	if (l->wsi)
-		lws_callback_on_writable(l->wsi);
+		lws_sul_schedule(lws_get_context(l->wsi), 0, &l->sul_flush, link_flush_due, 0);
 }
 
 int
@@ -485,6 +494,21 @@ link_writeable(struct link *l, struct lws *wsi)
 	if (l->out.len || l->closing)
 		lws_callback_on_writable(wsi);
 	return 0;
+}
+
+static void
+link_flush_due(lws_sorted_usec_list_t *sul)
+{
+	struct link *l = lws_container_of(sul, struct link, sul_flush);
+
+	if (!l->wsi)
+		return;
+	if (l->closing || lws_partial_buffered(l->wsi)) {
+		lws_callback_on_writable(l->wsi);
+	} else if (link_writeable(l, l->wsi) < 0) {
+		log_info("closing the link to %s: %s", l->address, l->why);
+		lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	}
 }
 
 /* The other end sent a close frame (payload: status, reason). Its reason is only text
