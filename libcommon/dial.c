@@ -26,6 +26,30 @@ dial_find(const struct dial *d, const char *address, int port)
 
 static void dial_try(struct dial_target *t);
 
+/* Another address of t's advertisement. */
+static int
+dial_sibling(const struct dial_target *t, const struct dial_target *s)
+{
+	return s != t && t->instance && s->instance && s->port == t->port &&
+	    strcmp(s->instance, t->instance) == 0;
+}
+
+/* What t's siblings waiting on it learn: the node it reached (covered by it), that it was
+ * us, or nothing (then they are dialled themselves). */
+static void
+dial_settle_waiting(struct dial_target *t, enum dial_state to, const unsigned char *node)
+{
+	for (struct dial_target *s = t->d->targets; s; s = s->next) {
+		if (s->state != DIAL_WAITING || !dial_sibling(t, s))
+			continue;
+		s->state = to;
+		if (node)
+			memcpy(s->node, node, LINK_NODE_LEN);
+		if (to == DIAL_IDLE)
+			dial_try(s);
+	}
+}
+
 static void
 dial_due(lws_sorted_usec_list_t *sul)
 {
@@ -46,6 +70,11 @@ dial_try(struct dial_target *t)
 {
 	if (t->state != DIAL_IDLE || t->d->stopped)
 		return;
+	for (struct dial_target *s = t->d->targets; s; s = s->next)
+		if (dial_sibling(t, s) && (s->state == DIAL_DIALING || s->state == DIAL_UP)) {
+			t->state = DIAL_WAITING;
+			return;
+		}
 	/* Dialling before the start: a link that fails at once is down (dial_down) before
 	 * start returns. */
 	t->state = DIAL_DIALING;
@@ -58,12 +87,16 @@ dial_try(struct dial_target *t)
 }
 
 struct dial_target *
-dial_add(struct dial *d, const char *address, int port, const char *iface)
+dial_add(struct dial *d, const char *address, int port, const char *iface,
+    const char *instance)
 {
 	struct dial_target *t = calloc(1, sizeof *t);
-	if (!t || !(t->address = strdup(address)) || (iface && !(t->iface = strdup(iface)))) {
-		if (t)
+	if (!t || !(t->address = strdup(address)) || (iface && !(t->iface = strdup(iface))) ||
+	    (instance && !(t->instance = strdup(instance)))) {
+		if (t) {
 			free(t->address);
+			free(t->iface);
+		}
 		free(t);
 		return NULL;
 	}
@@ -89,6 +122,14 @@ dial_handshaken(struct dial_target *t, const unsigned char *node)
 {
 	t->backoff_ms = BACKOFF_MIN_MS;
 	memcpy(t->node, node, LINK_NODE_LEN);
+	dial_settle_waiting(t, DIAL_COVERED, node);
+}
+
+void
+dial_self(struct dial_target *t)
+{
+	t->state = DIAL_SELF;
+	dial_settle_waiting(t, DIAL_SELF, NULL);
 }
 
 void
@@ -99,9 +140,11 @@ dial_down(struct dial_target *t, const unsigned char *covered_by)
 	if (covered_by) {
 		memcpy(t->node, covered_by, LINK_NODE_LEN);
 		t->state = DIAL_COVERED;
+		dial_settle_waiting(t, DIAL_COVERED, covered_by);
 	} else {
 		t->state = DIAL_IDLE;
 		dial_schedule(t);
+		dial_settle_waiting(t, DIAL_IDLE, NULL);
 	}
 }
 
@@ -124,8 +167,11 @@ dial_remove(struct dial_target *t)
 			break;
 		}
 	lws_sul_cancel(&t->sul);
+	if (t->state == DIAL_DIALING || t->state == DIAL_UP)
+		dial_settle_waiting(t, DIAL_IDLE, NULL);
 	free(t->address);
 	free(t->iface);
+	free(t->instance);
 	free(t);
 }
 

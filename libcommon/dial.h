@@ -2,7 +2,10 @@
  * not lost (nws(7) LINKS): one target per address and port, what its last link proved
  * (up, covered by another link to the same node, or ourselves) and the backoff between
  * attempts, 0.5 s doubling to 30 s, back to 0.5 s once a handshake succeeds. Making the
- * link is the caller's, through the start hook; dial decides when and whether. */
+ * link is the caller's, through the start hook; dial decides when and whether.
+ * The addresses of one advertisement (its instance: avahi reports a host once per address
+ * family, and once per interface) are one node: one of them is dialled at a time, the
+ * others wait for what its handshake proves, and are dialled only when it fails. */
 #ifndef NWS_DIAL_H
 #define NWS_DIAL_H
 
@@ -12,14 +15,16 @@
 
 /* IDLE: due for a dial; DIALING: a link is on its way; UP: it carries the node; COVERED:
  * another link carries that node (dialled again when it goes); SELF: it was us (never
- * dialled again). The caller sets UP and SELF from what a handshake proved. */
-enum dial_state { DIAL_IDLE, DIAL_DIALING, DIAL_UP, DIAL_COVERED, DIAL_SELF };
+ * dialled again); WAITING: another address of the same instance is being dialled. The
+ * caller sets UP, and SELF through dial_self, from what a handshake proved. */
+enum dial_state { DIAL_IDLE, DIAL_DIALING, DIAL_UP, DIAL_COVERED, DIAL_SELF, DIAL_WAITING };
 
 struct dial;
 
 struct dial_target {
 	struct dial *d;
 	char *address, *iface;
+	char *instance;                      /* the advertisement's; NULL: none (static) */
 	int port;
 	enum dial_state state;
 	unsigned char node[LINK_NODE_LEN];   /* the node its last handshake proved */
@@ -42,13 +47,17 @@ struct dial {
 
 void dial_init(struct dial *d, struct lws_context *cx, dial_start_fn start, void *ctx);
 struct dial_target *dial_find(const struct dial *d, const char *address, int port);
-/* A found address: a new target, tried at once. NULL when out of memory. */
+/* A found address of instance (NULL: none): a new target, tried at once unless another
+ * address of the instance is being dialled. NULL when out of memory. */
 struct dial_target *dial_add(struct dial *d, const char *address, int port,
-    const char *iface);
+    const char *iface, const char *instance);
 /* Tries every idle target (the channel can dial now). */
 void dial_all(struct dial *d);
 /* A link of t did its handshake with node: the backoff starts over. */
 void dial_handshaken(struct dial_target *t, const unsigned char *node);
+/* t's link reached ourselves: t, and the other addresses of its instance, are never
+ * dialled again. */
+void dial_self(struct dial_target *t);
 /* t's link went: covered when covered_by (the node it reached) is carried by another
  * link, else dialled again after the backoff. A SELF target stays as it is. */
 void dial_down(struct dial_target *t, const unsigned char *covered_by);

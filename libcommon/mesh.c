@@ -450,7 +450,7 @@ mesh_up(void *ctx, struct link *l)
 	if (memcmp(link_node(l), m->node, LINK_NODE_LEN) == 0) {
 		log_info("refused a link to ourselves at %s", link_address(l));
 		if (r->t)
-			r->t->state = DIAL_SELF;
+			dial_self(r->t);
 		/* Flushed, so the dialling end finishes its handshake and sees it too. */
 		link_close(l, 1008, "self", 1);
 		return;
@@ -831,7 +831,8 @@ mesh_found(struct mesh *m, const struct frame *f, int lost)
 	t = dial_find(&ch->dial, f->address, (int)f->port);
 	if (lost && t)
 		mesh_forget_target(ch, t);
-	else if (!lost && !t && !dial_add(&ch->dial, f->address, (int)f->port, f->interface))
+	else if (!lost && !t && !dial_add(&ch->dial, f->address, (int)f->port, f->interface,
+	    f->instance))
 		log_error("out of memory");
 }
 
