@@ -109,6 +109,50 @@ listen_bind(const char *addr, int port, int *bound, char *err, size_t errlen)
 	return fd;
 }
 
+/* The port of sa, and whether its address is the wildcard. */
+static int
+listen_port_of(const struct sockaddr_storage *sa, int *any)
+{
+	if (sa->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		*any = IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr);
+		return ntohs(s6->sin6_port);
+	}
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+	*any = s4->sin_addr.s_addr == htonl(INADDR_ANY);
+	return ntohs(s4->sin_port);
+}
+
+int
+listen_reaches(int fd, const char *address, int port)
+{
+	struct sockaddr_storage own, sa;
+	socklen_t ownlen = sizeof own, salen;
+	int any, fd2, mine;
+
+	if (getsockname(fd, (struct sockaddr *)&own, &ownlen) < 0 ||
+	    listen_addr(address, 0, &sa, &salen) < 0 || listen_port_of(&own, &any) != port)
+		return 0;
+	if (!any) {
+		/* Bound to one address: that one only (a v6 socket bound to one address is
+		 * v6-only, see listen_bind). */
+		if (own.ss_family != sa.ss_family)
+			return 0;
+		if (sa.ss_family == AF_INET)
+			return ((struct sockaddr_in *)&own)->sin_addr.s_addr ==
+			    ((struct sockaddr_in *)&sa)->sin_addr.s_addr;
+		return IN6_ARE_ADDR_EQUAL(&((struct sockaddr_in6 *)&own)->sin6_addr,
+		    &((struct sockaddr_in6 *)&sa)->sin6_addr);
+	}
+	/* Bound to every address: any address of this machine, which only a local address
+	 * can be bound to. */
+	if ((fd2 = socket(sa.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+		return 0;
+	mine = bind(fd2, (struct sockaddr *)&sa, salen) == 0;
+	close(fd2);
+	return mine;
+}
+
 static void
 listen_accept(struct lws *wsi)
 {

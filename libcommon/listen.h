@@ -15,6 +15,12 @@
  * Returns the fd and the port bound in *bound, or -1 with a reason in err. */
 int listen_bind(const char *addr, int port, int *bound, char *err, size_t errlen);
 
+/* 1 when a connection to address (as listen_bind takes it) and port would reach fd, a
+ * listen_bind socket: the same port, and fd's own address or, bound to every address,
+ * an address of this machine. For not dialling ourselves: a 0 is never wrong, as the
+ * link's handshake tells a link to ourselves anyway. */
+int listen_reaches(int fd, const char *address, int port);
+
 /* The protocol that must be in the protocol list of a vhost a listener is adopted into. */
 extern const struct lws_protocols listen_protocol;
 

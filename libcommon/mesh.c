@@ -10,6 +10,7 @@
 #include "idset.h"
 #include "keys.h"
 #include "link.h"
+#include "listen.h"
 #include "log.h"
 
 /* A node may announce all its peers at once when its link comes up and as many again
@@ -64,7 +65,7 @@ struct channel {
 struct mesh {
 	struct lws_context *cx;
 	struct lws_vhost *vh;
-	int port;
+	int lfd, port;           /* where links are accepted (listen.h) */
 	size_t max_frame, max_queue;
 	struct mesh_limits lim;
 	unsigned char node[LINK_NODE_LEN];
@@ -692,8 +693,8 @@ derive_ready(void *ctx)
 }
 
 struct mesh *
-mesh_new(struct lws_context *cx, struct lws_vhost *vh, int port, size_t max_frame,
-    size_t max_queue)
+mesh_new(struct lws_context *cx, struct lws_vhost *vh, int lfd, int port,
+    size_t max_frame, size_t max_queue)
 {
 	struct mesh *m = calloc(1, sizeof *m);
 
@@ -701,6 +702,7 @@ mesh_new(struct lws_context *cx, struct lws_vhost *vh, int port, size_t max_fram
 		return NULL;
 	m->cx = cx;
 	m->vh = vh;
+	m->lfd = lfd;
 	m->port = port;
 	m->max_frame = max_frame;
 	m->max_queue = max_queue;
@@ -826,6 +828,11 @@ mesh_found(struct mesh *m, const struct frame *f, int lost)
 	if (link_target_check(f->address, f->port, f->interface, &why) < 0) {
 		if (log_once_per_burst("mesh: bad found"))
 			log_error("ignoring a %s frame: %s", lost ? "lost" : "found", why);
+		return;
+	}
+	if (!lost && listen_reaches(m->lfd, f->address, (int)f->port)) {
+		/* Our own advertisement (browse finds it like any other): no dial. */
+		log_info("not dialling ourselves at %s port %d", f->address, (int)f->port);
 		return;
 	}
 	t = dial_find(&ch->dial, f->address, (int)f->port);

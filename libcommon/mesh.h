@@ -18,7 +18,8 @@
 
 struct mesh;
 
-struct mesh *mesh_new(struct lws_context *cx, struct lws_vhost *vh, int port,
+/* lfd and port: the listen_bind socket links are accepted on, and its port. */
+struct mesh *mesh_new(struct lws_context *cx, struct lws_vhost *vh, int lfd, int port,
     size_t max_frame, size_t max_queue);
 /* Bounds against members (nws(7) LINKS). A link past links or links_per_address (links
  * up in one channel, all or from one address) is closed as soon as it is up; a node that

@@ -249,10 +249,10 @@ parse(struct opts *o, int argc, char **argv, char *addr, size_t addrlen, int *po
 	opts_channels(o, argc, argv, optind);
 }
 
-/* The lws context (cx) and its vhost, taking links on the socket bound to addr and
- * *port (0: a free one, then set). protocols must outlive the context. */
+/* The lws context (cx) and its vhost, taking links on the socket (*lfdp) bound to addr
+ * and *port (0: a free one, then set). protocols must outlive the context. */
 static struct lws_vhost *
-start_loop(const struct lws_protocols *protocols, const char *addr, int *port)
+start_loop(const struct lws_protocols *protocols, const char *addr, int *port, int *lfdp)
 {
 	struct lws_context_creation_info info;
 	char err[160];
@@ -278,6 +278,7 @@ start_loop(const struct lws_protocols *protocols, const char *addr, int *port)
 	struct lws_vhost *vh = lws_create_vhost(cx, &info);
 	if (!vh || listen_adopt(vh, lfd) < 0)
 		log_fatal(NWS_EXIT_FAIL, "cannot start libwebsockets (out of memory?)");
+	*lfdp = lfd;
 	return vh;
 }
 
@@ -320,12 +321,13 @@ main(int argc, char **argv)
 	parse(&o, argc, argv, addr, sizeof addr, &port, &lim);
 	lws_set_log_level(log_level >= 2 ? LLL_ERR | LLL_WARN | LLL_NOTICE :
 	    log_level ? LLL_ERR : 0, lws_log);
-	struct lws_vhost *vh = start_loop(protocols, addr, &port);
+	int lfd;
+	struct lws_vhost *vh = start_loop(protocols, addr, &port, &lfd);
 	/* Before mesh_new starts the key worker thread: signals come through the loop. */
 	if (loop_signals(vh, sigs, on_signal, NULL) < 0)
 		log_fatal(NWS_EXIT_FAIL, "cannot watch signals: %s", strerror(errno));
 
-	if (!(mesh = mesh_new(cx, vh, port, o.max_frame, max_queue)))
+	if (!(mesh = mesh_new(cx, vh, lfd, port, o.max_frame, max_queue)))
 		log_fatal(NWS_EXIT_FAIL, "out of memory");
 	mesh_set_limits(mesh, &lim);
 	out_pipe = loop_pipe_adopt(vh, -1, STDOUT_FILENO, o.out_fmt, o.max_frame,

@@ -218,10 +218,9 @@ def test_simultaneous_dial_one_link(hosts, link_bin):
     assert len(a.of("connect", target="b1")) - len(a.of("disconnect", target="b1")) == 1
 
 
-def test_self_link_refused(link_bin):
-    a = LinkNode(link_bin, [CH])
-    # A listener that drops every connection: a redials it with the same backoff a
-    # refused self-link would get, and each redial is counted here.
+def dud_listener():
+    """A listener that drops every connection, and the times it accepted one: a node
+    redials it with the same backoff a refused self-link would get."""
     dud = socket.socket()
     dud.bind(("127.0.0.1", 0))
     dud.listen(8)
@@ -236,9 +235,36 @@ def test_self_link_refused(link_bin):
             accepts.append(time.monotonic())
             c.close()
     threading.Thread(target=drop_all, daemon=True).start()
+    return dud, accepts
+
+
+def test_own_advertisement_is_not_dialled(link_bin):
+    a = LinkNode(link_bin, [CH])
+    dud, accepts = dud_listener()
     try:
         a.send(action="connect", channel=CH, target="a1")
         a.send(**a.found(CH))
+        a.send(**a.found(CH, address="127.0.0.1", port=dud.getsockname()[1]))
+        # Frames are taken in order: by the dud's second redial a dial of our own
+        # address would long have been refused.
+        wait_for(lambda: len(accepts) >= 3, 15, "two redials of the dud")
+        assert any("not dialling ourselves" in e for e in a.errors()), a.errors()
+        assert not [e for e in a.errors() if "refused a link to ourselves" in e]
+        assert not a.of("linked") and not a.of("connect")
+    finally:
+        dud.close()
+        a.stop()
+
+
+def test_self_link_refused(link_bin):
+    # Through a relay, our own listener is at an address that is not ours: only the
+    # handshake can tell, and the link is refused and never dialled again.
+    a = LinkNode(link_bin, [CH])
+    relay = Relay(a.listening(CH)["port"])
+    dud, accepts = dud_listener()
+    try:
+        a.send(action="connect", channel=CH, target="a1")
+        a.send(**a.found(CH, address="127.0.0.1", port=relay.port))
         wait_for(lambda: any("ourselves" in e for e in a.errors()), 10,
                  "the self-link refusal")
         a.send(**a.found(CH, address="127.0.0.1", port=dud.getsockname()[1]))
@@ -250,6 +276,7 @@ def test_self_link_refused(link_bin):
         assert not a.of("linked") and not a.of("connect")
     finally:
         dud.close()
+        relay.close()
         a.stop()
 
 
