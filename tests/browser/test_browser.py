@@ -80,26 +80,12 @@ class Browser:
             self.proc.kill()
 
 
-def start_proxy(host, binary):
-    err = open(os.path.join(host.dir, "proxy.err"), "ab")
-    proc = host.popen([binary, "-v"], stdin=subprocess.DEVNULL, stdout=err, stderr=err)
-    probe = "import socket; socket.create_connection(('127.0.0.1', 9009), 1)"
-
-    def up():
-        if proc.poll() is not None:
-            raise RuntimeError(open(os.path.join(host.dir, "proxy.err")).read())
-        return host.run([sys.executable, "-c", probe], timeout=5).returncode == 0
-    wait_for(up, 10, f"nws-proxy on {host.name}", interval=0.1)
-    return proc
-
-
-def test_page_and_console_on_two_hosts(hosts, nws_bin):
+def test_page_and_console_on_two_hosts(hosts, host_proxy):
     why = missing()
     if why:
         pytest.skip(why)
     a, b = hosts(2)
-    for h in (a, b):
-        start_proxy(h, nws_bin("nws-proxy"))
+    proxies = [host_proxy(h) for h in (a, b)]
     # The page's own origin: a plain web server on A's loopback, not the proxy.
     a.popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "8765",
              "--directory", HERE], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -165,9 +151,8 @@ def test_page_and_console_on_two_hosts(hosts, nws_bin):
         console.wait("[...document.querySelectorAll('#log li[data-kind=disconnect]')].length > 0")
         console.call("screenshot", path=os.path.join(ARTIFACTS, "console-peer-left.png"))
     except Exception:
-        for h in (a, b):
-            print(f"--- {h.name}\n" + open(os.path.join(h.dir, "proxy.err"),
-                                          errors="replace").read()[-3000:])
+        for h, p in zip((a, b), proxies):
+            print(f"--- {h.name}\n{p.stderr()[-3000:]}")
         raise
     finally:
         page.close()
@@ -230,13 +215,13 @@ def serve_pages(host):
              f"the page server on {host.name}", interval=0.1)
 
 
-def test_polyfill_event_trace_is_the_originals(hosts, nws_bin):
+def test_polyfill_event_trace_is_the_originals(hosts, host_proxy):
     why = missing()
     if why:
         pytest.skip(why)
     a, b = hosts(2)
+    proxies = [host_proxy(h) for h in (a, b)]
     for h in (a, b):
-        start_proxy(h, nws_bin("nws-proxy"))
         serve_pages(h)
     # '+' and '=' as in the base64 names the original recommends for private channels.
     channel = "trace+Test=1"
@@ -321,9 +306,8 @@ def test_polyfill_event_trace_is_the_originals(hosts, nws_bin):
         assert senders_a == [id_b] * 4
         assert close_a == [3, 0]
     except Exception:
-        for h in (a, b):
-            print(f"--- {h.name}\n" + open(os.path.join(h.dir, "proxy.err"),
-                                          errors="replace").read()[-3000:])
+        for h, p in zip((a, b), proxies):
+            print(f"--- {h.name}\n{p.stderr()[-3000:]}")
         raise
     finally:
         page_a.close()
