@@ -86,12 +86,7 @@ def test_page_and_console_on_two_hosts(hosts, host_proxy):
         pytest.skip(why)
     a, b = hosts(2)
     proxies = [host_proxy(h) for h in (a, b)]
-    # The page's own origin: a plain web server on A's loopback, not the proxy.
-    a.popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "8765",
-             "--directory", HERE], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    probe = "import socket; socket.create_connection(('127.0.0.1', 8765), 1)"
-    wait_for(lambda: a.run([sys.executable, "-c", probe], timeout=5).returncode == 0, 10,
-             "the page server on A", interval=0.1)
+    serve_pages(a)   # the page's own origin, not the proxy
     os.makedirs(ARTIFACTS, exist_ok=True)
 
     page = Browser(a)
