@@ -6,11 +6,9 @@ each other connect, exchange a broadcast each way and a direct message each way,
 console is photographed into tests/artifacts/."""
 import json
 import os
-import select
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -19,6 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 ARTIFACTS = os.path.join(ROOT, "tests", "artifacts")
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 from hosts import wait_for  # noqa: E402
+from proc import JsonLines  # noqa: E402
 
 CHANNEL = "browsertest"
 
@@ -33,37 +32,19 @@ def missing():
     return None
 
 
-class Browser:
+class Browser(JsonLines):
     """driver.js inside a host: call(cmd, **args) returns the command's value."""
 
     def __init__(self, host):
-        self.host = host
-        self.proc = host.popen(["node", os.path.join(HERE, "driver.js")], cwd=HERE,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                               bufsize=1)
-        self.buf = ""
+        self.what = f"the browser on {host.name}"
         self.n = 0
-        assert self._line(60)["ready"]
-
-    def _line(self, timeout):
-        deadline = time.monotonic() + timeout
-        while "\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"browser on {self.host.name} did not answer")
-            r, _, _ = select.select([self.proc.stdout], [], [], left)
-            if r:
-                chunk = os.read(self.proc.stdout.fileno(), 1 << 20).decode()
-                if not chunk:
-                    raise EOFError(f"browser on {self.host.name} exited")
-                self.buf += chunk
-        line, self.buf = self.buf.split("\n", 1)
-        return json.loads(line)
+        super().__init__(["node", os.path.join(HERE, "driver.js")], host=host, cwd=HERE)
+        assert self.next_json(60, self.what)["ready"]
 
     def call(self, cmd, timeout=30, **args):
         self.n += 1
-        self.proc.stdin.write(json.dumps({"id": self.n, "cmd": cmd, **args}) + "\n")
-        r = self._line(timeout)
+        self.write(json.dumps({"id": self.n, "cmd": cmd, **args}) + "\n")
+        r = self.next_json(timeout, self.what)
         if "error" in r:
             raise AssertionError(f"{cmd} {args} on {self.host.name}: {r['error']}\n"
                                  + "\n".join(r.get("logs", [])))
@@ -73,10 +54,10 @@ class Browser:
         return self.call("wait", timeout=timeout + 10, js=js, ms=int(timeout * 1000))
 
     def close(self):
+        self.close_stdin()
         try:
-            self.proc.stdin.close()
             self.proc.wait(15)
-        except (subprocess.TimeoutExpired, BrokenPipeError):
+        except subprocess.TimeoutExpired:
             self.proc.kill()
 
 

@@ -10,13 +10,12 @@ SIGTERM, no sanitizer report on stderr, the stages' included). The fixtures `pro
     a.until(lambda m: m.get("action") == "status")
 """
 import json
-import queue
 import socket
 import subprocess
 import sys
 import time
 
-from proc import Proc
+from proc import JsonLines, Proc
 
 T = 10  # seconds any single expected event may take
 PORT = 9009  # nws-proxy's default port, where HostProxy serves
@@ -94,35 +93,18 @@ asyncio.run(main(sys.argv[1]))
 '''
 
 
-class Agent(Proc):
+class Agent(JsonLines):
     """A WebSocket client running inside a test host: send() a text message, next() the
     next received message (a dict for JSON text) within a deadline."""
 
     def __init__(self, host, url):
-        self.received = queue.Queue()   # its lines as objects, then None at its end
         self.pending = []
         self.id = None
         super().__init__([sys.executable, "-c", AGENT, url], host=host)
-        assert self.next_raw()["open"]
-
-    def _out_line(self, line):
-        self.received.put(json.loads(line))
-
-    def _out_end(self):
-        self.received.put(None)
-
-    def next_raw(self, timeout=T):
-        try:
-            m = self.received.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError("no message from the agent") from None
-        if m is None:
-            self.received.put(None)
-            raise EOFError(f"agent exited: {self.stderr()[-3000:]}")
-        return m
+        assert self.next_json(T, "the agent")["open"]
 
     def next(self, timeout=T):
-        m = self.next_raw(timeout)
+        m = self.next_json(timeout, "the agent")
         if "text" in m:
             return json.loads(m["text"])
         return m

@@ -10,6 +10,7 @@ started in a test host or here, its stdout and stderr collected by threads, stop
 """
 import json
 import os
+import queue
 import signal
 import subprocess
 import threading
@@ -181,3 +182,29 @@ class Proc:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         self.clean_exit(timeout, "SIGTERM")
+
+
+class JsonLines(Proc):
+    """A Proc whose stdout is one JSON value a line, taken in order with next_json(), for
+    tools driven a request at a time (test_proxy's Agent, test_browser's Browser)."""
+
+    def __init__(self, argv, **kw):
+        self.received = queue.Queue()   # stdout's values, then None at its end
+        super().__init__(argv, **kw)
+
+    def _out_line(self, line):
+        self.received.put(json.loads(line))
+
+    def _out_end(self):
+        self.received.put(None)
+
+    def next_json(self, timeout, what):
+        """The next value within timeout seconds; what names the process in the error."""
+        try:
+            m = self.received.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"nothing from {what} in {timeout:.1f} s") from None
+        if m is None:
+            self.received.put(None)
+            raise EOFError(f"{what} exited:\n{self.stderr()[-3000:]}")
+        return m
