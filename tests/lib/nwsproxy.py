@@ -40,12 +40,14 @@ def connectable(port, host="127.0.0.1"):
 
 class Proxy(Proc):
     """One nws-proxy on this machine's loopback that cannot reach any avahi-daemon, its
-    stderr in a file in errdir. options (PORT: a free port) choose where it serves."""
+    stderr in a file in errdir. options (PORT: a free port) choose where it serves; env is
+    added to its environment."""
 
-    def __init__(self, binary, errdir, *args, options=LOOPBACK):
+    def __init__(self, binary, errdir, *args, options=LOOPBACK, env=None):
         self.port = free_port()
         opts = [o.replace("PORT", str(self.port)) for o in options]
-        super().__init__([binary, *opts, *args], env={"DBUS_SYSTEM_BUS_ADDRESS": NO_DBUS},
+        super().__init__([binary, *opts, *args],
+                         env={"DBUS_SYSTEM_BUS_ADDRESS": NO_DBUS, **(env or {})},
                          stdin=subprocess.DEVNULL, stderr_file=errdir)
         self.wait_until(lambda: connectable(self.port), T, "nws-proxy to listen")
         self.url = f"ws://localhost:{self.port}"
