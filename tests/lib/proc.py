@@ -48,9 +48,10 @@ def exits_clean(proc, stderr, timeout, what):
 
 
 class Proc:
-    """env is added to the environment. stdout is kept as bytes (out) and, for a subclass defining _out_line (_err_line),
-    handed to it a line at a time; stderr is kept as bytes, or written to a file (for tools whose stderr
-    outlives the test's threads) in stderr_file, a directory, or the host's directory if it is True."""
+    """env is added to the environment. stdout is kept as bytes (out) and, for a subclass
+    defining _out_line (_err_line), handed to it a line at a time. stderr is kept as bytes,
+    or written to a file (for tools whose stderr outlives the test's threads) in
+    stderr_file, a directory, or in the host's directory if stderr_file is True."""
 
     def __init__(self, argv, host=None, env=None, stdin=subprocess.PIPE, read_stdout=True,
                  stderr_file=False, **kw):
