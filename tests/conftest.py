@@ -3,7 +3,10 @@
 hosts(n)      -> n test hosts (tests/lib/hosts.py) on one bridge, torn down after the test;
                  skips the test, with the reason, when not root or a program is missing.
 module_hosts  -> the same factory, torn down after the module (for tests that share hosts).
-nws_bin(name) -> path of a built tool in $NWS_BIN (default <repo>/build/bin)."""
+nws_bin(name) -> path of a built tool in $NWS_BIN (default <repo>/build/bin).
+proxy(*args)  -> a Proxy (tests/lib/nwsproxy.py): nws-proxy on loopback;
+host_proxy(host, *args) -> a HostProxy: nws-proxy -v on port 9009 in a test host.
+Every proxy is stopped at the end of the test and must exit clean (0, no sanitizer report)."""
 import os
 import sys
 
@@ -13,6 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 import hosts as hostlib  # noqa: E402
+from nwsproxy import HostProxy, Proxy  # noqa: E402
 
 
 def _factory(request):
@@ -54,3 +58,36 @@ def nws_bin():
             pytest.skip(f"{name} is not built in {bindir} (run make)")
         return p
     return path
+
+
+def _stopped_clean(made):
+    try:
+        for p in made:
+            p.stop_clean()
+    finally:
+        for p in made:   # when one failed the check, the others still end
+            p.stop()
+
+
+@pytest.fixture
+def proxy(nws_bin, tmp_path):
+    made = []
+
+    def start(*args, **kw):
+        made.append(Proxy(nws_bin("nws-proxy"), str(tmp_path), *args, **kw))
+        return made[-1]
+    yield start
+    _stopped_clean(made)
+
+
+@pytest.fixture
+def host_proxy(hosts, nws_bin):
+    # Asking for hosts sets it up first and so tears it down after the proxies are checked
+    # (module_hosts always is).
+    made = []
+
+    def start(host, *args):
+        made.append(HostProxy(host, nws_bin("nws-proxy"), *args))
+        return made[-1]
+    yield start
+    _stopped_clean(made)

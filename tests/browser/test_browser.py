@@ -6,11 +6,9 @@ each other connect, exchange a broadcast each way and a direct message each way,
 console is photographed into tests/artifacts/."""
 import json
 import os
-import select
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -19,6 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 ARTIFACTS = os.path.join(ROOT, "tests", "artifacts")
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 from hosts import wait_for  # noqa: E402
+from proc import JsonLines  # noqa: E402
 
 CHANNEL = "browsertest"
 
@@ -33,37 +32,19 @@ def missing():
     return None
 
 
-class Browser:
+class Browser(JsonLines):
     """driver.js inside a host: call(cmd, **args) returns the command's value."""
 
     def __init__(self, host):
-        self.host = host
-        self.proc = host.popen(["node", os.path.join(HERE, "driver.js")], cwd=HERE,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                               bufsize=1)
-        self.buf = ""
+        self.what = f"the browser on {host.name}"
         self.n = 0
-        assert self._line(60)["ready"]
-
-    def _line(self, timeout):
-        deadline = time.monotonic() + timeout
-        while "\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"browser on {self.host.name} did not answer")
-            r, _, _ = select.select([self.proc.stdout], [], [], left)
-            if r:
-                chunk = os.read(self.proc.stdout.fileno(), 1 << 20).decode()
-                if not chunk:
-                    raise EOFError(f"browser on {self.host.name} exited")
-                self.buf += chunk
-        line, self.buf = self.buf.split("\n", 1)
-        return json.loads(line)
+        super().__init__(["node", os.path.join(HERE, "driver.js")], host=host, cwd=HERE)
+        assert self.next_json(60, self.what)["ready"]
 
     def call(self, cmd, timeout=30, **args):
         self.n += 1
-        self.proc.stdin.write(json.dumps({"id": self.n, "cmd": cmd, **args}) + "\n")
-        r = self._line(timeout)
+        self.write(json.dumps({"id": self.n, "cmd": cmd, **args}) + "\n")
+        r = self.next_json(timeout, self.what)
         if "error" in r:
             raise AssertionError(f"{cmd} {args} on {self.host.name}: {r['error']}\n"
                                  + "\n".join(r.get("logs", [])))
@@ -73,39 +54,20 @@ class Browser:
         return self.call("wait", timeout=timeout + 10, js=js, ms=int(timeout * 1000))
 
     def close(self):
+        self.close_stdin()
         try:
-            self.proc.stdin.close()
             self.proc.wait(15)
-        except (subprocess.TimeoutExpired, BrokenPipeError):
+        except subprocess.TimeoutExpired:
             self.proc.kill()
 
 
-def start_proxy(host, binary):
-    err = open(os.path.join(host.dir, "proxy.err"), "ab")
-    proc = host.popen([binary, "-v"], stdin=subprocess.DEVNULL, stdout=err, stderr=err)
-    probe = "import socket; socket.create_connection(('127.0.0.1', 9009), 1)"
-
-    def up():
-        if proc.poll() is not None:
-            raise RuntimeError(open(os.path.join(host.dir, "proxy.err")).read())
-        return host.run([sys.executable, "-c", probe], timeout=5).returncode == 0
-    wait_for(up, 10, f"nws-proxy on {host.name}", interval=0.1)
-    return proc
-
-
-def test_page_and_console_on_two_hosts(hosts, nws_bin):
+def test_page_and_console_on_two_hosts(hosts, host_proxy):
     why = missing()
     if why:
         pytest.skip(why)
     a, b = hosts(2)
-    for h in (a, b):
-        start_proxy(h, nws_bin("nws-proxy"))
-    # The page's own origin: a plain web server on A's loopback, not the proxy.
-    a.popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "8765",
-             "--directory", HERE], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    probe = "import socket; socket.create_connection(('127.0.0.1', 8765), 1)"
-    wait_for(lambda: a.run([sys.executable, "-c", probe], timeout=5).returncode == 0, 10,
-             "the page server on A", interval=0.1)
+    proxies = [host_proxy(h) for h in (a, b)]
+    serve_pages(a)   # the page's own origin, not the proxy
     os.makedirs(ARTIFACTS, exist_ok=True)
 
     page = Browser(a)
@@ -165,9 +127,8 @@ def test_page_and_console_on_two_hosts(hosts, nws_bin):
         console.wait("[...document.querySelectorAll('#log li[data-kind=disconnect]')].length > 0")
         console.call("screenshot", path=os.path.join(ARTIFACTS, "console-peer-left.png"))
     except Exception:
-        for h in (a, b):
-            print(f"--- {h.name}\n" + open(os.path.join(h.dir, "proxy.err"),
-                                          errors="replace").read()[-3000:])
+        for h, p in zip((a, b), proxies):
+            print(f"--- {h.name}\n{p.stderr()[-3000:]}")
         raise
     finally:
         page.close()
@@ -230,13 +191,13 @@ def serve_pages(host):
              f"the page server on {host.name}", interval=0.1)
 
 
-def test_polyfill_event_trace_is_the_originals(hosts, nws_bin):
+def test_polyfill_event_trace_is_the_originals(hosts, host_proxy):
     why = missing()
     if why:
         pytest.skip(why)
     a, b = hosts(2)
+    proxies = [host_proxy(h) for h in (a, b)]
     for h in (a, b):
-        start_proxy(h, nws_bin("nws-proxy"))
         serve_pages(h)
     # '+' and '=' as in the base64 names the original recommends for private channels.
     channel = "trace+Test=1"
@@ -321,9 +282,8 @@ def test_polyfill_event_trace_is_the_originals(hosts, nws_bin):
         assert senders_a == [id_b] * 4
         assert close_a == [3, 0]
     except Exception:
-        for h in (a, b):
-            print(f"--- {h.name}\n" + open(os.path.join(h.dir, "proxy.err"),
-                                          errors="replace").read()[-3000:])
+        for h, p in zip((a, b), proxies):
+            print(f"--- {h.name}\n{p.stderr()[-3000:]}")
         raise
     finally:
         page_a.close()

@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 
 import pytest
@@ -176,19 +175,6 @@ def pipe_bin(nws_bin):
     return nws_bin("nws-pipe")
 
 
-def port_open(host, port):
-    probe = ("import socket,sys; s=socket.socket(); s.settimeout(1); "
-             f"sys.exit(s.connect_ex(('127.0.0.1', {port})))")
-    return host.run(["python3", "-c", probe], timeout=10).returncode == 0
-
-
-def start_proxy(host, nws_bin):
-    proxy = host.popen([nws_bin("nws-proxy")], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_for(lambda: port_open(host, 9009), 10, "nws-proxy listening")
-    return proxy
-
-
 def finish(proc, what, timeout=30):
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -231,19 +217,19 @@ def test_nws_channel_still_used_without_an_argument(hosts, pipe_bin):
     assert (recv.returncode, out) == (0, b"hi\n"), err
 
 
-def test_two_pipes_meet_through_a_running_proxy_without_avahi(hosts, pipe_bin, nws_bin):
+def test_two_pipes_meet_through_a_running_proxy_without_avahi(hosts, pipe_bin, host_proxy):
     (a,) = hosts(1, avahi=False)
-    proxy = start_proxy(a, nws_bin)
+    proxy = host_proxy(a)
     out = transfer(a, a, pipe_bin, [], [], "same-machine")
     assert out == b"hello\n"
-    assert proxy.poll() is None
+    assert proxy.proc.poll() is None
 
 
 @pytest.mark.parametrize("url", ["ws://localhost:9009", "http://127.0.0.1:9009",
                                  "ws://[::1]:9009/", "http://localhost"])
-def test_via_proxy_url_forms(hosts, pipe_bin, nws_bin, url):
+def test_via_proxy_url_forms(hosts, pipe_bin, host_proxy, url):
     (a,) = hosts(1, avahi=False)
-    start_proxy(a, nws_bin)
+    host_proxy(a)
     out = transfer(a, a, pipe_bin, ["--via-proxy", url], ["--via-proxy=" + url], "forms")
     assert out == b"hello\n"
 
@@ -279,43 +265,25 @@ def test_no_avahi_no_proxy_keeps_waiting_with_one_line(hosts, pipe_bin):
     assert "avahi-daemon" in err and "waiting" in err
 
 
-def test_a_connect_from_a_client_is_not_a_client_action(nws_bin, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/nws-test"}
-    proxy = subprocess.Popen([nws_bin("nws-proxy"), "-p", str(port), "--listen",
-                              "127.0.0.1:0"], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-
-    def up():
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
+def test_a_connect_from_a_client_is_not_a_client_action(proxy):
+    p = proxy()
 
     async def ask():
-        async with websockets.connect(f"ws://127.0.0.1:{port}/clientaction") as ws:
+        async with websockets.connect(f"{p.url}/clientaction") as ws:
             await ws.send(json.dumps({"action": "connect", "target": "0123456789abcdef"}))
             while True:
                 m = json.loads(await asyncio.wait_for(ws.recv(), 10))
                 if m["action"] == "error":
                     return m
-    try:
-        wait_for(up, 10, "nws-proxy listening")
-        err = asyncio.run(ask())
-        assert "not a client action" in err["reason"], err
-    finally:
-        proxy.terminate()
-        proxy.wait(10)
+    err = asyncio.run(ask())
+    assert "not a client action" in err["reason"], err
 
 
-def test_json_through_proxy_has_the_proxy_id_from_the_first_line(hosts, pipe_bin, nws_bin):
+def test_json_through_proxy_has_the_proxy_id_from_the_first_line(hosts, pipe_bin, host_proxy):
     """The first connect event already names us by the proxy's id, and a broadcast of
     bytes comes with its source."""
     (a,) = hosts(1, avahi=False)
-    start_proxy(a, nws_bin)
+    host_proxy(a)
     other = a.popen([pipe_bin, "--raw", "--via-proxy", "-w", "1", "-1", "ids"],
                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     me = a.popen([pipe_bin, "--json", "--via-proxy", "ids"], stdin=subprocess.PIPE,

@@ -5,19 +5,14 @@ stderr (issue 9; under make check-asan the tools are the sanitizer build).
 States: no channel; deriving (Argon2id still running on the worker); listening or
 advertised (keys derived, nothing linked); linked to a peer on another test host. The
 states that need avahi or links run on test hosts; the others on loopback."""
-import os
-import signal
-import sys
 import time
 
 import pytest
 
 from hosts import wait_for
-from proc import Proc, exits_clean
+from proc import Proc
 from linknode import LinkNode, link_pair
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_proxy import Agent, start_proxy  # noqa: E402
+from nwsproxy import Agent
 
 EXIT_SECS = 2
 # Argon2id runs one channel at a time: with this many queued, a tool whose input ends at
@@ -38,11 +33,6 @@ class EofProc(Proc):
         return self.wait_until(lambda: [f for f in self.frames(action)
                                         if all(f.get(k) == v for k, v in match.items())],
                                timeout, f"{action} {match}")[0]
-
-
-def ends_clean(proc, stderr, what):
-    """proc exits 0 within EXIT_SECS of what just happened, and stderr() has no report."""
-    exits_clean(proc, stderr, EXIT_SECS, what)
 
 
 def at_eof(p):
@@ -127,8 +117,7 @@ def test_browse_found(net, nws_bin):
     p.send(action="open", channel=ch)
     p.wait_frame("found", channel=ch)
     at_eof(p)
-    adv.proc.send_signal(signal.SIGTERM)
-    ends_clean(adv.proc, adv.stderr, "SIGTERM")
+    adv.stop_clean(EXIT_SECS)
 
 
 # ---------------------------------------------------------------- nws-advertise
@@ -193,55 +182,36 @@ def test_pipe_once_linked(net, pipe_bin):
     b.wait_frame("broadcast", data="last words")
     b.wait_frame("disconnect")
     b.close_stdin()
-    b.proc.send_signal(signal.SIGTERM)
-    ends_clean(b.proc, b.stderr, "SIGTERM")
+    b.stop_clean(EXIT_SECS)
 
 
 # ---------------------------------------------------------------- nws-proxy (SIGTERM)
 
-def proxy(host, nws_bin):
-    """nws-proxy in host, its stderr (host.dir/proxy.err) this test's alone."""
-    try:
-        os.unlink(os.path.join(host.dir, "proxy.err"))
-    except FileNotFoundError:
-        pass
-    return start_proxy(host, nws_bin("nws-proxy"))
+def test_proxy_no_client(net, host_proxy):
+    host_proxy(net[0]).stop_clean(EXIT_SECS)
 
 
-def proxy_at_sigterm(host, proc):
-    proc.send_signal(signal.SIGTERM)
-
-    def err():
-        with open(os.path.join(host.dir, "proxy.err"), errors="replace") as f:
-            return f.read()
-    ends_clean(proc, err, "SIGTERM")
-
-
-def test_proxy_no_client(net, nws_bin):
-    proxy_at_sigterm(net[0], proxy(net[0], nws_bin))
-
-
-def test_proxy_client_deriving(net, nws_bin):
-    proc = proxy(net[0], nws_bin)
+def test_proxy_client_deriving(net, host_proxy):
+    p = host_proxy(net[0])
     agents = [Agent(net[0], f"ws://localhost:9009/eof-proxy-derive-{i}")
               for i in range(MANY)]
-    proxy_at_sigterm(net[0], proc)
+    p.stop_clean(EXIT_SECS)
     for a in agents:
         assert a.until(lambda m: "closed" in m)["closed"] == 1001
 
 
-def test_proxy_linked(net, nws_bin):
+def test_proxy_linked(net, host_proxy):
     ch = "eof-proxy-linked"
-    procs = [proxy(h, nws_bin) for h in net]
+    procs = [host_proxy(h) for h in net]
     agents = [Agent(h, f"ws://localhost:9009/{ch}") for h in net]
     ids = [a.status() for a in agents]
     agents[0].until(lambda m: m.get("action") == "connect" and m["target"] == ids[1],
                     timeout=30)
-    proxy_at_sigterm(net[0], procs[0])
+    procs[0].stop_clean(EXIT_SECS)
     m = agents[1].until(lambda m: m.get("action") == "disconnect")
     assert m["target"] == ids[0]
-    proxy_at_sigterm(net[1], procs[1])
+    procs[1].stop_clean(EXIT_SECS)
     deadline = time.monotonic() + 5
     for a in agents:
-        a.proc.stdin.close()
+        a.close_stdin()
         a.proc.wait(max(0.1, deadline - time.monotonic()))

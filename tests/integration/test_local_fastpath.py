@@ -6,8 +6,6 @@ named remote-*."""
 import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +15,7 @@ import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from hosts import wait_for  # noqa: E402
+from nwsproxy import Proxy  # noqa: E402
 
 T = 10
 REMOTE = "feedfacefeedface"
@@ -66,31 +65,12 @@ def stages(tmp_path):
     return head
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def proxy(nws_bin, stages, tmp_path):
-    port = free_port()
-    err = open(tmp_path / "proxy.err", "wb")
-    p = subprocess.Popen([nws_bin("nws-proxy"), "-p", str(port)], stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=err, env=stages.env)
-
-    def up():
-        assert p.poll() is None, (tmp_path / "proxy.err").read_text()
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return True
-        except OSError:
-            return False
-    wait_for(up, T, "nws-proxy to listen")
-    yield f"ws://localhost:{port}"
-    p.send_signal(signal.SIGTERM)
-    assert p.wait(10) == 0, (tmp_path / "proxy.err").read_text()
-    err.close()
+    p = Proxy(nws_bin("nws-proxy"), str(tmp_path), options=("-p", "PORT"),
+              env={"NWS_LIBEXEC": str(tmp_path)})
+    yield p.url
+    p.stop_clean()
 
 
 async def recv_until(ws, pred):

@@ -54,24 +54,16 @@ def test_raw_three_mebibytes_receiver_exits_by_itself(hosts, pipe_bin, tmp_path)
                      rerr), rerr
 
 
-def port_open(host, port):
-    probe = ("import socket,sys; s=socket.socket(); s.settimeout(1); "
-             f"sys.exit(s.connect_ex(('127.0.0.1', {port})))")
-    return host.run(["python3", "-c", probe], timeout=10).returncode == 0
-
-
-def test_end_through_nws_proxy_and_json_shows_it(hosts, pipe_bin, nws_bin):
+def test_end_through_nws_proxy_and_json_shows_it(hosts, pipe_bin, host_proxy):
     """A sender attached to nws-proxy ends a receiver on another host; a --json peer sees
     the end frame after the data, with the sender's id."""
     a, b = hosts(2)
-    proxy = a.popen([nws_bin("nws-proxy")], stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    host_proxy(a)
     watch = b.popen([pipe_bin, "--no-proxy", "--json", "end-json"], stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     recv = b.popen([pipe_bin, "--no-proxy", "-1", "end-json"], stdin=subprocess.DEVNULL,
                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: port_open(a, 9009), 10, "nws-proxy listening")
         send = a.popen([pipe_bin, "--via-proxy", "-w", "2", "-t", "30", "-1", "end-json"],
                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         send.stdin.write(b"one\ntwo\n")
@@ -95,7 +87,7 @@ def test_end_through_nws_proxy_and_json_shows_it(hosts, pipe_bin, nws_bin):
         assert [f["data"] for f in data] == ["one", "two"]
         assert end["source"] == data[0]["source"]
     finally:
-        for p in (watch, recv, proxy):
+        for p in (watch, recv):
             if p.poll() is None:
                 p.terminate()
                 p.wait(10)

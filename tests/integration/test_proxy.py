@@ -3,12 +3,12 @@
 Local tests run one proxy on loopback (python3-websockets clients); it cannot reach any
 avahi-daemon (its D-Bus address points nowhere) and links only on 127.0.0.1, so nothing
 leaves the machine. Network tests run one proxy per test host, with clients started inside
-each host's namespace (the Agent below: a WebSocket client driven over stdin/stdout)."""
+each host's namespace (Agent, tests/lib/nwsproxy.py: a WebSocket client driven over
+stdin/stdout). Every proxy must exit clean at the end (the fixtures in tests/conftest.py)."""
 import asyncio
 import base64
 import json
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -21,73 +21,7 @@ import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from hosts import wait_for  # noqa: E402
-
-T = 10  # seconds any single expected event may take
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def connectable(port, host="127.0.0.1"):
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-class Proxy:
-    """One nws-proxy on loopback of this machine, its stderr kept in a file."""
-
-    def __init__(self, binary, tmp, *args, env=None):
-        self.port = free_port()
-        self.errpath = os.path.join(tmp, f"proxy-{self.port}.err")
-        env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/nws-test",
-               **(env or {})}
-        with open(self.errpath, "wb") as err:
-            self.proc = subprocess.Popen([binary, "-p", str(self.port), "--listen",
-                                          "127.0.0.1:0", *args],
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=err, env=env)
-
-        def up():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nws-proxy exited {self.proc.returncode}: {self.stderr()}")
-            return connectable(self.port)
-        wait_for(up, T, "nws-proxy to listen")
-        self.url = f"ws://localhost:{self.port}"
-
-    def stderr(self):
-        with open(self.errpath, errors="replace") as f:
-            return f.read()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
-@pytest.fixture
-def proxy(nws_bin, tmp_path):
-    made = []
-
-    def start(*args, **kw):
-        p = Proxy(nws_bin("nws-proxy"), str(tmp_path), *args, **kw)
-        made.append(p)
-        return p
-    yield start
-    for p in made:
-        rc = p.stop()
-        # SIGTERM is a clean exit: 0, and under ASan no leak or error report.
-        assert rc == 0, f"nws-proxy exited {rc}:\n{p.stderr()[-4000:]}"
+from nwsproxy import T, Agent, connectable  # noqa: E402
 
 
 def run(coro):
@@ -471,7 +405,7 @@ def test_sigterm_closes_clients_with_1001_and_exits_0(proxy):
         p.proc.send_signal(signal.SIGTERM)
         assert (await a.closed())[0] == 1001
     run(go())
-    assert p.proc.wait(10) == 0
+    p.clean_exit(10, "SIGTERM")
 
 
 def test_without_avahi_serves_locally_and_says_so_once(proxy):
@@ -502,121 +436,6 @@ def test_without_avahi_serves_locally_and_says_so_once(proxy):
 
 
 # ---------------------------------------------------------------- test hosts
-
-AGENT = r'''
-import asyncio, json, sys, websockets
-async def main(url):
-    ws = await websockets.connect(url, max_size=None)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    async def pump():
-        try:
-            async for m in ws:
-                out = {"text": m} if isinstance(m, str) else {"binary": m.hex()}
-                print(json.dumps(out), flush=True)
-        except websockets.ConnectionClosed:
-            pass
-        print(json.dumps({"closed": ws.close_code, "reason": ws.close_reason}), flush=True)
-    task = asyncio.ensure_future(pump())
-    print(json.dumps({"open": True}), flush=True)
-    while True:
-        line = await reader.readline()
-        if not line:
-            break
-        cmd = json.loads(line)
-        if "close" in cmd:
-            await ws.close()
-            break
-        await ws.send(cmd["send"])
-    await task
-asyncio.run(main(sys.argv[1]))
-'''
-
-
-class Agent:
-    """A WebSocket client running inside a test host: send() a text message, next() the
-    next received message (a dict for JSON text) within a deadline."""
-
-    def __init__(self, host, url):
-        self.proc = host.popen([sys.executable, "-c", AGENT, url], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True, bufsize=1)
-        self.buf = ""
-        self.pending = []
-        assert self.next_raw()["open"]
-        self.id = None
-
-    def next_raw(self, timeout=T):
-        deadline = time.monotonic() + timeout
-        while "\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("no message from the agent")
-            r, _, _ = select.select([self.proc.stdout], [], [], left)
-            if r:
-                chunk = os.read(self.proc.stdout.fileno(), 65536).decode()
-                if not chunk:
-                    raise EOFError("agent exited")
-                self.buf += chunk
-        line, self.buf = self.buf.split("\n", 1)
-        return json.loads(line)
-
-    def next(self, timeout=T):
-        m = self.next_raw(timeout)
-        if "text" in m:
-            return json.loads(m["text"])
-        return m
-
-    def until(self, pred, timeout=T):
-        """The first message matching pred; the others are kept for later calls."""
-        for i, m in enumerate(self.pending):
-            if pred(m):
-                return self.pending.pop(i)
-        deadline = time.monotonic() + timeout
-        while True:
-            m = self.next(max(0.01, deadline - time.monotonic()))
-            if pred(m):
-                return m
-            if "closed" in m:
-                raise AssertionError(f"closed while waiting: {self.pending}")
-            self.pending.append(m)
-
-    def send(self, obj):
-        self.proc.stdin.write(json.dumps({"send": json.dumps(obj)}) + "\n")
-
-    def status(self):
-        self.send({"action": "status"})
-        self.id = self.until(lambda m: m.get("action") == "status")["source"]
-        return self.id
-
-    def close(self):
-        try:
-            self.proc.stdin.write(json.dumps({"close": True}) + "\n")
-            self.proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        self.proc.wait(T)
-
-
-def start_proxy(host, binary, *args):
-    port = 9009
-    err = open(os.path.join(host.dir, "proxy.err"), "ab")
-    proc = host.popen([binary, "-v", *args], stdin=subprocess.DEVNULL, stdout=err, stderr=err)
-
-    def up():
-        if proc.poll() is not None:
-            raise RuntimeError(f"nws-proxy on {host.name} exited: "
-                               + open(os.path.join(host.dir, "proxy.err")).read())
-        probe = f"import socket; socket.create_connection(('127.0.0.1', {port}), 1)"
-        return host.run([sys.executable, "-c", probe], timeout=5).returncode == 0
-    wait_for(up, T, f"nws-proxy on {host.name}", interval=0.1)
-    return proc
-
-
-def proxy_err(host):
-    with open(os.path.join(host.dir, "proxy.err"), errors="replace") as f:
-        return f.read()[-3000:]
-
 
 def network_scenario(hosts_list, channel):
     """The seed scenario with client i on hosts_list[i]'s proxy."""
@@ -661,9 +480,9 @@ def network_scenario(hosts_list, channel):
 
 
 @pytest.mark.parametrize("n", [2, 3])
-def test_seed_scenario_across_hosts(hosts, nws_bin, n):
+def test_seed_scenario_across_hosts(hosts, host_proxy, n):
     net = hosts(n)
-    procs = [start_proxy(h, nws_bin("nws-proxy")) for h in net]
+    procs = [host_proxy(h) for h in net]
     try:
         if n == 2:
             # Two clients on host A, one on host B: local and remote peers mixed.
@@ -672,11 +491,11 @@ def test_seed_scenario_across_hosts(hosts, nws_bin, n):
             network_scenario(net, "meshchat")
         # SIGTERM with a live pipeline: withdraw, end the stages, exit 0.
         for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for h, p in zip(net, procs):
-            assert p.wait(10) == 0, proxy_err(h)
+            p.proc.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.clean_exit(10, "SIGTERM")
     except Exception:
-        print("\n".join(f"--- {h.name}\n{proxy_err(h)}" for h in net))
+        print("\n".join(f"--- {h.name}\n{p.stderr()[-3000:]}" for h, p in zip(net, procs)))
         raise
 
 
@@ -686,10 +505,9 @@ def children(pid):
     return {int(p): c for p, c in (line.split(None, 1) for line in out.strip().splitlines())}
 
 
-def test_killing_nws_link_keeps_clients_and_peers_come_back(hosts, nws_bin):
+def test_killing_nws_link_keeps_clients_and_peers_come_back(hosts, host_proxy):
     a, b = hosts(2)
-    pa = start_proxy(a, nws_bin("nws-proxy"))
-    start_proxy(b, nws_bin("nws-proxy"))
+    pa, pb = host_proxy(a), host_proxy(b)
     ca = Agent(a, "ws://localhost:9009/survive")
     cb = Agent(b, "ws://localhost:9009/survive")
     try:
@@ -708,20 +526,19 @@ def test_killing_nws_link_keeps_clients_and_peers_come_back(hosts, nws_bin):
         m = ca.until(lambda m: m.get("action") == "broadcast")
         assert m == {"action": "broadcast", "source": idb, "data": "after the restart"}
         assert ca.status() == ida   # the same connection, the same id
-        assert pa.poll() is None
+        assert pa.proc.poll() is None
     except Exception:
-        print(f"--- A\n{proxy_err(a)}\n--- B\n{proxy_err(b)}")
+        print(f"--- A\n{pa.stderr()[-3000:]}\n--- B\n{pb.stderr()[-3000:]}")
         raise
     finally:
         ca.close()
         cb.close()
 
 
-def test_without_avahi_then_joins_the_network_when_it_starts(hosts, nws_bin):
+def test_without_avahi_then_joins_the_network_when_it_starts(hosts, host_proxy):
     a, b = hosts(2)
     a.stop_avahi()
-    pa = start_proxy(a, nws_bin("nws-proxy"))
-    start_proxy(b, nws_bin("nws-proxy"))
+    pa, pb = host_proxy(a), host_proxy(b)
     x1 = Agent(a, "ws://localhost:9009/late")
     x2 = Agent(a, "ws://localhost:9009/late")
     y = Agent(b, "ws://localhost:9009/late")
@@ -731,7 +548,7 @@ def test_without_avahi_then_joins_the_network_when_it_starts(hosts, nws_bin):
         x1.until(lambda m: m.get("action") == "connect" and m["target"] == id2)
         x2.send({"action": "message", "target": id1, "data": "local"})
         assert x1.until(lambda m: m.get("action") == "message")["data"] == "local"
-        wait_for(lambda: "avahi" in proxy_err(a), T, "the proxy on A to say avahi is missing")
+        wait_for(lambda: "avahi" in pa.stderr(), T, "the proxy on A to say avahi is missing")
         a.start_avahi()
         # Now A joins: the peer on B appears at both clients of A, and talks.
         for x in (x1, x2):
@@ -743,12 +560,12 @@ def test_without_avahi_then_joins_the_network_when_it_starts(hosts, nws_bin):
         for x in (x1, x2):
             m = x.until(lambda m: m.get("action") == "broadcast")
             assert m == {"action": "broadcast", "source": idy, "data": "welcome"}
-        said = [line for line in proxy_err(a).splitlines()
+        said = [line for line in pa.stderr().splitlines()
                 if line.startswith("nws-proxy:") and "avahi" in line and "again" not in line]
-        assert len(said) == 1, proxy_err(a)
-        assert pa.poll() is None
+        assert len(said) == 1, pa.stderr()[-3000:]
+        assert pa.proc.poll() is None
     except Exception:
-        print(f"--- A\n{proxy_err(a)}\n--- B\n{proxy_err(b)}")
+        print(f"--- A\n{pa.stderr()[-3000:]}\n--- B\n{pb.stderr()[-3000:]}")
         raise
     finally:
         for c in (x1, x2, y):

@@ -16,10 +16,11 @@ import pytest
 import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_proxy import T, action, connect, proxy, run, status  # noqa: E402,F401
+from test_proxy import T, action, connect, run, status  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from hosts import wait_for  # noqa: E402
+from nwsproxy import Agent  # noqa: E402
 
 TCP_CLOSE = 7
 
@@ -304,11 +305,9 @@ def test_foreign_origin_cannot_queue_unbounded_key_derivations(proxy):
     assert used < 0.3, f"{used:.2f} s of CPU in the second after the page stopped"
 
 
-def test_argon2id_runs_once_per_channel_per_host(hosts, nws_bin):
-    from test_proxy import Agent, start_proxy
+def test_argon2id_runs_once_per_channel_per_host(hosts, host_proxy):
     net = hosts(2)
-    for h in net:
-        start_proxy(h, nws_bin("nws-proxy"), "-vv")
+    procs = [host_proxy(h, "-vv") for h in net]
     agents = [Agent(h, "ws://localhost:9009/keyshare?events=link") for h in net]
     try:
         ids = [a.status() for a in agents]
@@ -322,9 +321,8 @@ def test_argon2id_runs_once_per_channel_per_host(hosts, nws_bin):
         agents[1].send({"action": "broadcast", "data": "one key"})
         m = agents[0].until(lambda m: m.get("action") == "broadcast")
         assert m["data"] == "one key"
-        for h in net:
-            with open(os.path.join(h.dir, "proxy.err"), errors="replace") as f:
-                err = f.read()
+        for p in procs:
+            err = p.stderr()
             derives = [line for line in err.splitlines() if "deriving a channel key" in line]
             # nws-proxy's own, never nws-browse's, nws-link's or nws-advertise's.
             assert derives == ["nws-proxy: deriving a channel key (Argon2id)"], err[-3000:]

@@ -7,9 +7,7 @@ import asyncio
 import base64
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 
 import cbor2
@@ -19,10 +17,7 @@ import websockets
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from hosts import wait_for  # noqa: E402
-# proxy: the fixture that starts nws-proxy and asserts its clean exit (0, no sanitizer
-# report) at the end of each test.
-from test_proxy import (T, action, connect, connectable, free_port, proxy,  # noqa: E402,F401
-                        run, status)
+from test_proxy import T, action, connect, run, status  # noqa: E402
 
 
 def request(port, text):
@@ -205,39 +200,16 @@ def test_error_pages_link_no_missing_file(proxy):
         assert code in (403, 404) and "text/plain" in head and b"<" not in body
 
 
-def start_seed_style(nws_bin, tmp_path, *flags):
-    port = free_port()
-    errpath = os.path.join(str(tmp_path), f"proxy-{port}.err")
-    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/nws-test"}
-    err = open(errpath, "wb")
-    args = [a.replace("PORT", str(port)) for a in flags]
-    proc = subprocess.Popen([nws_bin("nws-proxy"), *args, "--local"], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=err, env=env)
-    err.close()
-
-    def up():
-        if proc.poll() is not None:
-            raise RuntimeError(f"nws-proxy exited {proc.returncode}: "
-                               + open(errpath, errors="replace").read())
-        return connectable(port)
-    wait_for(up, T, "nws-proxy to listen")
-    return proc, port, errpath
-
-
 @pytest.mark.parametrize("flags", [["-port", "PORT"], ["-port=PORT"], ["--port", "PORT"]])
-def test_dash_port_and_the_start_up_line(nws_bin, tmp_path, flags):
+def test_dash_port_and_the_start_up_line(proxy, flags):
     # The seed's only flag is -port; it logs "Serving ... at address [ ws://localhost:N/ ]".
-    proc, port, errpath = start_seed_style(nws_bin, tmp_path, *flags)
-    try:
-        wait_for(lambda: "\n" in open(errpath).read(), T, "the start-up line")
-        first = open(errpath).read().splitlines()[0]
-        assert first.startswith("nws-proxy: serving ")
-        assert f"ws://localhost:{port}/" in first and "127.0.0.1" in first
-        code, _, _ = get(port, "/")
-        assert code == 200
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
+    p = proxy("--local", options=flags)
+    wait_for(lambda: "\n" in p.stderr(), T, "the start-up line")
+    first = p.stderr().splitlines()[0]
+    assert first.startswith("nws-proxy: serving ")
+    assert f"ws://localhost:{p.port}/" in first and "127.0.0.1" in first
+    code, _, _ = get(p.port, "/")
+    assert code == 200
 
 
 def test_binary_broadcast_keeps_its_sender_for_clients_that_ask(proxy):

@@ -10,6 +10,7 @@ started in a test host or here, its stdout and stderr collected by threads, stop
 """
 import json
 import os
+import queue
 import signal
 import subprocess
 import threading
@@ -47,9 +48,10 @@ def exits_clean(proc, stderr, timeout, what):
 
 
 class Proc:
-    """env is added to the environment. stdout is kept as bytes (out) and, for a subclass defining _out_line (_err_line),
-    handed to it a line at a time; stderr is kept as bytes, or written to a file in the host's directory
-    when stderr_file (for tools whose stderr outlives the test's threads)."""
+    """env is added to the environment. stdout is kept as bytes (out) and, for a subclass
+    defining _out_line (_err_line), handed to it a line at a time. stderr is kept as bytes,
+    or written to a file (for tools whose stderr outlives the test's threads) in
+    stderr_file, a directory, or in the host's directory if stderr_file is True."""
 
     def __init__(self, argv, host=None, env=None, stdin=subprocess.PIPE, read_stdout=True,
                  stderr_file=False, **kw):
@@ -58,17 +60,22 @@ class Proc:
         self.err = bytearray()
         self.lock = threading.Lock()
         self.err_path = None
+        err = subprocess.PIPE
         if stderr_file:
-            self.err_path = os.path.join(host.dir, f"stderr-{os.urandom(4).hex()}")
-            self._err_file = open(self.err_path, "wb")
-        kw.update(stdin=stdin, stdout=subprocess.PIPE,
-                  stderr=self._err_file if stderr_file else subprocess.PIPE)
-        if host:
-            self.proc = host.popen(argv, **kw, **({"env": env} if env is not None else {}))
-        else:
-            if env is not None:
-                kw["env"] = {**os.environ, **env}
-            self.proc = subprocess.Popen(argv, **kw)
+            where = host.dir if stderr_file is True else stderr_file
+            self.err_path = os.path.join(where, f"stderr-{os.urandom(4).hex()}")
+            err = open(self.err_path, "wb")
+        kw.update(stdin=stdin, stdout=subprocess.PIPE, stderr=err)
+        try:
+            if host:
+                self.proc = host.popen(argv, **kw, **({"env": env} if env is not None else {}))
+            else:
+                if env is not None:
+                    kw["env"] = {**os.environ, **env}
+                self.proc = subprocess.Popen(argv, **kw)
+        finally:
+            if stderr_file:
+                err.close()   # the child has its own copy
         self.threads = []
         if not stderr_file:
             self.threads.append(threading.Thread(target=self._pump,
@@ -90,6 +97,8 @@ class Proc:
         while True:
             b = f.read1(65536)
             if not b:
+                if into is self.out:
+                    self._out_end()
                 return
             with self.lock:
                 into.extend(b)
@@ -103,6 +112,9 @@ class Proc:
 
     def _err_line(self, line):
         """Called from the stderr thread with each line (without its newline)."""
+
+    def _out_end(self):
+        """Called from the stdout thread when stdout ends, after the last _out_line."""
 
     def lines(self):
         with self.lock:
@@ -164,3 +176,36 @@ class Proc:
         """The process exits 0 by itself within timeout seconds of what just happened, and
         printed no sanitizer report."""
         exits_clean(self.proc, lambda: (self.join(), self.stderr())[1], timeout, what)
+
+    def stop_clean(self, timeout=10):
+        """SIGTERM (unless it has exited), then the clean-exit check: exit status 0 within
+        timeout seconds and no sanitizer report. Checking again changes nothing."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        self.clean_exit(timeout, "SIGTERM")
+
+
+class JsonLines(Proc):
+    """A Proc whose stdout is one JSON value a line, taken in order with next_json(), for
+    tools driven a request at a time (test_proxy's Agent, test_browser's Browser)."""
+
+    def __init__(self, argv, **kw):
+        self.received = queue.Queue()   # stdout's values, then None at its end
+        super().__init__(argv, **kw)
+
+    def _out_line(self, line):
+        self.received.put(json.loads(line))
+
+    def _out_end(self):
+        self.received.put(None)
+
+    def next_json(self, timeout, what):
+        """The next value within timeout seconds; what names the process in the error."""
+        try:
+            m = self.received.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"nothing from {what} in {timeout:.1f} s") from None
+        if m is None:
+            self.received.put(None)
+            raise EOFError(f"{what} exited:\n{self.stderr()[-3000:]}")
+        return m
