@@ -289,12 +289,12 @@ def test_kill_clean_stop_and_veth_down(hosts, link_bin):
     a.wait_action("connect", target="b1", timeout=15)
     a.wait_action("connect", target="c1", timeout=15)
 
-    # A clean stop: disconnect at once (1 s), not after the 30 s liveness timeout.
-    t0 = time.monotonic()
+    # A clean stop says goodbye: the disconnect comes from c's close frame, well before
+    # the 30 s liveness timeout would end a silent link (10 s leaves room for a loaded
+    # machine, and is no measure of speed).
     assert c.stop() == 0
-    a.wait_action("disconnect", target="c1", timeout=1)
-    a.wait_action("unlinked", timeout=1)
-    assert time.monotonic() - t0 < 1.5
+    a.wait_action("disconnect", target="c1", timeout=10)
+    a.wait_action("unlinked", timeout=10)
 
     # veth down: the link goes silent; liveness closes it; link up: redialled.
     hs[1].link_down()
