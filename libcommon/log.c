@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "jsontext.h"
+
 const char *log_prog = "nws";
 int log_level;
 int log_stage;
@@ -67,28 +69,46 @@ log_once_per_burst(const char *key)
 	return 1;
 }
 
+/* Characters a terminal acts on or reorders a line by, beyond C0 and DEL: the C1 controls
+ * (U+009B is CSI to many terminals), the line and paragraph separators and the
+ * bidirectional formatting characters (they make a line show other than what it holds). */
+static int
+escape_char(unsigned long cp)
+{
+	return (cp >= 0x80 && cp <= 0x9f) || cp == 0x61c || cp == 0x200e || cp == 0x200f ||
+	    (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
 const char *
 log_escape(const char *s, size_t len, char *out, size_t outlen)
 {
 	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)s;
 	size_t o = 0;
 
 	if (!outlen)
 		return out;
-	for (size_t i = 0; s && i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c >= 0x20 && c != 0x7f && c != '\\') {
-			if (o + 1 >= outlen)
+	for (size_t i = 0, k; s && i < len; i += k) {
+		unsigned long cp;
+		k = jsontext_utf8_char(u + i, len - i, &cp);
+		if (k && cp >= 0x20 && cp != 0x7f && cp != '\\' && !escape_char(cp)) {
+			if (o + k >= outlen)
 				break;
-			out[o++] = (char)c;
+			memcpy(out + o, u + i, k);
+			o += k;
 			continue;
 		}
-		if (o + 4 >= outlen)
+		/* Not UTF-8 here: this byte alone, so what follows is read afresh. */
+		if (!k)
+			k = 1;
+		if (o + 4 * k >= outlen)
 			break;
-		out[o++] = '\\';
-		out[o++] = 'x';
-		out[o++] = hex[c >> 4];
-		out[o++] = hex[c & 15];
+		for (size_t j = 0; j < k; j++) {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[u[i + j] >> 4];
+			out[o++] = hex[u[i + j] & 15];
+		}
 	}
 	out[o] = '\0';
 	return out;

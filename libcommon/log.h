@@ -23,9 +23,14 @@ void log_at(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 void log_fatal(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
 
-/* Remote text (close reasons, host names, instance names) made safe to print: control
- * bytes, DEL and backslash become \xHH, so a peer cannot forge lines or drive a terminal.
- * Writes at most outlen bytes into out (cut, but always terminated) and returns out. */
+/* Remote text (close reasons, host names, instance names, peer ids) made safe to print,
+ * the one escaping every tool uses, so a peer cannot forge lines or drive a terminal:
+ * each byte of a C0 or C1 control (U+0080 to U+009F), DEL, backslash, a line or paragraph
+ * separator or a bidirectional formatting character (U+061C, U+200E, U+200F, U+202A to
+ * U+202E, U+2066 to U+2069), and each byte that is not part of well-formed UTF-8, becomes
+ * \xHH. Every other character, non-ASCII UTF-8 too ("Küche"), is kept as it is.
+ * Writes at most outlen bytes into out (cut between characters, always terminated) and
+ * returns out. */
 #define LOG_ESCAPE_MAX(n) (4 * (n) + 1)
 const char *log_escape(const char *s, size_t len, char *out, size_t outlen);
 
