@@ -1,0 +1,64 @@
+#include "show.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* A line being written: n bytes in p, at most cap of them, so "\n" and NUL still fit. */
+struct line {
+	char *p;
+	size_t n, cap;
+};
+
+static void
+put_n(struct line *l, const char *s, size_t len)
+{
+	char esc[LOG_ESCAPE_MAX(SHOW_FIELD_MAX)];
+
+	if (len > SHOW_FIELD_MAX) {
+		len = SHOW_FIELD_MAX;
+		/* Not inside a UTF-8 character: its first bytes would show as invalid. */
+		while (len && ((unsigned char)s[len] & 0xc0) == 0x80)
+			len--;
+	}
+	log_escape(s, len, esc, sizeof esc);
+	len = strlen(esc);
+	if (len > l->cap - l->n)
+		len = l->cap - l->n;
+	memcpy(l->p + l->n, esc, len);
+	l->n += len;
+}
+
+static void
+put(struct line *l, const char *s)
+{
+	put_n(l, s, strlen(s));
+}
+
+size_t
+show_record(char *out, size_t outlen, const struct dnssd_record *r, const char *channel,
+    int found)
+{
+	struct line l = { out, 0, outlen >= 2 ? outlen - 2 : 0 };
+	char port[8];
+	int v6 = r->family == AF_INET6;
+
+	if (outlen < 2) {
+		if (outlen)
+			out[0] = '\0';
+		return 0;
+	}
+	put(&l, found ? "+ " : "- ");
+	put(&l, channel ? channel : "?");
+	put(&l, v6 ? " [" : " ");
+	put(&l, r->address);
+	snprintf(port, sizeof port, "%s:%u", v6 ? "]" : "", r->port);
+	put(&l, port);
+	put(&l, " ");
+	put(&l, r->host);
+	put(&l, " ");
+	put(&l, r->interface);
+	out[l.n++] = '\n';
+	out[l.n] = '\0';
+	return l.n;
+}
