@@ -289,6 +289,33 @@ name_wire(const char *name, unsigned char *out, size_t max)
 	return n;
 }
 
+const char *
+dnssd_name_decode(const char *name, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	if (!outlen)
+		return out;
+	while (*name && o + 1 < outlen) {
+		const char *e = name + 1;
+		int c = (unsigned char)*name;
+		if (c == '\\' && e[0] >= '0' && e[0] <= '9' && e[1] >= '0' && e[1] <= '9' &&
+		    e[2] >= '0' && e[2] <= '9') {
+			int v = (e[0] - '0') * 100 + (e[1] - '0') * 10 + (e[2] - '0');
+			if (v > 0 && v < 256) {
+				c = v;
+				e += 3;
+			}
+		} else if (c == '\\' && (e[0] == '.' || e[0] == '\\')) {
+			c = *e++;
+		}
+		out[o++] = (char)c;
+		name = e;
+	}
+	out[o] = '\0';
+	return out;
+}
+
 /* A random 64-bit instance name collides by accident about never, so it is published
  * as its PTR, SRV and TXT records with NO_PROBE: announced at once instead of after the
  * ~1 s of probing avahi_entry_group_add_service always does. That is most of the time

@@ -40,7 +40,8 @@ show_record(char *out, size_t outlen, const struct dnssd_record *r, const char *
     int found)
 {
 	struct line l = { out, 0, outlen >= 2 ? outlen - 2 : 0 };
-	char port[8];
+	/* One byte past the field, so put_n sees a character cut there. */
+	char host[SHOW_FIELD_MAX + 2], port[8];
 	int v6 = r->family == AF_INET6;
 
 	if (outlen < 2) {
@@ -55,7 +56,7 @@ show_record(char *out, size_t outlen, const struct dnssd_record *r, const char *
 	snprintf(port, sizeof port, "%s:%u", v6 ? "]" : "", r->port);
 	put(&l, port);
 	put(&l, " ");
-	put(&l, r->host);
+	put(&l, dnssd_name_decode(r->host, host, sizeof host));
 	put(&l, " ");
 	put(&l, r->interface);
 	out[l.n++] = '\n';

@@ -70,6 +70,31 @@ test_record_utf8_kept(void **state)
 	    "- chat 10.0.0.2:40123 Wohnzimmer-Fernseher.local eth0\n");
 }
 
+/* A host as avahi gives it: its bytes shown, so UTF-8 reads as text and a control byte,
+ * written \DDD by avahi, is escaped like any other; an escape avahi would not write is
+ * kept as text. */
+static void
+test_record_avahi_host(void **state)
+{
+	struct dnssd_record r = plain;
+	char host[1100], want[SHOW_LINE_MAX], *w;
+
+	(void)state;
+	r.host = "K\\195\\188che-\\027\\0912J\\155\\.x\\\\y\\000\\9\\256.local";
+	assert_string_equal(line(&r, "chat", 1),
+	    "+ chat 10.0.0.2:40123 K\xc3\xbc" "che-\\x1b[2J\\x9b.x\\x5cy\\x5c000\\x5c9\\x5c256.local eth0\n");
+	/* Cut after SHOW_FIELD_MAX bytes of the name, not of avahi's text. */
+	for (int i = 0; i < 270; i++)
+		memcpy(host + 4 * i, "\\027", 4);
+	strcpy(host + 4 * 270, ".local");
+	r.host = host;
+	w = want + sprintf(want, "+ chat 10.0.0.2:40123 ");
+	for (int i = 0; i < SHOW_FIELD_MAX; i++)
+		w += sprintf(w, "\\x1b");
+	strcpy(w, " eth0\n");
+	assert_string_equal(line(&r, "chat", 1), want);
+}
+
 /* A long field is cut to SHOW_FIELD_MAX bytes, never inside a character, and the rest of
  * the line still follows it. */
 static void
@@ -123,6 +148,7 @@ main(void)
 		cmocka_unit_test(test_record_plain),
 		cmocka_unit_test(test_record_hostile),
 		cmocka_unit_test(test_record_utf8_kept),
+		cmocka_unit_test(test_record_avahi_host),
 		cmocka_unit_test(test_record_long),
 		cmocka_unit_test(test_record_small_buffer),
 	};
