@@ -113,3 +113,15 @@ log_escape(const char *s, size_t len, char *out, size_t outlen)
 	out[o] = '\0';
 	return out;
 }
+
+void
+log_lws(int level, const char *line)
+{
+	char esc[LOG_ESCAPE_MAX(256)];
+	size_t n = strlen(line);
+
+	(void)level;
+	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		n--;
+	log_debug("lws: %s", log_escape(line, n, esc, sizeof esc));
+}

@@ -34,6 +34,10 @@ void log_fatal(int code, const char *fmt, ...)
 #define LOG_ESCAPE_MAX(n) (4 * (n) + 1)
 const char *log_escape(const char *s, size_t len, char *out, size_t outlen);
 
+/* The emit function every tool gives lws_set_log_level: a libwebsockets line as a -vv
+ * line, escaped, since lws may quote what the other end sent. */
+void log_lws(int level, const char *line);
+
 /* Says the same thing at most once per burst: returns 1 (and the caller prints) unless
  * the same key was reported less than a second ago. */
 int log_once_per_burst(const char *key);

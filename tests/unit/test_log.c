@@ -6,6 +6,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <string.h>
+#include <unistd.h>
+
 #include "log.h"
 
 static const char *
@@ -42,11 +45,39 @@ test_escape_utf8(void **state)
 	assert_string_equal(out, "ab");
 }
 
+/* libwebsockets' lines reach stderr escaped like any remote text, one line each. */
+static void
+test_lws_line(void **state)
+{
+	char got[256];
+	int fds[2], saved;
+	ssize_t n;
+
+	(void)state;
+	log_init("nws-test");
+	assert_int_equal(pipe(fds), 0);
+	saved = dup(2);
+	dup2(fds[1], 2);
+	log_level = 1;
+	log_lws(2, "not at -v\n");
+	log_level = 2;
+	log_lws(2, "bad header \x1b[2J\xc2\x9b: x\r\n");
+	dup2(saved, 2);
+	close(saved);
+	close(fds[1]);
+	n = read(fds[0], got, sizeof got - 1);
+	close(fds[0]);
+	assert_true(n > 0);
+	got[n] = '\0';
+	assert_string_equal(got, "nws-test: lws: bad header \\x1b[2J\\xc2\\x9b: x\n");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_escape_utf8),
+		cmocka_unit_test(test_lws_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
