@@ -105,3 +105,23 @@ def test_pipe_logs_peer_text_escaped(tmp_path, nws_bin):
     for raw in ("\x1b", "\x07", "\r", "\u009b", "\u202e"):
         assert raw not in err
     assert_no_sanitizer(err)
+
+
+def test_link_logs_a_members_malformed_text_escaped(hosts, nws_bin):
+    # jansson's reason for refusing a tag 262 "data" quotes the duplicate key, here
+    # holding C1 CSI: nws-link -v says why it closed the link, escaped.
+    import cbor2
+    from linknode import LinkNode, sanitizer_reports
+    from test_hostile_mesh import CH, member
+    (h,) = hosts(1, avahi=False)
+    n = LinkNode(nws_bin("nws-link"), [CH], host=h)
+    p = member(n, h)
+    n.wait_action("linked")
+    data = cbor2.CBORTag(262, '{"\u009b[2J":1,"\u009b[2J":2}'.encode())
+    p.send_frame({"action": "broadcast", "channel": CH, "source": "p1", "data": data})
+    assert p.closed_within(5)
+    line = wait_for(lambda: [ln for ln in n.errors() if "malformed frame" in ln], 10,
+                    "the reason the link closed")[0]
+    assert "\\xc2\\x9b[2J" in line, line
+    assert "\u009b" not in n.stderr() and "\x1b" not in n.stderr()
+    assert not sanitizer_reports()
