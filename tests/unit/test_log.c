@@ -6,9 +6,11 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "jsontext.h"
 #include "log.h"
 
 static const char *
@@ -45,6 +47,83 @@ test_escape_utf8(void **state)
 	assert_string_equal(out, "ab");
 }
 
+/* Reads log_escape's output back: \xHH is a byte, anything else itself. */
+static size_t
+unescape(const char *s, unsigned char *out)
+{
+	size_t n = 0;
+	unsigned v;
+
+	while (*s) {
+		if (s[0] == '\\') {
+			assert_int_equal(s[1], 'x');
+			assert_int_equal(sscanf(s + 2, "%2x", &v), 1);
+			out[n++] = (unsigned char)v;
+			s += 4;
+		} else {
+			out[n++] = (unsigned char)*s++;
+		}
+	}
+	return n;
+}
+
+/* Nothing a terminal acts on: no C0, DEL, C1 or bidi control, and valid UTF-8. */
+static void
+assert_inert(const char *s)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t n = strlen(s);
+
+	assert_true(jsontext_utf8(u, n));
+	for (size_t i = 0; i < n; i++) {
+		assert_true(u[i] >= 0x20 && u[i] != 0x7f);
+		assert_false(u[i] == 0xc2 && u[i + 1] >= 0x80 && u[i + 1] <= 0x9f);
+		assert_false(u[i] == 0xd8 && u[i + 1] == 0x9c);
+		assert_false(u[i] == 0xe2 && u[i + 1] == 0x80 &&
+		    (u[i + 2] == 0x8e || u[i + 2] == 0x8f || (u[i + 2] >= 0xa8 && u[i + 2] <= 0xae)));
+		assert_false(u[i] == 0xe2 && u[i + 1] == 0x81 && u[i + 2] >= 0xa6 && u[i + 2] <= 0xa9);
+	}
+}
+
+/* Random text built from pieces near every rule's edges: the output is inert, reads back
+ * to the input (to a prefix of it when cut), and never passes outlen. */
+static void
+test_escape_random(void **state)
+{
+	static const char *pieces[] = {
+		"a", "\\", "\x1b", "\x7f", "\r", "\xc2\x9b", "\xc2\x9f", "\xc2\xa0", "\xc3\xbc",
+		"\xe2\x80\xae", "\xe2\x80\xad", "\xe2\x80\xaf", "\xe2\x81\xa9", "\xe2\x81\xaa",
+		"\xd8\x9c", "\xe6\x97\xa5", "\xf0\x9f\x98\x80", "\xc3", "\x80", "\xff", "\xed\xa0",
+		"\xf4\x90", "\xe0\x80",
+	};
+	uint64_t x = 88172645463325252ull;
+	char in[64], out[LOG_ESCAPE_MAX(sizeof in)];
+	unsigned char back[sizeof in];
+
+	(void)state;
+	for (int iter = 0; iter < 200000; iter++) {
+		size_t n = 0, outlen, m;
+		for (;;) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			const char *p = x & 1 ? (char[]){ (char)(x >> 8), 0 } :
+			    pieces[(x >> 8) % (sizeof pieces / sizeof *pieces)];
+			size_t k = p[0] ? strlen(p) : 1;   /* a random NUL is a byte too */
+			if (n + k > sizeof in || (x >> 40) % 12 == 0)
+				break;
+			memcpy(in + n, p, k);
+			n += k;
+		}
+		outlen = (x >> 20) % 2 ? sizeof out : 1 + (x >> 21) % 40;
+		log_escape(in, n, out, outlen);
+		assert_true(strlen(out) < outlen);
+		assert_inert(out);
+		m = unescape(out, back);
+		assert_true(m <= n && memcmp(back, in, m) == 0);
+		if (outlen == sizeof out)
+			assert_int_equal(m, n);
+	}
+}
+
 /* libwebsockets' lines reach stderr escaped like any remote text, one line each. */
 static void
 test_lws_line(void **state)
@@ -77,6 +156,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_escape_utf8),
+		cmocka_unit_test(test_escape_random),
 		cmocka_unit_test(test_lws_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
