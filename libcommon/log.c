@@ -1,5 +1,7 @@
 #include "log.h"
 
+#include <langinfo.h>
+#include <locale.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +12,7 @@
 
 const char *log_prog = "nws";
 int log_level;
+int log_utf8 = 1;
 int log_stage;
 
 void
@@ -18,6 +21,11 @@ log_init(const char *prog)
 	const char *slash = strrchr(prog, '/');
 	log_prog = slash ? slash + 1 : prog;
 	log_stage = getenv(LOG_STAGE_ENV) != NULL;
+	/* Asked of a locale object, so the process's own locale stays "C". */
+	locale_t loc = newlocale(LC_CTYPE_MASK, "", (locale_t)0);
+	log_utf8 = loc && strcmp(nl_langinfo_l(CODESET, loc), "UTF-8") == 0;
+	if (loc)
+		freelocale(loc);
 }
 
 static void
@@ -91,7 +99,8 @@ log_escape(const char *s, size_t len, char *out, size_t outlen)
 	for (size_t i = 0, k; s && i < len; i += k) {
 		unsigned long cp;
 		k = jsontext_utf8_char(u + i, len - i, &cp);
-		if (k && cp >= 0x20 && cp != 0x7f && cp != '\\' && !escape_char(cp)) {
+		if (k && cp >= 0x20 && cp != 0x7f && cp != '\\' && !escape_char(cp) &&
+		    (cp < 0x80 || log_utf8)) {
 			if (o + k >= outlen)
 				break;
 			memcpy(out + o, u + i, k);

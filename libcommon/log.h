@@ -8,6 +8,9 @@
 
 extern const char *log_prog;
 extern int log_level;   /* 0 default, 1 -v, 2 -vv */
+/* 1 (the default) when text may be printed as UTF-8: log_init sets it from the locale
+ * (LC_ALL, LC_CTYPE, LANG), so it is 0 unless that is UTF-8. */
+extern int log_utf8;
 /* Set in the stages pipeline_start spawns: what their owner reports to the user once
  * (avahi-daemon is down) a stage only passes on as an error frame. */
 #define LOG_STAGE_ENV "NWS_PIPELINE_STAGE"
@@ -28,7 +31,9 @@ void log_fatal(int code, const char *fmt, ...)
  * each byte of a C0 or C1 control (U+0080 to U+009F), DEL, backslash, a line or paragraph
  * separator or a bidirectional formatting character (U+061C, U+200E, U+200F, U+202A to
  * U+202E, U+2066 to U+2069), and each byte that is not part of well-formed UTF-8, becomes
- * \xHH. Every other character, non-ASCII UTF-8 too ("Küche"), is kept as it is.
+ * \xHH. Every other character, non-ASCII UTF-8 too ("Küche"), is kept as it is while
+ * log_utf8 is set; without it every byte from 0x80 is \xHH as well, since a terminal not
+ * in UTF-8 takes a byte inside a character (0x9b in "ě", c4 9b) for a C1 control.
  * Writes at most outlen bytes into out (cut between characters, always terminated) and
  * returns out. */
 #define LOG_ESCAPE_MAX(n) (4 * (n) + 1)

@@ -13,20 +13,15 @@ struct line {
 static void
 put_n(struct line *l, const char *s, size_t len)
 {
-	char esc[LOG_ESCAPE_MAX(SHOW_FIELD_MAX)];
-
 	if (len > SHOW_FIELD_MAX) {
 		len = SHOW_FIELD_MAX;
 		/* Not inside a UTF-8 character: its first bytes would show as invalid. */
 		while (len && ((unsigned char)s[len] & 0xc0) == 0x80)
 			len--;
 	}
-	log_escape(s, len, esc, sizeof esc);
-	len = strlen(esc);
-	if (len > l->cap - l->n)
-		len = l->cap - l->n;
-	memcpy(l->p + l->n, esc, len);
-	l->n += len;
+	/* log_escape cuts between characters and escapes, never inside either. */
+	log_escape(s, len, l->p + l->n, l->cap - l->n + 1);
+	l->n += strlen(l->p + l->n);
 }
 
 static void

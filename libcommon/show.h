@@ -2,7 +2,8 @@
  * --format text). Every field goes through log_escape, text from the network and our own
  * alike, so nothing a host on the network names can move the cursor, forge a line or
  * rewrite the terminal. A host name is shown as its bytes (dnssd_name_decode), so a
- * readable non-ASCII name stays readable: "Küche.local", not avahi's "K\195\188che.local".
+ * readable non-ASCII name stays readable in a UTF-8 locale (log_utf8): "Küche.local",
+ * not avahi's "K\195\188che.local".
  * A line is always whole: one event, one newline at its end. */
 #ifndef NWS_SHOW_H
 #define NWS_SHOW_H

@@ -36,11 +36,12 @@ def test_hostile_names_are_escaped(hosts, nws_bin):
              f"t={tag(disc, port)}"])
     out = {}
 
-    def browsed():
-        p = b.run([nws_bin("nws-browse"), "-t", "-vv", "--format", "text", ch], timeout=30)
+    def browsed(locale):
+        p = b.run([nws_bin("nws-browse"), "-t", "-vv", "--format", "text", ch], timeout=30,
+                  env={"LC_ALL": locale})
         out["p"] = p
         return p.returncode == 0 and a.addr.encode() in p.stdout
-    wait_for(browsed, 30, "nws-browse to find the hostile service")
+    wait_for(lambda: browsed("C.UTF-8"), 30, "nws-browse to find the hostile service")
     p = out["p"]
     inst_esc = "Wohnzimmer \\x1b]0;pwned\\x07\\xc2\\x9b2J"
     # The line shows the host's bytes (UTF-8 readable), every hostile one escaped.
@@ -55,6 +56,14 @@ def test_hostile_names_are_escaped(hosts, nws_bin):
     for raw in ("\x1b", "\x07", "\r", "\b", "\x7f", "\u009b", "\u202e"):
         assert raw not in p.stdout.decode() + err
     assert_no_sanitizer(err)
+    # Outside a UTF-8 locale the terminal may take bytes inside UTF-8 for controls: all
+    # of them escaped, nothing but ASCII out.
+    assert browsed("C"), out["p"].stderr
+    p = out["p"]
+    lines = [ln for ln in p.stdout.decode().splitlines() if a.addr in ln]
+    assert lines[0].startswith(f"+ {ch} {a.addr}:{port} K\\xc3\\xbcche-\\x1b[2J"), p.stdout
+    assert max(p.stdout + p.stderr) < 0x80
+    assert_no_sanitizer(p.stderr.decode())
 
 
 # Stand-in nws-link: once the channel is open, says a peer with a hostile id joined,

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@ test_escape_utf8(void **state)
 	char out[8];
 
 	(void)state;
+	log_utf8 = 1;
 	/* Kept: readable characters of any script, NBSP (U+00A0, the first past C1). */
 	assert_string_equal(ESC("K\xc3\xbc" "che \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80 \xc2\xa0"),
 	    "K\xc3\xbc" "che \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80 \xc2\xa0");
@@ -45,6 +47,33 @@ test_escape_utf8(void **state)
 	assert_string_equal(out, "a");
 	log_escape("ab\xc2\x9b", 4, out, 8);
 	assert_string_equal(out, "ab");
+}
+
+/* Outside a UTF-8 locale every byte from 0x80 is escaped: "ě" is c4 9b, and 0x9b is CSI
+ * to a terminal in an 8-bit character set. */
+static void
+test_escape_not_utf8(void **state)
+{
+	(void)state;
+	log_utf8 = 0;
+	assert_string_equal(ESC("K\xc3\xbc" "che \xc4\x9b \xc2\x9b"),
+	    "K\\xc3\\xbcche \\xc4\\x9b \\xc2\\x9b");
+	log_utf8 = 1;
+}
+
+/* The tools keep UTF-8 only where the user's locale says the terminal reads it. */
+static void
+test_utf8_from_locale(void **state)
+{
+	(void)state;
+	setenv("LC_ALL", "C.UTF-8", 1);
+	log_init("nws-test");
+	assert_int_equal(log_utf8, 1);
+	setenv("LC_ALL", "C", 1);
+	log_init("nws-test");
+	assert_int_equal(log_utf8, 0);
+	unsetenv("LC_ALL");
+	log_utf8 = 1;
 }
 
 /* Reads log_escape's output back: \xHH is a byte, anything else itself. */
@@ -102,6 +131,7 @@ test_escape_random(void **state)
 
 	(void)state;
 	for (int iter = 0; iter < 200000; iter++) {
+		log_utf8 = iter % 2;
 		size_t n = 0, outlen, m;
 		for (;;) {
 			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
@@ -117,11 +147,14 @@ test_escape_random(void **state)
 		log_escape(in, n, out, outlen);
 		assert_true(strlen(out) < outlen);
 		assert_inert(out);
+		for (const char *c = out; !log_utf8 && *c; c++)
+			assert_true((unsigned char)*c < 0x80);
 		m = unescape(out, back);
 		assert_true(m <= n && memcmp(back, in, m) == 0);
 		if (outlen == sizeof out)
 			assert_int_equal(m, n);
 	}
+	log_utf8 = 1;
 }
 
 /* libwebsockets' lines reach stderr escaped like any remote text, one line each. */
@@ -144,6 +177,7 @@ test_lws_line(void **state)
 	dup2(saved, 2);
 	close(saved);
 	close(fds[1]);
+	log_utf8 = 1;
 	n = read(fds[0], got, sizeof got - 1);
 	close(fds[0]);
 	assert_true(n > 0);
@@ -156,6 +190,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_escape_utf8),
+		cmocka_unit_test(test_escape_not_utf8),
+		cmocka_unit_test(test_utf8_from_locale),
 		cmocka_unit_test(test_escape_random),
 		cmocka_unit_test(test_lws_line),
 	};
