@@ -139,6 +139,17 @@ test_record_small_buffer(void **state)
 	assert_string_equal(out, "+ chat 1\n");
 	assert_int_equal(show_record(out, 1, &plain, "chat", 1), 0);
 	assert_string_equal(out, "");
+
+	/* Never inside an escape or a character: what does not fit whole is left out. */
+	struct dnssd_record r = plain;
+	char line[26];
+	r.host = "\\027";
+	show_record(line, sizeof line, &r, "chat", 1);
+	assert_string_equal(line, "+ chat 10.0.0.2:40123  e\n");
+	r.host = "\\195\\188";
+	r.interface = "\xc3\xbc";
+	show_record(line, 25, &r, "chat", 1);
+	assert_string_equal(line, "+ chat 10.0.0.2:40123  \n");
 }
 
 int
