@@ -289,6 +289,33 @@ name_wire(const char *name, unsigned char *out, size_t max)
 	return n;
 }
 
+const char *
+dnssd_name_decode(const char *name, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	if (!outlen)
+		return out;
+	while (*name && o + 1 < outlen) {
+		const char *e = name + 1;
+		int c = (unsigned char)*name;
+		if (c == '\\' && e[0] >= '0' && e[0] <= '9' && e[1] >= '0' && e[1] <= '9' &&
+		    e[2] >= '0' && e[2] <= '9') {
+			int v = (e[0] - '0') * 100 + (e[1] - '0') * 10 + (e[2] - '0');
+			if (v > 0 && v < 256) {
+				c = v;
+				e += 3;
+			}
+		} else if (c == '\\' && (e[0] == '.' || e[0] == '\\')) {
+			c = *e++;
+		}
+		out[o++] = (char)c;
+		name = e;
+	}
+	out[o] = '\0';
+	return out;
+}
+
 /* A random 64-bit instance name collides by accident about never, so it is published
  * as its PTR, SRV and TXT records with NO_PROBE: announced at once instead of after the
  * ~1 s of probing avahi_entry_group_add_service always does. That is most of the time
@@ -555,10 +582,17 @@ resolver_cb(AvahiServiceResolver *r, AvahiIfIndex ifindex, AvahiProtocol proto,
 {
 	struct item *it = arg;
 	struct dnssd *d = it->d;
+	char esc[LOG_ESCAPE_MAX(AVAHI_LABEL_MAX)] = "", dom[LOG_ESCAPE_MAX(AVAHI_LABEL_MAX)] = "";
 
 	(void)proto;
 	(void)type;
 	(void)flags;
+	/* On a failure name and domain are r's own strings, gone with it: what the log says
+	 * of them is taken first, escaped, as the instance name is anyone's text. */
+	if (log_level >= 2) {
+		log_escape(name, strlen(name), esc, sizeof esc);
+		log_escape(domain, strlen(domain), dom, sizeof dom);
+	}
 	/* One answer is all an advertisement needs: its TXT never changes while published. */
 	avahi_service_resolver_free(r);
 	it->resolver = NULL;
@@ -566,14 +600,10 @@ resolver_cb(AvahiServiceResolver *r, AvahiIfIndex ifindex, AvahiProtocol proto,
 		it->found = 1;
 		if (d->cb->record)
 			d->cb->record(d->ctx, &it->rec, 1);
-	} else if (log_level >= 2) {
-		/* The instance name is anyone's text: escaped. */
-		char esc[LOG_ESCAPE_MAX(AVAHI_LABEL_MAX)];
-		log_escape(name, strlen(name), esc, sizeof esc);
-		if (ev == AVAHI_RESOLVER_FOUND)
-			log_debug("ignoring %s in %s: not an nws v=1 record", esc, domain);
-		else
-			log_debug("cannot resolve %s in %s", esc, domain);
+	} else if (ev == AVAHI_RESOLVER_FOUND) {
+		log_debug("ignoring %s in %s: not an nws v=1 record", esc, dom);
+	} else {
+		log_debug("cannot resolve %s in %s", esc, dom);
 	}
 	check_all_for_now(d);
 }
@@ -635,8 +665,9 @@ browser_cb(AvahiServiceBrowser *b, AvahiIfIndex ifindex, AvahiProtocol proto,
 		it->resolver = avahi_service_resolver_new(d->client, ifindex, proto, name, type,
 		    domain, proto, 0, resolver_cb, it);
 		if (!it->resolver) {
-			log_debug("cannot resolve %s: %s", name,
-			    avahi_strerror(avahi_client_errno(d->client)));
+			char esc[LOG_ESCAPE_MAX(AVAHI_LABEL_MAX)];
+			log_debug("cannot resolve %s: %s", log_escape(name, strlen(name), esc,
+			    sizeof esc), avahi_strerror(avahi_client_errno(d->client)));
 			item_free(it);
 			break;
 		}

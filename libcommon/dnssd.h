@@ -24,7 +24,10 @@ struct dnssd;
 struct dnssd_pub;
 
 /* A resolved advertisement with a well-formed v=1 TXT. Strings are valid during the
- * callback; the record itself (and mark) lives from found to lost. */
+ * callback; the record itself (and mark) lives from found to lost. The instance is the
+ * name as published (any UTF-8); domain and host are avahi's text for a DNS name, where a
+ * byte other than A-Z a-z 0-9 _ - is written \DDD (decimal), a dot in a label \. and a
+ * backslash \\ (dnssd_name_decode reads it back). */
 struct dnssd_record {
 	const char *instance, *domain, *host;
 	const char *address;     /* printable; link-local IPv6 carries "%interface" */
@@ -79,6 +82,12 @@ void *dnssd_pub_user(const struct dnssd_pub *p);
 
 /* Starts browsing, now or as soon as the daemon is up, and again after it restarts. */
 void dnssd_browse(struct dnssd *d);
+/* The bytes of the DNS name in avahi's text (as in dnssd_record.host), labels joined
+ * by dots, into out (cut to outlen, always terminated); an escape avahi would not write
+ * (\000, a lone backslash) is copied as it is. Returns out. A name from the network:
+ * may hold any byte but NUL, so escape it before printing. */
+const char *dnssd_name_decode(const char *name, char *out, size_t outlen);
+
 /* Calls fn for every record found and not lost. */
 void dnssd_records(struct dnssd *d, void (*fn)(void *ctx, struct dnssd_record *r), void *ctx);
 

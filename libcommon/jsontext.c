@@ -18,9 +18,10 @@ skip_ws(const unsigned char *p, const unsigned char *e)
 	return p;
 }
 
-/* Length of the one well-formed UTF-8 sequence starting at s (a non-ASCII lead), or 0. */
+/* Length of the one well-formed UTF-8 sequence starting at s (a non-ASCII lead), or 0;
+ * its code point in *cpp. */
 static size_t
-utf8_seq(const unsigned char *s, size_t n)
+utf8_decode(const unsigned char *s, size_t n, unsigned long *cpp)
 {
 	unsigned c = s[0];
 	size_t k;
@@ -48,7 +49,27 @@ utf8_seq(const unsigned char *s, size_t n)
 		return 0;
 	if (k == 3 && (cp < 0x10000 || cp > 0x10ffff))
 		return 0;
+	*cpp = cp;
 	return k + 1;
+}
+
+static size_t
+utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned long cp;
+	return utf8_decode(s, n, &cp);
+}
+
+size_t
+jsontext_utf8_char(const unsigned char *s, size_t n, unsigned long *cp)
+{
+	if (!n)
+		return 0;
+	if (s[0] < 0x80) {
+		*cp = s[0];
+		return 1;
+	}
+	return utf8_decode(s, n, cp);
 }
 
 /* Eight bytes at a time through the ASCII runs that are most of any text: every frame is

@@ -11,6 +11,9 @@
 
 /* 1 when s[0..n) is UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
 int jsontext_utf8(const unsigned char *s, size_t n);
+/* The one character at s[0..n) by the same rules: its length in bytes and its code point
+ * in *cp, or 0 when s holds no well-formed character there. */
+size_t jsontext_utf8_char(const unsigned char *s, size_t n, unsigned long *cp);
 
 /* 0 when p[0..n) is one JSON value (an object unless any) with optional whitespace around
  * it, in UTF-8, nested at most JSONTEXT_MAX_DEPTH deep, with no NUL in any string; else

@@ -1,13 +1,18 @@
 #include "log.h"
 
+#include <langinfo.h>
+#include <locale.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "jsontext.h"
+
 const char *log_prog = "nws";
 int log_level;
+int log_utf8 = 1;
 int log_stage;
 
 void
@@ -16,6 +21,11 @@ log_init(const char *prog)
 	const char *slash = strrchr(prog, '/');
 	log_prog = slash ? slash + 1 : prog;
 	log_stage = getenv(LOG_STAGE_ENV) != NULL;
+	/* Asked of a locale object, so the process's own locale stays "C". */
+	locale_t loc = newlocale(LC_CTYPE_MASK, "", (locale_t)0);
+	log_utf8 = loc && strcmp(nl_langinfo_l(CODESET, loc), "UTF-8") == 0;
+	if (loc)
+		freelocale(loc);
 }
 
 static void
@@ -67,29 +77,60 @@ log_once_per_burst(const char *key)
 	return 1;
 }
 
+/* Characters a terminal acts on or reorders a line by, beyond C0 and DEL: the C1 controls
+ * (U+009B is CSI to many terminals), the line and paragraph separators and the
+ * bidirectional formatting characters (they make a line show other than what it holds). */
+static int
+escape_char(unsigned long cp)
+{
+	return (cp >= 0x80 && cp <= 0x9f) || cp == 0x61c || cp == 0x200e || cp == 0x200f ||
+	    (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
 const char *
 log_escape(const char *s, size_t len, char *out, size_t outlen)
 {
 	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)s;
 	size_t o = 0;
 
 	if (!outlen)
 		return out;
-	for (size_t i = 0; s && i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c >= 0x20 && c != 0x7f && c != '\\') {
-			if (o + 1 >= outlen)
+	for (size_t i = 0, k; s && i < len; i += k) {
+		unsigned long cp;
+		k = jsontext_utf8_char(u + i, len - i, &cp);
+		if (k && cp >= 0x20 && cp != 0x7f && cp != '\\' && !escape_char(cp) &&
+		    (cp < 0x80 || log_utf8)) {
+			if (o + k >= outlen)
 				break;
-			out[o++] = (char)c;
+			memcpy(out + o, u + i, k);
+			o += k;
 			continue;
 		}
-		if (o + 4 >= outlen)
+		/* Not UTF-8 here: this byte alone, so what follows is read afresh. */
+		if (!k)
+			k = 1;
+		if (o + 4 * k >= outlen)
 			break;
-		out[o++] = '\\';
-		out[o++] = 'x';
-		out[o++] = hex[c >> 4];
-		out[o++] = hex[c & 15];
+		for (size_t j = 0; j < k; j++) {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[u[i + j] >> 4];
+			out[o++] = hex[u[i + j] & 15];
+		}
 	}
 	out[o] = '\0';
 	return out;
+}
+
+void
+log_lws(int level, const char *line)
+{
+	char esc[LOG_ESCAPE_MAX(256)];
+	size_t n = strlen(line);
+
+	(void)level;
+	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		n--;
+	log_debug("lws: %s", log_escape(line, n, esc, sizeof esc));
 }

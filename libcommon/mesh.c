@@ -572,8 +572,10 @@ mesh_link_frame(void *ctx, struct link *l, const unsigned char *cbor, size_t len
 		return;
 	int bad = frame_decode(&f, FORMAT_CBOR, cbor, len, err, sizeof err) < 0;
 	if (bad || !f.channel || strcmp(f.channel, ch->name) != 0) {
+		/* jansson's reason for a tag 262 "data" may quote the member's text. */
+		char esc[LOG_ESCAPE_MAX(sizeof err)];
 		log_info("closing a link from %s: it sent a malformed frame (%s)", link_address(l),
-		    bad ? err : "not of the link's channel");
+		    bad ? log_escape(err, strlen(err), esc, sizeof esc) : "not of the link's channel");
 		link_close(l, 1008, "malformed frame", 0);
 		frame_clear(&f);
 		return;

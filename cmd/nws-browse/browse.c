@@ -3,13 +3,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <sodium.h>
 #include <avahi-common/timeval.h>
 
 #include "log.h"
 #include "nws.h"
+#include "show.h"
 
 #define UNMATCHED_REPORTED 1u   /* dnssd_record.mark: a channel-less found went out */
 
@@ -17,13 +17,8 @@ static void
 emit(struct browse *b, const struct dnssd_record *r, const char *channel, int found)
 {
 	if (b->text) {
-		/* + chat 10.0.0.2:40123 host-a.local eth0; names from the network escaped */
-		char line[1024], host[LOG_ESCAPE_MAX(256)], ifname[LOG_ESCAPE_MAX(16)];
-		int v6 = r->family == AF_INET6;
-		snprintf(line, sizeof line, "%c %s %s%s%s:%u %s %s\n", found ? '+' : '-',
-		    channel ? channel : "?", v6 ? "[" : "", r->address, v6 ? "]" : "", r->port,
-		    log_escape(r->host, strlen(r->host), host, sizeof host),
-		    log_escape(r->interface, strlen(r->interface), ifname, sizeof ifname));
+		char line[SHOW_LINE_MAX];
+		show_record(line, sizeof line, r, channel, found);
 		aloop_pipe_text(b->io, line);
 		return;
 	}

@@ -149,17 +149,6 @@ on_output_drained(void *ctx, struct loop_pipe *p)
 	input_flow();
 }
 
-static void
-lws_log(int level, const char *line)
-{
-	size_t n = strlen(line);
-
-	(void)level;
-	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-		n--;
-	log_debug("lws: %.*s", (int)n, line);
-}
-
 /* [ADDR:]PORT, ADDR possibly [v6]. */
 static void
 parse_listen(struct opts *o, const char *s, char *addr, size_t addrlen, int *port)
@@ -320,7 +309,7 @@ main(int argc, char **argv)
 	log_init("nws-link");
 	parse(&o, argc, argv, addr, sizeof addr, &port, &lim);
 	lws_set_log_level(log_level >= 2 ? LLL_ERR | LLL_WARN | LLL_NOTICE :
-	    log_level ? LLL_ERR : 0, lws_log);
+	    log_level ? LLL_ERR : 0, log_lws);
 	int lfd;
 	struct lws_vhost *vh = start_loop(protocols, addr, &port, &lfd);
 	/* Before mesh_new starts the key worker thread: signals come through the loop. */

@@ -241,7 +241,7 @@ main(int argc, char **argv)
 	buf_init(&np.out, 0);
 	idset_init(&np.peers, IDSET_PEERS_MAX);
 
-	lws_set_log_level(log_level >= 2 ? LLL_ERR | LLL_WARN : 0, NULL);
+	lws_set_log_level(log_level >= 2 ? LLL_ERR | LLL_WARN : 0, log_lws);
 	memset(&info, 0, sizeof info);
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.protocols = protocols;

@@ -14,6 +14,7 @@
 #define READ_CHUNK (64 * 1024)
 #define OUT_BURST (256 * 1024)
 #define SYNC_RESEND_US (2 * LWS_US_PER_SEC)
+#define REASON_SHOWN 256   /* bytes of an error frame's reason a log line shows */
 
 /* The most data one frame carries: the rest of max_frame is room for the keys. */
 static size_t
@@ -461,7 +462,10 @@ peer_join(struct np *np, const char *id)
 		log_error("more than %d peers: not counting the rest", IDSET_PEERS_MAX);
 	if (rc <= 0)
 		return;
-	log_debug("peer %s joined", id);
+	if (log_level >= 2) {
+		char esc[LOG_ESCAPE_MAX(IDSET_ID_MAX)];
+		log_debug("peer %s joined", log_escape(id, strlen(id), esc, sizeof esc));
+	}
 	out_peer(np, ACTION_CONNECT, id);
 	check_wait(np);
 }
@@ -471,7 +475,10 @@ peer_leave(struct np *np, const char *id)
 {
 	if (!idset_del(&np->peers, id))
 		return;
-	log_debug("peer %s left", id);
+	if (log_level >= 2) {
+		char esc[LOG_ESCAPE_MAX(IDSET_ID_MAX)];
+		log_debug("peer %s left", log_escape(id, strlen(id), esc, sizeof esc));
+	}
 	out_peer(np, ACTION_DISCONNECT, id);
 }
 
@@ -484,8 +491,10 @@ net_down(struct np *np, const char *reason)
 	int waiting = !np->sending && (np->wait_n > 0 || np->to);
 
 	if (np->via_proxy) {
+		char esc[LOG_ESCAPE_MAX(REASON_SHOWN)];
 		if (!np->net_down_said++)
-			log_error("%s", reason ? reason : "discovery is unavailable");
+			log_error("%s", reason ? log_escape(reason, strlen(reason), esc, sizeof esc) :
+			    "discovery is unavailable");
 		return;
 	}
 	if (waiting) {
@@ -529,7 +538,9 @@ np_frame(struct np *np, const struct frame *f)
 		if (np->mode == MODE_JSON)
 			out_data(np, f);
 		if (is_receiver(np)) {
-			log_debug("peer %s ended its input", f->source);
+			char esc[LOG_ESCAPE_MAX(IDSET_ID_MAX)];
+			log_debug("peer %s ended its input",
+			    log_escape(f->source, strlen(f->source), esc, sizeof esc));
 			np_stop(np, NWS_EXIT_OK);
 		}
 		break;
@@ -537,7 +548,9 @@ np_frame(struct np *np, const struct frame *f)
 		if (f->code == NWS_EXIT_UNAVAILABLE) {
 			net_down(np, f->reason);
 		} else if (log_once_per_burst(f->reason ? f->reason : "error")) {
-			log_error("%s", f->reason ? f->reason : "the network side reported an error");
+			char esc[LOG_ESCAPE_MAX(REASON_SHOWN)];
+			log_error("%s", f->reason ? log_escape(f->reason, strlen(f->reason), esc,
+			    sizeof esc) : "the network side reported an error");
 		}
 		break;
 	case ACTION_UNKNOWN:

@@ -195,8 +195,11 @@ proxy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 				np_stop(px->np, rc);
 			return 0;
 		}
+		char esc[LOG_ESCAPE_MAX(128)];
+		/* libwebsockets' words may quote what the other end answered. */
 		log_error("cannot connect to nws-proxy at %s: %s (is nws-proxy running?)",
-		    px->url, in ? (const char *)in : "connection failed");
+		    px->url, in ? log_escape(in, strnlen(in, 128), esc, sizeof esc) :
+		    "connection failed");
 		np_stop(px->np, NWS_EXIT_UNAVAILABLE);
 		np_finished(px->np);
 		return 0;

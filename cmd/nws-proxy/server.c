@@ -934,7 +934,7 @@ context_create(void)
 {
 	struct lws_context_creation_info info;
 
-	lws_set_log_level(log_level >= 2 ? LLL_ERR | LLL_WARN : 0, NULL);
+	lws_set_log_level(log_level >= 2 ? LLL_ERR | LLL_WARN : 0, log_lws);
 	protocols[PROTOCOLS_INTERNAL + 1] = loop_protocol;
 	memset(&info, 0, sizeof info);
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
