@@ -34,6 +34,7 @@ struct link {
 	struct lws *wsi;
 	int initiator;
 	int up, closing, flush, gone;
+	int flush_due;       /* sul_flush is armed */
 	int keyed;           /* the handshake is done; the accepting end waits to be up */
 	int dialing;         /* inside lws_client_connect_via_info: a failure is reported there */
 	int hs_sent;         /* the dialling end sent its first handshake message */
@@ -228,8 +229,10 @@ static void link_flush_due(lws_sorted_usec_list_t *sul);
 static void
 link_want_write(struct link *l)
 {
-	if (l->wsi)
+	if (l->wsi && !l->flush_due) {
+		l->flush_due = 1;
 		lws_sul_schedule(lws_get_context(l->wsi), 0, &l->sul_flush, link_flush_due, 0);
+	}
 }
 
 int
@@ -501,6 +504,7 @@ link_flush_due(lws_sorted_usec_list_t *sul)
 {
 	struct link *l = lws_container_of(sul, struct link, sul_flush);
 
+	l->flush_due = 0;
 	if (!l->wsi)
 		return;
 	if (l->closing || lws_partial_buffered(l->wsi)) {
