@@ -555,15 +555,15 @@ death_rank(const struct kid *k, int status)
 
 static void check_cb(lws_sorted_usec_list_t *sul);
 
-/* Reaps the stages that exited, escalates signals on deadlines, notices a broken
- * generation, finishes a stop; then sets the timer for the next thing due, if any. Runs
- * from the timer only (check_soon), never inside a pipe's or the caller's call. */
-static void
-check(struct pipeline *p)
+/* Reaps the stages that exited (keeping the likeliest cause of this generation's death)
+ * and escalates signals on deadlines. Returns the next deadline (INT64_MAX: none) and
+ * in *alive how many stages of this generation still run. */
+static int64_t
+kids_check(struct pipeline *p, int64_t now, int *alive)
 {
-	int64_t now = now_ms(), due = INT64_MAX;
-	int died = 0, alive = 0;
+	int64_t due = INT64_MAX;
 
+	*alive = 0;
 	for (size_t i = 0; i < MAX_KIDS; i++) {
 		struct kid *k = &p->kids[i];
 		int status = 0;
@@ -584,7 +584,7 @@ check(struct pipeline *p)
 			p->nkids--;
 			continue;
 		}
-		alive += k->gen == p->gen;
+		*alive += k->gen == p->gen;
 		if (k->deadline && now >= k->deadline) {
 			if (!k->termed) {
 				kid_term(k, TERM_WAIT_MS);
@@ -596,6 +596,19 @@ check(struct pipeline *p)
 		if (k->deadline && k->deadline < due)
 			due = k->deadline;
 	}
+	return due;
+}
+
+/* kids_check, then: notices a broken generation, finishes a stop, and sets the timer
+ * for the next thing due, if any. Runs from the timer only (check_soon), never inside a
+ * pipe's or the caller's call. */
+static void
+check(struct pipeline *p)
+{
+	int64_t now = now_ms();
+	int died = 0, alive;
+	int64_t due = kids_check(p, now, &alive);
+
 	if (p->state == RUNNING && p->cause_rank >= 0) {
 		if (p->cause_rank >= NSTAGES || !alive || now - p->cause_ms >= BROKEN_GRACE_MS) {
 			report_death(&p->cause, p->cause_status);
