@@ -1,7 +1,22 @@
 /* loop: framed pipes and watched fds on the libwebsockets event loop. nws-link, nws-pipe
  * and nws-proxy adopt their stdin/stdout (or a spawned pipeline's ends) as raw file
- * descriptors with this module, and watch derive's result pipe with it, so frames,
- * network events and derived keys share one poll loop and no polling timer. */
+ * descriptors with this module, and watch derive's result pipe, the pipeline's child
+ * pidfds and a signalfd with it, so frames, network events, derived keys, children and
+ * signals share one poll loop and no polling timer.
+ *
+ * The libwebsockets 4.1 workarounds live in loop.c, and only there:
+ * - lws clears POLLOUT of a raw file after its writeable callback returns, so a short
+ *   write asks again from a timer due at once (pipe_more).
+ * - A write-only fd whose reader went away polls POLLERR, which lws does not act on:
+ *   an idle one is checked once a second (LOOP_ERR_CHECK_US).
+ * - What a pass of the loop queued is written as the next pass begins, from a timer due
+ *   at once, not after a POLLOUT round an empty pipe would answer at once (pipe_flush_due).
+ * - A read fd at its end may report POLLHUP while paused with data left: that data is
+ *   read before the close (pipe_drain_input).
+ * - lws closes what it adopts, so a watched fd is a duplicate of the caller's.
+ * - Destroying the context calls on_close from inside lws_context_destroy, and a close
+ *   from a timer leaves lws polling with nothing due: the last pipe to go wakes
+ *   lws_service, and tools wait for loop_pipes_open() to reach 0 first. */
 #ifndef NWS_LOOP_H
 #define NWS_LOOP_H
 
