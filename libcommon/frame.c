@@ -453,9 +453,7 @@ json_put_str(struct buf *out, const char *s, size_t n)
 	out->p[out->off + out->len++] = '"';
 	size_t i = 0;
 	while (i < n) {
-		size_t j = i;
-		while (j < n && (unsigned char)s[j] >= 0x20 && s[j] != '"' && s[j] != '\\')
-			j++;
+		size_t j = i + jsontext_plain_run((const unsigned char *)s + i, n - i);
 		if (buf_append(out, s + i, j - i) < 0)
 			return -1;
 		if (j == n)

@@ -94,6 +94,20 @@ special8(uint64_t w)
 	return (w | ((w - ONES * 0x20) & ~w) | ((q - ONES) & ~q) | ((b - ONES) & ~b)) & HIGHS;
 }
 
+size_t
+jsontext_plain_run(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+
+	for (;;) {
+		while (i + 8 <= n && !special8(load8(s + i)))
+			i += 8;
+		if (i >= n || s[i] < 0x20 || s[i] == '"' || s[i] == '\\')
+			return i < n ? i : n;
+		i++;
+	}
+}
+
 int
 jsontext_utf8(const unsigned char *s, size_t n)
 {

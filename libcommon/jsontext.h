@@ -11,6 +11,9 @@
 
 /* 1 when s[0..n) is UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
 int jsontext_utf8(const unsigned char *s, size_t n);
+/* How many bytes from s on may go into a JSON string as they are: up to the first byte
+ * below 0x20, '"' or '\\' (n when none). For writing strings; eight bytes at a time. */
+size_t jsontext_plain_run(const unsigned char *s, size_t n);
 /* The one character at s[0..n) by the same rules: its length in bytes and its code point
  * in *cp, or 0 when s holds no well-formed character there. */
 size_t jsontext_utf8_char(const unsigned char *s, size_t n, unsigned long *cp);

@@ -1,6 +1,6 @@
 /* jsontext: what jsontext_check accepts and refuses, and that a refusal names the byte at
  * fault (string errors once reported a pointer difference from NULL), the span of a
- * top-level key, and compaction. */
+ * top-level key, compaction, and the plain runs string writers copy whole. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -126,6 +126,36 @@ test_span_and_compact(void **state)
 	assert_memory_equal(out, "{\"action\":\"broadcast\",\"data\":{\"x\":[1,\"}\"]}}", n);
 }
 
+/* Byte by byte, the definition jsontext_plain_run must agree with. */
+static size_t
+plain_run_ref(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+	while (i < n && s[i] >= 0x20 && s[i] != '"' && s[i] != '\\')
+		i++;
+	return i;
+}
+
+static void
+test_plain_run(void **state)
+{
+	static const unsigned char stops[] = { 0, 0x1f, '\n', '"', '\\' };
+	static const unsigned char goes[] = { ' ', 'a', 0x7f, 0x80, 0xc3, 0xff, '!', '#', '[' };
+	unsigned char s[64];
+	(void)state;
+	/* Every length, every position of one stopping byte in text of passing bytes (ASCII
+	 * and not: the fast path must not take 0x80 and up for a stop). */
+	for (size_t n = 0; n <= sizeof s; n++)
+		for (size_t at = 0; at <= n; at++)
+			for (size_t k = 0; k < sizeof stops; k++) {
+				for (size_t i = 0; i < n; i++)
+					s[i] = goes[(i * 7 + n) % sizeof goes];
+				if (at < n)
+					s[at] = stops[k];
+				assert_int_equal(jsontext_plain_run(s, n), plain_run_ref(s, n));
+			}
+}
+
 int
 main(void)
 {
@@ -134,6 +164,7 @@ main(void)
 		cmocka_unit_test(test_string_errors_name_the_byte),
 		cmocka_unit_test(test_structure_errors),
 		cmocka_unit_test(test_span_and_compact),
+		cmocka_unit_test(test_plain_run),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
