@@ -1,6 +1,6 @@
 /* nws-proxy: ws://localhost:9009/<channel> for web pages and local programs, the seed's
  * JSON protocol, console and polyfill, on one nws-browse | nws-link | nws-advertise
- * pipeline for all channels (DESIGN.md §3). */
+ * pipeline for all channels (nws(7) THE LOCAL WEBSOCKET PROTOCOL). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

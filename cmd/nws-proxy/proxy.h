@@ -1,6 +1,7 @@
-/* nws-proxy: the seed's ws://localhost:9009/<channel> endpoint (DESIGN.md §3) on one
- * spawned pipeline. server.c owns HTTP, WebSocket, the loopback listeners and each
- * connection's bounded output queue; route.c owns channels, peers and the pipeline.
+/* nws-proxy: the seed's ws://localhost:9009/<channel> endpoint (nws(7), THE LOCAL
+ * WEBSOCKET PROTOCOL) on one spawned pipeline. server.c owns HTTP, WebSocket, the
+ * loopback listeners and each connection's bounded output queue; route.c owns channels,
+ * peers and the pipeline.
  *
  * The layering rule: route calls the server only through struct proxy_conn_ops; the
  * server calls route only through the struct proxy_route_ops main gives it. Neither

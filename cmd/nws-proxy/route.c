@@ -493,7 +493,7 @@ input_broadcast(struct route *r, struct peer *c, enum frame_data kind, unsigned 
 	up_data(r, c->ch, &f);
 }
 
-/* A client's end of input, told to every other peer like a broadcast (DESIGN.md §2). */
+/* A client's end of input, told to every other peer like a broadcast (nws(7) FRAMES). */
 static void
 input_end(struct route *r, struct peer *c)
 {

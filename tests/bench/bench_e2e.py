@@ -22,7 +22,7 @@ per figure, NWS_BENCH_VERBOSE=1 prints every run, NWS_BENCH_PERF=FILE profiles.
 Each is also run flat out with 1 MiB broadcasts (BIG_N of them: "1MiB MB/s"), and
 NWS_BENCH_BASE=DIR measures another build's nws-proxy as scenario "base" in the same run.
 
-Targets (DESIGN.md §9): nws at least 3x the node relay, a one-way p50 of at most 250 us
+Targets (issue 12, tests/bench/README): nws at least 3x the node relay, a one-way p50 of at most 250 us
 and p99 of at most 1 ms at 1k msgs/s, and 1 MiB broadcasts at 90% of the node relay. Exit status 1 when a scenario could not run, not on a missed target: these are
 figures, not tests."""
 import contextlib

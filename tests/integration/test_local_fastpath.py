@@ -1,4 +1,4 @@
-"""Local delivery without the pipeline (issue 12, DESIGN.md §3 and §6): a broadcast, end or
+"""Local delivery without the pipeline (issue 12; nws(7) ROUTING): a broadcast, end or
 message whose receivers are all on this machine never enters the pipeline; once a remote
 peer's connect has arrived, they do. No test hosts: stand-in stages (NWS_LIBEXEC) log
 every frame the head is sent, and a stand-in nws-link announces a remote peer in channels
