@@ -26,12 +26,18 @@ dial_find(const struct dial *d, const char *address, int port)
 
 static void dial_try(struct dial_target *t);
 
-/* Another address of t's advertisement. */
+static int
+same(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Another address of t's advertisement (dial.h). */
 static int
 dial_sibling(const struct dial_target *t, const struct dial_target *s)
 {
-	return s != t && t->instance && s->instance && s->port == t->port &&
-	    strcmp(s->instance, t->instance) == 0;
+	return s != t && t->instance && s->port == t->port && same(s->instance, t->instance) &&
+	    same(s->domain, t->domain) && same(s->iface, t->iface);
 }
 
 /* What t's siblings waiting on it learn: the node it reached (covered by it), that it was
@@ -88,14 +94,16 @@ dial_try(struct dial_target *t)
 
 struct dial_target *
 dial_add(struct dial *d, const char *address, int port, const char *iface,
-    const char *instance)
+    const char *instance, const char *domain)
 {
 	struct dial_target *t = calloc(1, sizeof *t);
 	if (!t || !(t->address = strdup(address)) || (iface && !(t->iface = strdup(iface))) ||
-	    (instance && !(t->instance = strdup(instance)))) {
+	    (instance && !(t->instance = strdup(instance))) ||
+	    (domain && !(t->domain = strdup(domain)))) {
 		if (t) {
 			free(t->address);
 			free(t->iface);
+			free(t->instance);
 		}
 		free(t);
 		return NULL;
@@ -172,6 +180,7 @@ dial_remove(struct dial_target *t)
 	free(t->address);
 	free(t->iface);
 	free(t->instance);
+	free(t->domain);
 	free(t);
 }
 

@@ -3,9 +3,12 @@
  * (up, covered by another link to the same node, or ourselves) and the backoff between
  * attempts, 0.5 s doubling to 30 s, back to 0.5 s once a handshake succeeds. Making the
  * link is the caller's, through the start hook; dial decides when and whether.
- * The addresses of one advertisement (its instance: avahi reports a host once per address
- * family, and once per interface) are one node: one of them is dialled at a time, the
- * others wait for what its handshake proves, and are dialled only when it fails. */
+ * The addresses of one advertisement (avahi reports it once per address family) are one
+ * node: one of them is dialled at a time, the others wait for what its handshake proves,
+ * and are dialled only when it fails. One advertisement is one instance name in one
+ * domain seen on one interface, which DNS-SD keeps unique: a member that copies another's
+ * instance name into another domain or onto another interface starts a group of its
+ * own, so it cannot make that node's addresses wait on its own. */
 #ifndef NWS_DIAL_H
 #define NWS_DIAL_H
 
@@ -24,7 +27,7 @@ struct dial;
 struct dial_target {
 	struct dial *d;
 	char *address, *iface;
-	char *instance;                      /* the advertisement's; NULL: none (static) */
+	char *instance, *domain;             /* the advertisement's; NULL: none (static) */
 	int port;
 	enum dial_state state;
 	unsigned char node[LINK_NODE_LEN];   /* the node its last handshake proved */
@@ -47,10 +50,10 @@ struct dial {
 
 void dial_init(struct dial *d, struct lws_context *cx, dial_start_fn start, void *ctx);
 struct dial_target *dial_find(const struct dial *d, const char *address, int port);
-/* A found address of instance (NULL: none): a new target, tried at once unless another
- * address of the instance is being dialled. NULL when out of memory. */
+/* A found address of instance in domain (NULL: none): a new target, tried at once unless
+ * another address of that advertisement is being dialled. NULL when out of memory. */
 struct dial_target *dial_add(struct dial *d, const char *address, int port,
-    const char *iface, const char *instance);
+    const char *iface, const char *instance, const char *domain);
 /* Tries every idle target (the channel can dial now). */
 void dial_all(struct dial *d);
 /* A link of t did its handshake with node: the backoff starts over. */

@@ -841,7 +841,7 @@ mesh_found(struct mesh *m, const struct frame *f, int lost)
 	if (lost && t)
 		mesh_forget_target(ch, t);
 	else if (!lost && !t && !dial_add(&ch->dial, f->address, (int)f->port, f->interface,
-	    f->instance))
+	    f->instance, f->domain))
 		log_error("out of memory");
 }
 

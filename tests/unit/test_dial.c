@@ -50,8 +50,8 @@ static void
 test_second_address_waits_and_is_covered(void **state)
 {
 	(void)state;
-	struct dial_target *v4 = dial_add(&d, "10.0.0.2", 4000, "eth0", "a1");
-	struct dial_target *v6 = dial_add(&d, "fe80::2%eth0", 4000, "eth0", "a1");
+	struct dial_target *v4 = dial_add(&d, "10.0.0.2", 4000, "eth0", "a1", "local");
+	struct dial_target *v6 = dial_add(&d, "fe80::2%eth0", 4000, "eth0", "a1", "local");
 	assert_int_equal(nstarted, 1);
 	assert_ptr_equal(started[0], v4);
 	assert_int_equal(v6->state, DIAL_WAITING);
@@ -71,8 +71,8 @@ static void
 test_failure_dials_the_next_address_at_once(void **state)
 {
 	(void)state;
-	struct dial_target *v4 = dial_add(&d, "10.0.0.2", 4000, NULL, "a1");
-	struct dial_target *v6 = dial_add(&d, "fd00::2", 4000, NULL, "a1");
+	struct dial_target *v4 = dial_add(&d, "10.0.0.2", 4000, NULL, "a1", "local");
+	struct dial_target *v6 = dial_add(&d, "fd00::2", 4000, NULL, "a1", "local");
 	assert_int_equal(nstarted, 1);
 	dial_down(v4, NULL);
 	assert_int_equal(nstarted, 2);
@@ -85,8 +85,8 @@ static void
 test_self_is_self_at_every_address(void **state)
 {
 	(void)state;
-	struct dial_target *v4 = dial_add(&d, "10.0.0.2", 4000, NULL, "a1");
-	struct dial_target *v6 = dial_add(&d, "fd00::2", 4000, NULL, "a1");
+	struct dial_target *v4 = dial_add(&d, "10.0.0.2", 4000, NULL, "a1", "local");
+	struct dial_target *v6 = dial_add(&d, "fd00::2", 4000, NULL, "a1", "local");
 	dial_self(v4);
 	assert_int_equal(v6->state, DIAL_SELF);
 	dial_down(v4, NULL);
@@ -98,8 +98,8 @@ static void
 test_lost_address_hands_over(void **state)
 {
 	(void)state;
-	struct dial_target *v4 = dial_add(&d, "10.0.0.2", 4000, NULL, "a1");
-	struct dial_target *v6 = dial_add(&d, "fd00::2", 4000, NULL, "a1");
+	struct dial_target *v4 = dial_add(&d, "10.0.0.2", 4000, NULL, "a1", "local");
+	struct dial_target *v6 = dial_add(&d, "fd00::2", 4000, NULL, "a1", "local");
 	dial_remove(v4);
 	assert_int_equal(nstarted, 2);
 	assert_ptr_equal(started[1], v6);
@@ -109,12 +109,28 @@ static void
 test_other_instances_and_static_peers_dial_at_once(void **state)
 {
 	(void)state;
-	dial_add(&d, "10.0.0.2", 4000, NULL, "a1");
-	dial_add(&d, "10.0.0.3", 4000, NULL, "b2");
-	dial_add(&d, "10.0.0.2", 4001, NULL, "a1");   /* another port: another listener */
-	dial_add(&d, "10.0.0.4", 4000, NULL, NULL);
-	dial_add(&d, "10.0.0.5", 4000, NULL, NULL);
+	dial_add(&d, "10.0.0.2", 4000, NULL, "a1", "local");
+	dial_add(&d, "10.0.0.3", 4000, NULL, "b2", "local");
+	dial_add(&d, "10.0.0.2", 4001, NULL, "a1", "local");   /* another port: another listener */
+	dial_add(&d, "10.0.0.4", 4000, NULL, NULL, NULL);
+	dial_add(&d, "10.0.0.5", 4000, NULL, NULL, NULL);
 	assert_int_equal(nstarted, 5);
+}
+
+static void
+test_a_copied_instance_name_elsewhere_cannot_hold_a_node_back(void **state)
+{
+	(void)state;
+	/* A member publishes a1's name and port in another domain and on another interface,
+	 * at its own addresses: each is its own advertisement, dialled at once, and never
+	 * made to wait on (or covered by) the node a1's dial reaches. */
+	struct dial_target *real = dial_add(&d, "10.0.0.2", 4000, "eth0", "a1", "local");
+	dial_add(&d, "10.9.9.9", 4000, "eth0", "a1", "example.org");
+	dial_add(&d, "10.8.8.8", 4000, "wlan0", "a1", "local");
+	assert_int_equal(nstarted, 3);
+	dial_handshaken(real, node);
+	assert_int_equal(started[1]->state, DIAL_DIALING);
+	assert_int_equal(started[2]->state, DIAL_DIALING);
 }
 
 int
@@ -130,6 +146,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_lost_address_hands_over, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_other_instances_and_static_peers_dial_at_once,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_a_copied_instance_name_elsewhere_cannot_hold_a_node_back, setup, teardown),
 	};
 	struct lws_context_creation_info info;
 
