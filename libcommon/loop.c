@@ -134,19 +134,30 @@ pipe_ended(struct loop_pipe *p)
 	pipe_finish(p);
 }
 
-static void
+/* One read: 1 when it got data and there may be more. */
+static int
 pipe_read(struct loop_pipe *p)
 {
 	ssize_t n = stream_reader_fill(&p->r);
 
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-		return;
+		return 0;
 	if (n < 0)
 		log_error("cannot read input: %s", strerror(errno));
 	pipe_frames(p);
 	if ((n > 0 && !p->r.broken) || p->paused)
-		return;
+		return n > 0;
 	pipe_ended(p);
+	return 0;
+}
+
+void
+loop_pipe_read_now(struct loop_pipe *p)
+{
+	/* Bounded: a writer as fast as us must not keep us here. */
+	for (int i = 0; i < 64 && p->rwsi && !p->closing && !p->paused; i++)
+		if (!pipe_read(p))
+			break;
 }
 
 /* Input that ended while paused: read what is left (bounded by what the pipe holds). */

@@ -57,6 +57,10 @@ void loop_pipe_on_drain(struct loop_pipe *p, size_t below, loop_drain_fn fn, voi
 /* Stops (1) or resumes (0) reading, for backpressure. Input that ends while paused is
  * still read to its end before on_close. */
 void loop_pipe_pause(struct loop_pipe *p, int pause);
+/* Reads what the read fd holds now and hands its frames over, as the loop would when
+ * it finds the fd readable: for a reader of two inputs that must take what one of them
+ * sent before what came on the other (unless paused or closed). */
+void loop_pipe_read_now(struct loop_pipe *p);
 /* Stops reading; closes the fds once the write queue is flushed. on_close is called
  * (from inside this call). */
 void loop_pipe_close(struct loop_pipe *p);

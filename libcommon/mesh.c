@@ -70,6 +70,7 @@ struct mesh {
 	struct mesh_limits lim;
 	unsigned char node[LINK_NODE_LEN];
 	struct loop_pipe *out;
+	struct loop_pipe *peers_out;   /* remote peers' frames, when not to out */
 	struct channel *channels;
 	int stopping, paused;
 	size_t nfull;           /* links with lref.full set */
@@ -87,12 +88,18 @@ static char local_holder;
 
 /* ---- output ---- */
 
-static void
-out_frame(struct mesh *m, const struct frame *f)
+static struct loop_pipe *
+peers_out(const struct mesh *m)
 {
-	if (!m->out || m->stopping)
+	return m->peers_out ? m->peers_out : m->out;
+}
+
+static void
+out_frame(struct mesh *m, struct loop_pipe *to, const struct frame *f)
+{
+	if (!to || m->stopping)
 		return;
-	if (loop_pipe_send(m->out, f) < 0 && log_once_per_burst("mesh: out full"))
+	if (loop_pipe_send(to, f) < 0 && log_once_per_burst("mesh: out full"))
 		log_error("output is full; a status frame was dropped");
 }
 
@@ -108,7 +115,7 @@ out_status(struct mesh *m, enum frame_action a, struct channel *ch, const char *
 	    frame_set(&f.address, address) < 0 || frame_set(&f.reason, reason) < 0)
 		log_error("out of memory");
 	else
-		out_frame(m, &f);
+		out_frame(m, m->out, &f);
 	frame_clear(&f);
 }
 
@@ -120,7 +127,7 @@ out_peer(struct mesh *m, enum frame_action a, struct channel *ch, const char *pe
 	frame_init(&f);
 	f.action = a;
 	if (frame_set(&f.channel, ch->name) == 0 && frame_set(&f.target, peer) == 0)
-		out_frame(m, &f);
+		out_frame(m, peers_out(m), &f);
 	frame_clear(&f);
 }
 
@@ -145,14 +152,16 @@ mesh_output_drained(struct mesh *m)
 static void
 out_raw(struct mesh *m, const unsigned char *raw, size_t len)
 {
-	if (!m->out || m->stopping)
+	struct loop_pipe *to = peers_out(m);
+
+	if (!to || m->stopping)
 		return;
-	if (loop_pipe_send_raw(m->out, FORMAT_CBOR, raw, len) < 0) {
+	if (loop_pipe_send_raw(to, FORMAT_CBOR, raw, len) < 0) {
 		if (log_once_per_burst("mesh: out dropped"))
 			log_error("output is not being read; dropping frames from links");
 		return;
 	}
-	if (loop_pipe_pending(m->out) >= m->max_queue)
+	if (loop_pipe_pending(to) >= m->max_queue)
 		mesh_pause(m, 1);
 }
 
@@ -743,6 +752,12 @@ mesh_set_output(struct mesh *m, struct loop_pipe *out)
 	m->out = out;
 }
 
+void
+mesh_set_peers_output(struct mesh *m, struct loop_pipe *out)
+{
+	m->peers_out = out;
+}
+
 /* The channel can link now: say where it listens, and dial what was found meanwhile. */
 static void
 channel_derived(void *ctx, struct derive_job *j, struct keys *k)
@@ -764,7 +779,7 @@ channel_derived(void *ctx, struct derive_job *j, struct keys *k)
 	f.action = ACTION_LISTENING;
 	f.port = m->port;
 	if (frame_set(&f.channel, ch->name) == 0)
-		out_frame(m, &f);
+		out_frame(m, m->out, &f);
 	frame_clear(&f);
 	dial_all(&ch->dial);
 }
@@ -1042,7 +1057,7 @@ mesh_idle(const struct mesh *m)
 void
 mesh_free(struct mesh *m)
 {
-	m->out = NULL;
+	m->out = m->peers_out = NULL;
 	m->stopping = 1;
 	while (m->channels) {
 		struct channel *ch = m->channels;

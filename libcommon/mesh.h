@@ -34,7 +34,10 @@ struct mesh_limits {
 void mesh_set_limits(struct mesh *m, const struct mesh_limits *lim);
 /* Where remote frames, listening and linked/unlinked go. */
 void mesh_set_output(struct mesh *m, struct loop_pipe *out);
-/* The output's queue is down to half of max_queue again: paused links read on. */
+/* Where remote peers' frames (connect, disconnect, broadcast, message, end) go instead,
+ * when set: nws-link --data-fds. */
+void mesh_set_peers_output(struct mesh *m, struct loop_pipe *out);
+/* An output's queue is down to half of max_queue again: paused links read on. */
 void mesh_output_drained(struct mesh *m);
 #define MESH_STALL_SECS 5
 /* Called with 1 when the input should stop being read, 0 when it may go on. */

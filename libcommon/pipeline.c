@@ -34,6 +34,9 @@
  * 16 pieces at each of the four hops, each piece a wake-up of both ends (and of the
  * writer's loop for POLLOUT); small frames never fill even 64 KiB. */
 #define PIPE_SIZE (1 << 20)
+/* Where nws-link finds its --data-fds. */
+#define LINK_DATA_IN 3
+#define LINK_DATA_OUT 4
 
 static const char *const stage_names[NSTAGES] = { "nws-browse", "nws-link", "nws-advertise" };
 
@@ -73,7 +76,9 @@ struct pipeline {
 	unsigned gen;
 	struct kid kids[MAX_KIDS];   /* slots stay put: a watch points at its kid's */
 	size_t nkids;
-	struct loop_pipe *head, *tail;
+	/* head and tail carry discovery and status; link_in and link_out are nws-link's
+	 * --data-fds, the peers' frames (the fast path: see spawn). */
+	struct loop_pipe *head, *tail, *link_in, *link_out;
 	int pipes_open;          /* adopted pipes whose on_close has not come yet */
 	int64_t started_ms, broken_ms;
 	int backoff_ms;
@@ -225,8 +230,8 @@ arg_pair(char **argv, size_t *n, int *ok, const char *opt, const char *value)
 static char **
 stage_argv(int stage, const struct pipeline_config *cfg)
 {
-	/* argv[0], --cbor, four option pairs at most, NULL; and the -v's. */
-	size_t n = 0, cap = 11 + (size_t)(cfg->verbose > 0 ? cfg->verbose : 0);
+	/* argv[0], --cbor, five option pairs at most, NULL; and the -v's. */
+	size_t n = 0, cap = 13 + (size_t)(cfg->verbose > 0 ? cfg->verbose : 0);
 	char **argv = calloc(cap, sizeof *argv);
 	if (!argv)
 		return NULL;
@@ -251,8 +256,11 @@ stage_argv(int stage, const struct pipeline_config *cfg)
 		snprintf(size, sizeof size, "%zu", cfg->max_frame);
 		arg_pair(argv, &n, &ok, "--max-frame", size);
 	}
-	if (stage == 1)
+	if (stage == 1) {
 		arg_pair(argv, &n, &ok, "--listen", cfg->listen);
+		snprintf(size, sizeof size, "%d,%d", LINK_DATA_IN, LINK_DATA_OUT);
+		arg_pair(argv, &n, &ok, "--data-fds", size);
+	}
 	if (stage == 2) {
 		arg_pair(argv, &n, &ok, "--tsig-key", cfg->tsig_key);
 		arg_pair(argv, &n, &ok, "--dns-server", cfg->dns_server);
@@ -265,10 +273,12 @@ stage_argv(int stage, const struct pipeline_config *cfg)
 	return argv;
 }
 
-/* In the child: in on 0, out on 1, nothing else but stderr, default signals. */
+/* In the child: fds[i] on descriptor i (0 in, 1 out, 2 stays stderr, then nws-link's
+ * data fds; -1 ends the list), nothing else, default signals. */
 static void __attribute__((noreturn))
-child_exec(char **argv, int in, int out)
+child_exec(char **argv, const int *fds)
 {
+	int moved[LINK_DATA_OUT + 1], n = 0;
 	sigset_t none;
 
 	sigemptyset(&none);
@@ -278,12 +288,15 @@ child_exec(char **argv, int in, int out)
 	/* Own process group: a terminal's ^C reaches the caller, which stops us in order. */
 	setpgid(0, 0);
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (dup2(in, 0) < 0 || dup2(out, 1) < 0)
-		_exit(127);
-	/* dup2 onto itself keeps FD_CLOEXEC. */
-	fcntl(0, F_SETFD, 0);
-	fcntl(1, F_SETFD, 0);
-	close_range(3, ~0U, 0);
+	/* Out of the way first, so that no dup2 below lands on a descriptor still to be
+	 * moved; the copies have no FD_CLOEXEC. */
+	for (; n <= LINK_DATA_OUT && fds[n] != -1; n++)
+		if (n != 2 && (moved[n] = fcntl(fds[n], F_DUPFD, LINK_DATA_OUT + 1)) < 0)
+			_exit(127);
+	for (int i = 0; i < n; i++)
+		if (i != 2 && (dup2(moved[i], i) < 0 || close(moved[i]) < 0))
+			_exit(127);
+	close_range((unsigned)n, ~0U, 0);
 	execv(argv[0], argv);
 	fprintf(stderr, "%s: cannot run %s: %s\n", log_prog, argv[0], strerror(errno));
 	_exit(127);
@@ -340,7 +353,7 @@ send_state(struct pipeline *p, enum frame_action a, const char *channel, const c
 	frame_init(&f);
 	f.action = a;
 	if (frame_set(&f.channel, channel) == 0 && frame_set(&f.target, peer) == 0)
-		loop_pipe_send(p->head, &f);
+		loop_pipe_send(p->link_in, &f);
 	frame_clear(&f);
 }
 
@@ -355,65 +368,89 @@ send_open(struct pipeline *p, const struct chan *ch)
 	f.action = ACTION_OPEN;
 	f.has_key = 1;
 	memcpy(f.key, ch->k->channel, sizeof f.key);
-	if (frame_set(&f.channel, ch->name) == 0)
+	if (frame_set(&f.channel, ch->name) == 0) {
+		loop_pipe_send(p->link_in, &f);
 		loop_pipe_send(p->head, &f);
+	}
 	frame_clear(&f);
 	struct idset_item *it;
 	for (size_t pos = 0; (it = idset_next(&ch->locals, &pos)); )
 		send_state(p, ACTION_CONNECT, ch->name, it->id);
 }
 
-/* Spawns a new generation and replays the state into its head. -1 if it could not. */
+/* Adopts our end of a pipe: fd is written (head, link_in) or read (tail, link_out). */
+static struct loop_pipe *
+adopt(struct pipeline *p, int fd, int write)
+{
+	struct loop_pipe *lp = loop_pipe_adopt(p->vh, write ? -1 : fd, write ? fd : -1,
+	    FORMAT_CBOR, p->max_frame, p->max_queue, write ? NULL : on_tail_frame,
+	    on_pipe_close, p);
+	if (!lp) {
+		close(fd);
+		return NULL;
+	}
+	p->pipes_open++;
+	if (write)
+		loop_pipe_on_drain(lp, p->max_queue / 2, on_head_drained, p);
+	else
+		loop_pipe_pause(lp, p->paused);
+	return lp;
+}
+
+/* Spawns a new generation and replays the state into it. -1 if it could not.
+ *
+ * The stages are a pipeline, fds[0] to fds[3], but the peers' frames take a shorter way:
+ * nws-link reads them on link[0] and writes the remote ones on link[1] (its --data-fds),
+ * so a broadcast wakes nws-link and no other stage, where passing through nws-browse
+ * and nws-advertise cost two more wake-ups and copies each way (tests/bench/README).
+ * nws-browse still gets open and close on the head, and nws-advertise listening, open
+ * and close on the tail's way; the caller's frames stay in one order on link[0]. */
 static int
 spawn(struct pipeline *p)
 {
-	int fds[NSTAGES + 1][2];
+	int fds[NSTAGES + 1][2], link[2][2];
 	int made = 0;
 
-	for (; made <= NSTAGES; made++) {
-		if (pipe2(fds[made], O_CLOEXEC) < 0)
+	for (; made < NSTAGES + 3; made++) {
+		int *pp = made <= NSTAGES ? fds[made] : link[made - NSTAGES - 1];
+		if (pipe2(pp, O_CLOEXEC) < 0)
 			goto fail;
 		/* Best effort (bounded by fs.pipe-max-size). */
-		fcntl(fds[made][1], F_SETPIPE_SZ, PIPE_SIZE);
+		fcntl(pp[1], F_SETPIPE_SZ, PIPE_SIZE);
 	}
 	p->gen++;
 	for (int i = 0; i < NSTAGES; i++) {
+		int child_fds[] = { fds[i][0], fds[i + 1][1], 2, -1, -1, -1 };
+		if (i == 1) {
+			child_fds[LINK_DATA_IN] = link[0][0];
+			child_fds[LINK_DATA_OUT] = link[1][1];
+		}
 		pid_t pid = fork();
 		if (pid < 0) {
 			log_error("cannot start %s: %s", stage_names[i], strerror(errno));
 			goto fail;
 		}
 		if (pid == 0)
-			child_exec(p->argv[i], fds[i][0], fds[i + 1][1]);
+			child_exec(p->argv[i], child_fds);
 		kid_add(p, pid, i);
 	}
-	/* Keep the head's write end and the tail's read end; the rest are the stages'. */
+	/* Keep the head's and link[0]'s write ends, the tail's and link[1]'s read ends. */
 	for (int i = 0; i <= NSTAGES; i++) {
 		if (i < NSTAGES)
 			close(fds[i][0]);
 		if (i > 0)
 			close(fds[i][1]);
 	}
-	p->head = loop_pipe_adopt(p->vh, -1, fds[0][1], FORMAT_CBOR, p->max_frame,
-	    p->max_queue, NULL, on_pipe_close, p);
-	if (p->head) {
-		p->pipes_open++;
-		loop_pipe_on_drain(p->head, p->max_queue / 2, on_head_drained, p);
-	} else {
-		close(fds[0][1]);
-	}
-	p->tail = loop_pipe_adopt(p->vh, fds[NSTAGES][0], -1, FORMAT_CBOR, p->max_frame,
-	    p->max_queue, on_tail_frame, on_pipe_close, p);
-	if (p->tail) {
-		p->pipes_open++;
-		loop_pipe_pause(p->tail, p->paused);
-	} else {
-		close(fds[NSTAGES][0]);
-	}
+	close(link[0][0]);
+	close(link[1][1]);
+	p->head = adopt(p, fds[0][1], 1);
+	p->link_in = adopt(p, link[0][1], 1);
+	p->tail = adopt(p, fds[NSTAGES][0], 0);
+	p->link_out = adopt(p, link[1][0], 0);
 	p->state = RUNNING;
 	p->started_ms = now_ms();
 	p->broken_ms = 0;
-	if (!p->head || !p->tail) {
+	if (!p->head || !p->tail || !p->link_in || !p->link_out) {
 		log_error("cannot watch the pipeline's pipes");
 		p->broken_ms = now_ms() - BROKEN_GRACE_MS;
 		check_soon(p);
@@ -425,8 +462,9 @@ spawn(struct pipeline *p)
 	return 0;
 fail:
 	for (int i = 0; i < made; i++) {
-		close(fds[i][0]);
-		close(fds[i][1]);
+		int *pp = i <= NSTAGES ? fds[i] : link[i - NSTAGES - 1];
+		close(pp[0]);
+		close(pp[1]);
 	}
 	return -1;
 }
@@ -469,21 +507,34 @@ forget_remotes(struct pipeline *p)
 
 static void restart_cb(lws_sorted_usec_list_t *sul);
 
+/* Closes the pipes to the stages (those from them too when all), forgetting them
+ * first: their on_close then knows we closed them. */
+static void
+close_pipes(struct pipeline *p, int all)
+{
+	struct loop_pipe *to[] = { p->head, p->link_in }, *from[] = { p->tail, p->link_out };
+
+	p->head = p->link_in = NULL;
+	if (all)
+		p->tail = p->link_out = NULL;
+	for (int i = 0; i < 2; i++) {
+		if (to[i])
+			loop_pipe_close(to[i]);
+		if (all && from[i])
+			loop_pipe_close(from[i]);
+	}
+}
+
 /* The current generation is broken: end it and schedule the next one. */
 static void
 go_down(struct pipeline *p)
 {
-	struct loop_pipe *h = p->head, *t = p->tail;
 	int64_t up = now_ms() - p->started_ms;
 
 	p->state = DOWN;
 	p->broken_ms = 0;
 	p->cause_rank = -1;
-	p->head = p->tail = NULL;
-	if (h)
-		loop_pipe_close(h);
-	if (t)
-		loop_pipe_close(t);
+	close_pipes(p, 1);
 	for (size_t i = 0; i < MAX_KIDS; i++)
 		if (p->kids[i].pid && p->kids[i].gen == p->gen)
 			kid_term(&p->kids[i], TERM_WAIT_MS);
@@ -620,7 +671,7 @@ check(struct pipeline *p)
 	if (p->state == RUNNING && !died && p->broken_ms) {
 		if (now - p->broken_ms >= BROKEN_GRACE_MS) {
 			log_error("the pipeline's %s closed; restarting it",
-			    p->tail ? "input" : "output");
+			    p->tail && p->link_out ? "input" : "output");
 			died = 1;
 		} else if (p->broken_ms + BROKEN_GRACE_MS < due) {
 			due = p->broken_ms + BROKEN_GRACE_MS;
@@ -629,11 +680,7 @@ check(struct pipeline *p)
 	if (died)
 		go_down(p);
 	if (p->state == STOPPING && !p->nkids) {
-		if (p->tail) {
-			struct loop_pipe *t = p->tail;
-			p->tail = NULL;
-			loop_pipe_close(t);
-		}
+		close_pipes(p, 1);
 		if (!p->pipes_open) {
 			finish(p);
 			return;
@@ -667,12 +714,16 @@ on_pipe_close(void *ctx, struct loop_pipe *lp)
 	struct pipeline *p = ctx;
 
 	p->pipes_open--;
-	if (lp != p->head && lp != p->tail)
-		return;   /* closed by us */
 	if (lp == p->head)
 		p->head = NULL;
-	else
+	else if (lp == p->tail)
 		p->tail = NULL;
+	else if (lp == p->link_in)
+		p->link_in = NULL;
+	else if (lp == p->link_out)
+		p->link_out = NULL;
+	else
+		return;   /* closed by us */
 	if (p->state == RUNNING && !p->broken_ms) {
 		/* A stage ended; check() names it once it is reaped, or after the grace. */
 		p->broken_ms = now_ms();
@@ -706,7 +757,7 @@ on_tail_frame(void *ctx, struct loop_pipe *lp, enum frame_format fmt,
 {
 	struct pipeline *p = ctx;
 
-	if (lp != p->tail)
+	if (lp != p->tail && lp != p->link_out)
 		return;   /* the rest of a dead generation's output */
 	enum frame_action a = frame_peek_action(fmt, raw, len);
 	if (a == ACTION_CONNECT || a == ACTION_DISCONNECT)
@@ -719,7 +770,8 @@ on_head_drained(void *ctx, struct loop_pipe *lp)
 {
 	struct pipeline *p = ctx;
 
-	if (lp != p->head || !p->congested)
+	if ((lp != p->head && lp != p->link_in) || !p->congested ||
+	    pipeline_pending(p) > p->max_queue / 2)
 		return;
 	p->congested = 0;
 	if (p->on_drain)
@@ -811,7 +863,7 @@ derived(void *ctx, struct derive_job *j, struct keys *k)
 		    "network");
 		return;
 	}
-	if (p->state == RUNNING && p->head)
+	if (p->state == RUNNING && p->head && p->link_in)
 		send_open(p, ch);
 }
 
@@ -866,12 +918,20 @@ track_local(struct pipeline *p, const struct frame *f)
 	return ch && ch->job;
 }
 
-/* What a send returns: -1 refused, else 1 (and on_drain later) once the head's queue is
- * over half full, so callers stop feeding before a frame is ever refused. */
+/* Queues f (or raw, when f is NULL) for nws-link, and an open or close for nws-browse
+ * too. Returns -1 refused, else 1 (and on_drain later) once the queues are over half
+ * full, so callers stop feeding before a frame is ever refused. */
 static int
-queued(struct pipeline *p, int rc)
+send_stages(struct pipeline *p, enum frame_action a, const struct frame *f,
+    enum frame_format fmt, const unsigned char *raw, size_t len)
 {
-	if (rc == 0 && loop_pipe_pending(p->head) <= p->max_queue / 2)
+	if (p->state != RUNNING || !p->head || !p->link_in)
+		return 0;
+	int rc = f ? loop_pipe_send(p->link_in, f) : loop_pipe_send_raw(p->link_in, fmt, raw, len);
+	if ((a == ACTION_OPEN || a == ACTION_CLOSE) &&
+	    (f ? loop_pipe_send(p->head, f) : loop_pipe_send_raw(p->head, fmt, raw, len)) < 0)
+		rc = -1;
+	if (rc == 0 && pipeline_pending(p) <= p->max_queue / 2)
 		return 0;
 	p->congested = 1;
 	return rc < 0 ? -1 : 1;
@@ -882,9 +942,7 @@ pipeline_send(struct pipeline *p, const struct frame *f)
 {
 	if (track_local(p, f))
 		return 0;
-	if (p->state != RUNNING || !p->head)
-		return 0;
-	return queued(p, loop_pipe_send(p->head, f));
+	return send_stages(p, f->action, f, FORMAT_CBOR, NULL, 0);
 }
 
 int
@@ -905,9 +963,7 @@ pipeline_send_raw(struct pipeline *p, enum frame_format fmt, const unsigned char
 				return 0;
 		}
 	}
-	if (p->state != RUNNING || !p->head)
-		return 0;
-	return queued(p, loop_pipe_send_raw(p->head, fmt, raw, len));
+	return send_stages(p, a, NULL, fmt, raw, len);
 }
 
 size_t
@@ -924,7 +980,8 @@ pipeline_deriving(const struct pipeline *p, const char **names, size_t max)
 size_t
 pipeline_pending(const struct pipeline *p)
 {
-	return p->head ? loop_pipe_pending(p->head) : 0;
+	return (p->head ? loop_pipe_pending(p->head) : 0) +
+	    (p->link_in ? loop_pipe_pending(p->link_in) : 0);
 }
 
 void
@@ -933,27 +990,25 @@ pipeline_pause(struct pipeline *p, int pause)
 	p->paused = !!pause;
 	if (p->tail)
 		loop_pipe_pause(p->tail, p->paused);
+	if (p->link_out)
+		loop_pipe_pause(p->link_out, p->paused);
 }
 
 int
 pipeline_up(const struct pipeline *p)
 {
-	return p->state == RUNNING && p->head && p->tail;
+	return p->state == RUNNING && p->head && p->tail && p->link_in && p->link_out;
 }
 
 void
 pipeline_stop(struct pipeline *p, pipeline_done_fn done, void *ctx)
 {
-	struct loop_pipe *h = p->head;
-
 	p->done = done;
 	p->done_ctx = ctx;
 	p->state = STOPPING;
 	p->congested = 0;
 	lws_sul_cancel(&p->sul_restart);
-	p->head = NULL;
-	if (h)
-		loop_pipe_close(h);
+	close_pipes(p, 0);
 	for (size_t i = 0; i < MAX_KIDS; i++)
 		if (p->kids[i].pid && p->kids[i].gen == p->gen && !p->kids[i].termed)
 			p->kids[i].deadline = now_ms() + STOP_WAIT_MS;

@@ -2,6 +2,8 @@
  * (nws(7) LINKS and ROUTING). Frames in on stdin, frames out on stdout, links over
  * WebSocket. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,12 +20,16 @@
 #include "listen.h"
 
 
-enum { OPT_LISTEN = OPT_TOOL, OPT_MAX_QUEUE, OPT_MAX_LINKS, OPT_MAX_LINKS_ADDR, OPT_MAX_PEERS };
+enum {
+	OPT_LISTEN = OPT_TOOL, OPT_MAX_QUEUE, OPT_MAX_LINKS, OPT_MAX_LINKS_ADDR, OPT_MAX_PEERS,
+	OPT_DATA_FDS,
+};
 
 static const char usage[] =
     "usage: nws-link [-hVv] [--json | --cbor] [--listen [ADDR:]PORT] [--max-queue SIZE]\n"
     "                [--max-frame SIZE] [--max-links N] [--max-links-per-address N]\n"
-    "                [--max-peers N] [--channel-file FILE] [CHANNEL...]\n"
+    "                [--max-peers N] [--data-fds IN,OUT] [--channel-file FILE]\n"
+    "                [CHANNEL...]\n"
     "Links this machine's peers of each open channel (arguments, NWS_CHANNEL,\n"
     "--channel-file, or open frames on stdin) to the peers that found frames name, over\n"
     "Noise-encrypted WebSockets; local peer frames in on stdin, remote ones out on stdout.\n"
@@ -33,6 +39,8 @@ static const char usage[] =
     "  --max-links N         links per channel (256)\n"
     "  --max-links-per-address N  links per channel from one address (16)\n"
     "  --max-peers N         peers one remote node may announce per channel (1024)\n"
+    "  --data-fds IN,OUT     local peers' frames on fd IN, remote peers' out on fd OUT;\n"
+    "                        stdin then brings found and lost, stdout takes the rest\n"
     "  --json, --cbor        the output format (default json; input is detected)\n"
     "  --channel-file FILE   read channel names from FILE (also: NWS_CHANNEL)\n"
     "  -v, --verbose         more on stderr (-vv: per event, channel names included)\n"
@@ -46,9 +54,12 @@ static lws_sorted_usec_list_t late_sul;
 static struct lws_context *cx;
 static struct mesh *mesh;
 static struct loop_pipe *in_pipe, *out_pipe;
+/* --data-fds: the pipeline's fast path (nws-link(1) DATA FDS). */
+static int data_fds[2] = { -1, -1 };
+static struct loop_pipe *data_in, *data_out;
 static size_t max_queue = STREAM_MAX_QUEUE_DEFAULT;
 
-/* Input is paused while the output is full or a link is past half its queue. */
+/* Input is paused while an output is full or a link is past half its queue. */
 static int out_full, links_full;
 
 static void
@@ -56,6 +67,8 @@ input_flow(void)
 {
 	if (in_pipe)
 		loop_pipe_pause(in_pipe, out_full || links_full);
+	if (data_in)
+		loop_pipe_pause(data_in, out_full || links_full);
 }
 
 static void
@@ -106,15 +119,30 @@ on_late(lws_sorted_usec_list_t *sul)
 	late = 1;
 }
 
+static int
+output_full(const struct loop_pipe *p)
+{
+	return p && loop_pipe_pending(p) >= max_queue;
+}
+
 static void
 on_input(void *ctx, struct loop_pipe *p, enum frame_format fmt, const unsigned char *raw,
     size_t len)
 {
 	(void)ctx;
-	(void)p;
+	if (p == in_pipe && data_in) {
+		/* stdin brings discovery. Its open and close are nws-browse passing on what the
+		 * data input said first (acting on them again could close a channel reopened
+		 * since); a found must not pass the open it answers, still unread there. */
+		enum frame_action a = frame_peek_action(fmt, raw, len);
+		if (a == ACTION_OPEN || a == ACTION_CLOSE)
+			return;
+		if (a == ACTION_FOUND || a == ACTION_LOST)
+			loop_pipe_read_now(data_in);
+	}
 	mesh_input(mesh, fmt, raw, len);
 	/* Pass-through frames must not outrun a reader that stopped reading our output. */
-	if (out_pipe && in_pipe && loop_pipe_pending(out_pipe) >= max_queue) {
+	if (output_full(out_pipe) || output_full(data_out)) {
 		out_full = 1;
 		input_flow();
 	}
@@ -124,8 +152,10 @@ static void
 on_input_closed(void *ctx, struct loop_pipe *p)
 {
 	(void)ctx;
-	(void)p;
-	in_pipe = NULL;
+	if (p == in_pipe)
+		in_pipe = NULL;
+	else
+		data_in = NULL;
 	stop_loop();
 }
 
@@ -133,9 +163,13 @@ static void
 on_output_closed(void *ctx, struct loop_pipe *p)
 {
 	(void)ctx;
-	(void)p;
-	out_pipe = NULL;
-	mesh_set_output(mesh, NULL);
+	if (p == out_pipe) {
+		out_pipe = NULL;
+		mesh_set_output(mesh, NULL);
+	} else {
+		data_out = NULL;
+		mesh_set_peers_output(mesh, NULL);
+	}
 	stop_loop();
 }
 
@@ -144,9 +178,31 @@ on_output_drained(void *ctx, struct loop_pipe *p)
 {
 	(void)p;
 	(void)ctx;
+	if (output_full(out_pipe) || output_full(data_out))
+		return;
 	mesh_output_drained(mesh);
 	out_full = 0;
 	input_flow();
+}
+
+/* IN,OUT: two descriptors open in the right direction, neither a standard one. */
+static void
+parse_data_fds(struct opts *o, const char *s)
+{
+	char *end;
+	long in = strtol(s, &end, 10), out = -1;
+
+	if (*end == ',')
+		out = strtol(end + 1, &end, 10);
+	if (*end || in < 3 || out < 3 || in == out || in > INT_MAX || out > INT_MAX)
+		opts_usage(o, "--data-fds takes IN,OUT: two file descriptors above 2");
+	int fl_in = fcntl((int)in, F_GETFL), fl_out = fcntl((int)out, F_GETFL);
+	if (fl_in < 0 || (fl_in & O_ACCMODE) == O_WRONLY ||
+	    fl_out < 0 || (fl_out & O_ACCMODE) == O_RDONLY)
+		opts_usage(o, "--data-fds IN,OUT: IN must be open for reading and OUT for "
+		    "writing");
+	data_fds[0] = (int)in;
+	data_fds[1] = (int)out;
 }
 
 /* [ADDR:]PORT, ADDR possibly [v6]. */
@@ -203,6 +259,7 @@ parse(struct opts *o, int argc, char **argv, char *addr, size_t addrlen, int *po
 		{ "max-links", required_argument, 0, OPT_MAX_LINKS },
 		{ "max-links-per-address", required_argument, 0, OPT_MAX_LINKS_ADDR },
 		{ "max-peers", required_argument, 0, OPT_MAX_PEERS },
+		{ "data-fds", required_argument, 0, OPT_DATA_FDS },
 		{ 0, 0, 0, 0 },
 	};
 	long long sz;
@@ -230,6 +287,9 @@ parse(struct opts *o, int argc, char **argv, char *addr, size_t addrlen, int *po
 			break;
 		case OPT_MAX_PEERS:
 			lim->peers = count_arg(o, optarg, "--max-peers");
+			break;
+		case OPT_DATA_FDS:
+			parse_data_fds(o, optarg);
 			break;
 		default:
 			opts_usage(o, NULL);
@@ -281,10 +341,10 @@ drain(void)
 	lws_sul_schedule(cx, 0, &late_sul, on_late, NWS_STOP_DEADLINE_MS * LWS_US_PER_MS);
 	while (!mesh_idle(mesh) && !late)
 		lws_service(cx, 0);
-	if (in_pipe)
-		loop_pipe_close(in_pipe);
-	if (out_pipe)
-		loop_pipe_close(out_pipe);
+	struct loop_pipe *pipes[] = { in_pipe, data_in, out_pipe, data_out };
+	for (size_t i = 0; i < sizeof pipes / sizeof pipes[0]; i++)
+		if (pipes[i])
+			loop_pipe_close(pipes[i]);
 	while (loop_pipes_open() && !late)
 		lws_service(cx, 0);
 	lws_sul_cancel(&late_sul);
@@ -326,8 +386,18 @@ main(int argc, char **argv)
 	if (!out_pipe || !in_pipe)
 		log_fatal(NWS_EXIT_FAIL, "cannot watch standard input and output");
 	mesh_set_output(mesh, out_pipe);
-	mesh_set_flow(mesh, on_links_full, NULL);
 	loop_pipe_on_drain(out_pipe, max_queue / 2, on_output_drained, NULL);
+	if (data_fds[0] >= 0) {
+		data_out = loop_pipe_adopt(vh, -1, data_fds[1], o.out_fmt, o.max_frame,
+		    max_queue + o.max_frame, NULL, on_output_closed, NULL);
+		data_in = loop_pipe_adopt(vh, data_fds[0], -1, o.out_fmt, o.max_frame, 0,
+		    on_input, on_input_closed, NULL);
+		if (!data_out || !data_in)
+			log_fatal(NWS_EXIT_FAIL, "cannot watch the --data-fds descriptors");
+		mesh_set_peers_output(mesh, data_out);
+		loop_pipe_on_drain(data_out, max_queue / 2, on_output_drained, NULL);
+	}
+	mesh_set_flow(mesh, on_links_full, NULL);
 	log_info("listening on port %d", port);
 	for (size_t i = 0; i < o.nchannels; i++)
 		if (mesh_open(mesh, o.channels[i], NULL) < 0)

@@ -3,6 +3,7 @@
 Two and three hosts on one bridge (no avahi needed), plus loopback tests through a
 tampering relay. Every wait polls with a deadline; none asserts speed."""
 import base64
+import json
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ import pytest
 from linknode import LinkNode, link_pair, sanitizer_reports
 from relay import Relay
 from hosts import wait_for
+from proc import exits_clean
 
 CH = "link-test-channel"
 
@@ -555,3 +557,86 @@ def test_double_links_lose_and_reorder_nothing(hosts, link_bin):
         assert up == 1, ch
     assert not [e for e in a.errors() + b.errors() if "too slow" in e]
     assert tcp_to_b() == len(chans)
+
+
+class DataFds:
+    """nws-link --data-fds: the peers' frames written to fd IN, those it writes on OUT
+    collected as JSON lines by a thread."""
+
+    def __init__(self, link_bin):
+        din_r, self.din = os.pipe()
+        self.dout, dout_w = os.pipe()
+        self.frames = []
+        self.lock = threading.Lock()
+        self.node = LinkNode(link_bin, [], args=("--data-fds", f"{din_r},{dout_w}"),
+                             pass_fds=(din_r, dout_w))
+        os.close(din_r)
+        os.close(dout_w)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        pending = b""
+        with os.fdopen(self.dout, "rb") as f:
+            while b := f.read1(65536):
+                *lines, pending = (pending + b).split(b"\n")
+                with self.lock:
+                    self.frames.extend(json.loads(s) for s in lines)
+
+    def send(self, **frame):
+        os.write(self.din, (json.dumps(frame) + "\n").encode())
+
+    def wait(self, what, **match):
+        def got():
+            with self.lock:
+                return [f for f in self.frames if all(f.get(k) == v for k, v in match.items())]
+        return wait_for(got, 10, what)
+
+    def stop(self):
+        os.close(self.din)
+        self.node.close_stdin()
+        return exits_clean(self.node.proc, self.node.stderr, 10, "the end of both inputs")
+
+
+def test_data_fds_carry_the_peers_and_stdin_discovery(link_bin):
+    # nws-pipe and nws-proxy run nws-link so: open and the peers' frames on fd IN, the
+    # remote peers' frames out on OUT; stdin brings found (and nws-browse's copy of open
+    # and close, not acted on again); stdout keeps listening, linked and the echo.
+    a, b = DataFds(link_bin), DataFds(link_bin)
+    try:
+        for x, peer in ((a, "a1"), (b, "b1")):
+            x.send(action="open", channel=CH)
+            x.send(action="connect", channel=CH, target=peer)
+            x.node.wait_action("open", channel=CH)
+            x.node.listening(CH)
+        # An open on fd IN and a found on stdin written at once: the found waits for it.
+        b.send(action="close", channel=CH)
+        b.send(action="open", channel=CH)
+        b.send(action="connect", channel=CH, target="b1")
+        b.node.send(**a.node.found(CH))
+        a.wait("b's peer on a's OUT", action="connect", target="b1")
+        b.wait("a's peer on b's OUT", action="connect", target="a1")
+        a.send(action="broadcast", channel=CH, source="a1", data="hello")
+        assert b.wait("the broadcast", action="broadcast")[0]["data"] == "hello"
+        # nws-browse's copy of a close on stdin closes nothing.
+        b.node.send(action="close", channel=CH)
+        b.send(action="broadcast", channel=CH, source="b1", data="still linked")
+        assert a.wait("b's broadcast", action="broadcast")[0]["data"] == "still linked"
+        for x in (a, b):
+            assert not [f for f in x.node.snapshot() if f["action"] in
+                        ("connect", "broadcast", "disconnect")], x.node.snapshot()
+            assert x.node.wait_action("linked")
+        # A close on fd IN does close: b's peer leaves a.
+        b.send(action="close", channel=CH)
+        a.wait("b's peer leaving", action="disconnect", target="b1")
+    finally:
+        a.stop()
+        b.stop()
+
+
+@pytest.mark.parametrize("arg", ["1,4", "5", "3,3", "x,4", "200,201"])
+def test_data_fds_usage_errors(link_bin, arg):
+    p = subprocess.run([link_bin, "--data-fds", arg], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=10)
+    err = p.stderr.decode()
+    assert p.returncode == 2, err
+    assert err.startswith("nws-link: --data-fds"), err

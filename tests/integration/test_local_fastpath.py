@@ -1,7 +1,7 @@
 """Local delivery without the pipeline (issue 12; nws(7) ROUTING): a broadcast, end or
 message whose receivers are all on this machine never enters the pipeline; once a remote
 peer's connect has arrived, they do. No test hosts: stand-in stages (NWS_LIBEXEC) log
-every frame the head is sent, and a stand-in nws-link announces a remote peer in channels
+every frame nws-link is sent, and a stand-in nws-link announces a remote peer in channels
 named remote-*."""
 import asyncio
 import json
@@ -20,14 +20,15 @@ from nwsproxy import Proxy  # noqa: E402
 T = 10
 REMOTE = "feedfacefeedface"
 
-# Consumes what the real nws-link consumes (logging it), passes on frames of actions it
-# does not know (nws-pipe's sync marker), and announces REMOTE when a remote-* channel
-# opens, as a link coming up would.
+# Reads the peers' frames where the pipeline sends them to nws-link (fd 3 of --data-fds
+# 3,4; stdin only repeats open and close), consumes what the real nws-link consumes
+# (logging it), passes on frames of actions it does not know (nws-pipe's sync marker),
+# and announces REMOTE on fd 4 when a remote-* channel opens, as a link coming up would.
 STANDIN_LINK = '''#!/usr/bin/python3
 import json, os, sys, cbor2
 log = open(os.path.join(os.path.dirname(sys.argv[0]), "head.log"), "a")
-dec = cbor2.CBORDecoder(sys.stdin.buffer)
-out = sys.stdout.buffer
+dec = cbor2.CBORDecoder(os.fdopen(3, "rb"))
+out = os.fdopen(4, "wb")
 known = {"open", "close", "connect", "disconnect", "broadcast", "message", "end"}
 while True:
     try:

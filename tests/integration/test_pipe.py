@@ -408,9 +408,12 @@ def test_idle_pipe_does_not_wake(tmp_path, pipe_bin):
 
 STANDIN_LINK = '''#!/usr/bin/python3
 # Stand-in nws-link: passes frames on and logs what it was sent, one JSON line each.
+# The pipeline sends the peers' frames on fd 3 and reads the remote ones on fd 4
+# (--data-fds 3,4); stdin only repeats open and close.
 import json, os, sys, cbor2
 log = open(os.path.join(os.path.dirname(sys.argv[0]), f"link.{os.getpid()}.log"), "a")
-dec = cbor2.CBORDecoder(sys.stdin.buffer)
+dec = cbor2.CBORDecoder(os.fdopen(3, "rb"))
+out = os.fdopen(4, "wb")
 while True:
     try:
         f = dec.decode()
@@ -418,8 +421,8 @@ while True:
         break
     log.write(json.dumps({k: v for k, v in f.items() if isinstance(v, (str, int))}) + "\\n")
     log.flush()
-    sys.stdout.buffer.write(cbor2.dumps(f))
-    sys.stdout.buffer.flush()
+    out.write(cbor2.dumps(f))
+    out.flush()
 '''
 
 
@@ -456,9 +459,10 @@ def test_restart_replays_state_to_the_new_link(tmp_path, pipe_bin):
 
 ECHO_LINK = '''#!/usr/bin/python3
 # Stand-in nws-link: a remote peer that echoes every broadcast, slower than nws-pipe.
-import sys, cbor2
-dec = cbor2.CBORDecoder(sys.stdin.buffer)
-out = sys.stdout.buffer
+# Peers' frames in on fd 3, remote ones out on fd 4 (--data-fds 3,4).
+import os, cbor2
+dec = cbor2.CBORDecoder(os.fdopen(3, "rb"))
+out = os.fdopen(4, "wb")
 while True:
     try:
         f = dec.decode()

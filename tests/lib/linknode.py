@@ -17,12 +17,13 @@ from proc import SANITIZER, Proc
 class LinkNode(Proc):
     live = []   # every node started, for sanitizer_reports()
 
-    def __init__(self, binary, channels, host=None, listen=None, args=(), read_stdout=True):
+    def __init__(self, binary, channels, host=None, listen=None, args=(), read_stdout=True,
+                 **kw):
         addr = listen or (f"{host.addr}:0" if host else "127.0.0.1:0")
         self.frames = []
         self.wlock = threading.Lock()
         super().__init__([binary, "-v", "--listen", addr, *args, *channels], host=host,
-                         read_stdout=read_stdout)
+                         read_stdout=read_stdout, **kw)
         LinkNode.live.append(self)
 
     def _out_line(self, line):
