@@ -1019,6 +1019,26 @@ cb_view_str(const unsigned char *p, size_t len, size_t *pos, int bytes,
 }
 
 int
+frame_read(struct frame *f, enum frame_format fmt, const void *buf, size_t len,
+    char *store, size_t storelen, char *err, size_t errlen)
+{
+	if (fmt == FORMAT_CBOR && frame_decode_view(f, buf, len, store, storelen) == 0)
+		return 0;
+	return frame_decode(f, fmt, buf, len, err, errlen);
+}
+
+void
+frame_release(struct frame *f, char *store, size_t storelen)
+{
+	if (f->borrowed) {
+		sodium_memzero(store, storelen);
+		frame_init(f);
+	} else {
+		frame_clear(f);
+	}
+}
+
+int
 frame_decode_view(struct frame *f, const void *buf, size_t len, char *store, size_t storelen)
 {
 	const unsigned char *p = buf, *ks, *vs;

@@ -100,6 +100,14 @@ int frame_decode(struct frame *f, enum frame_format fmt, const void *buf, size_t
  * while buf and store are, and never frame_clear'd. -1 (f as after frame_init) for anything else, which
  * frame_decode then decides on: errors read the same either way. */
 int frame_decode_view(struct frame *f, const void *buf, size_t len, char *store, size_t storelen);
+/* frame_decode_view for CBOR when it can (no allocation, no copy of the data), else
+ * frame_decode: 0 or -1 as frame_decode. End f with frame_release. The hot paths read
+ * frames so: decoding a 1 MiB broadcast copied it, and libcbor counted its code points. */
+int frame_read(struct frame *f, enum frame_format fmt, const void *buf, size_t len,
+    char *store, size_t storelen, char *err, size_t errlen);
+/* Ends a frame_read frame: frees a decoded one, wipes the store under a viewed one (it
+ * held the channel name). */
+void frame_release(struct frame *f, char *store, size_t storelen);
 
 /* Appends one encoded frame (JSON with its '\n') to out. -1 on out of memory or bound, or
  * when a text field or DATA_TEXT is not UTF-8 (or DATA_TEXT holds a NUL), there is no

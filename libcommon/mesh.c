@@ -82,6 +82,9 @@ struct mesh {
 	struct loop_watch *derive_watch;
 };
 
+/* The strings of a viewed frame (frame_read): channel, ids, and room for the rest. */
+#define MESH_VIEW_STORE 1024
+
 /* The holder of a local peer's id in channel.holders. */
 static char local_holder;
 #define LOCAL ((void *)&local_holder)
@@ -565,8 +568,9 @@ node_connect(struct mesh *m, struct lref *r, struct node *n, const struct frame 
 	out_raw(m, cbor, len);
 }
 
-/* Decoded once, strictly (frame_decode), and routed on what was decoded; the bytes that
- * go on are the ones decoded, so every later reader sees the same fields. */
+/* Decoded once, strictly (frame_read: frame_decode's rules, in place for the common
+ * frames), and routed on what was decoded; the bytes that go on are the ones decoded,
+ * so every later reader sees the same fields. */
 static void
 mesh_link_frame(void *ctx, struct link *l, const unsigned char *cbor, size_t len)
 {
@@ -575,18 +579,19 @@ mesh_link_frame(void *ctx, struct link *l, const unsigned char *cbor, size_t len
 	struct channel *ch = r->ch;
 	struct frame f;
 	struct node *n;
-	char err[128];
+	char err[128], store[MESH_VIEW_STORE];
 
 	if (ch->closed || m->stopping)
 		return;
-	int bad = frame_decode(&f, FORMAT_CBOR, cbor, len, err, sizeof err) < 0;
+	int bad = frame_read(&f, FORMAT_CBOR, cbor, len, store, sizeof store, err,
+	    sizeof err) < 0;
 	if (bad || !f.channel || strcmp(f.channel, ch->name) != 0) {
 		/* jansson's reason for a tag 262 "data" may quote the member's text. */
 		char esc[LOG_ESCAPE_MAX(sizeof err)];
 		log_info("closing a link from %s: it sent a malformed frame (%s)", link_address(l),
 		    bad ? log_escape(err, strlen(err), esc, sizeof esc) : "not of the link's channel");
 		link_close(l, 1008, "malformed frame", 0);
-		frame_clear(&f);
+		frame_release(&f, store, sizeof store);
 		return;
 	}
 	if (r->waiting) {
@@ -597,11 +602,11 @@ mesh_link_frame(void *ctx, struct link *l, const unsigned char *cbor, size_t len
 			    link_address(l));
 			link_close(l, 1008, "protocol error", 0);
 		}
-		frame_clear(&f);
+		frame_release(&f, store, sizeof store);
 		return;
 	}
 	if (!(n = node_find(ch, link_node(l))) || n->active != l) {
-		frame_clear(&f);
+		frame_release(&f, store, sizeof store);
 		return;
 	}
 	switch (f.action) {
@@ -636,7 +641,7 @@ mesh_link_frame(void *ctx, struct link *l, const unsigned char *cbor, size_t len
 		log_debug("ignoring a frame from a link that is no peer event");
 		break;
 	}
-	frame_clear(&f);
+	frame_release(&f, store, sizeof store);
 }
 
 static void
@@ -985,7 +990,7 @@ mesh_input(struct mesh *m, enum frame_format fmt, const unsigned char *raw, size
 {
 	enum frame_action a = frame_peek_action(fmt, raw, len);
 	struct frame f;
-	char err[128];
+	char err[128], store[MESH_VIEW_STORE];
 
 	switch (a) {
 	case ACTION_OPEN:
@@ -1007,7 +1012,7 @@ mesh_input(struct mesh *m, enum frame_format fmt, const unsigned char *raw, size
 	}
 	/* Decoded once, as a link decodes it, so what goes on a link is what a link accepts;
 	 * links carry CBOR, so JSON is encoded once here. */
-	if (frame_decode(&f, fmt, raw, len, err, sizeof err) < 0) {
+	if (frame_read(&f, fmt, raw, len, store, sizeof store, err, sizeof err) < 0) {
 		if (log_once_per_burst("mesh: bad local"))
 			log_error("skipping a frame that does not decode: %s", err);
 		return;
@@ -1018,7 +1023,7 @@ mesh_input(struct mesh *m, enum frame_format fmt, const unsigned char *raw, size
 		buf_reset(&m->scratch);
 		if (frame_encode(&f, FORMAT_CBOR, &m->scratch) < 0) {
 			log_error("out of memory, or a frame that cannot be carried; skipped");
-			frame_clear(&f);
+			frame_release(&f, store, sizeof store);
 			return;
 		}
 		p = buf_data(&m->scratch);
@@ -1026,7 +1031,7 @@ mesh_input(struct mesh *m, enum frame_format fmt, const unsigned char *raw, size
 	}
 	if (!mesh_local(m, &f, p, n) && m->out)
 		loop_pipe_send_raw(m->out, fmt, raw, len);
-	frame_clear(&f);
+	frame_release(&f, store, sizeof store);
 }
 
 void

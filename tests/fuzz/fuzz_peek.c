@@ -3,7 +3,8 @@
  * the format left to frame_detect), a CBOR frame is exactly one item to
  * cbortext_item_len, and a JSON frame is one object to jsontext_check (what the stream
  * reader lets through). A disagreement lets a frame be routed as one thing and read as
- * another. */
+ * another. And frame_decode_view, which nws-link and nws-proxy read frames with before
+ * frame_decode, accepts only what frame_decode accepts, as the same frame. */
 #include <string.h>
 
 #include "cbortext.h"
@@ -11,14 +12,43 @@
 #include "fuzz.h"
 #include "jsontext.h"
 
+static int
+same_str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+/* The view v of p is what frame_decode makes of p. */
+static void
+check_view(const struct frame *v, const uint8_t *p, size_t n)
+{
+	struct frame d;
+	char err[160];
+
+	fuzz_check(frame_decode(&d, FORMAT_CBOR, p, n, err, sizeof err) == 0);
+	fuzz_check(v->action == d.action && v->action != ACTION_UNKNOWN);
+	const char *const vs[] = { v->channel, v->source, v->target, v->instance, v->host,
+		v->address, v->path, v->interface, v->domain, v->node, v->reason };
+	const char *const ds[] = { d.channel, d.source, d.target, d.instance, d.host,
+		d.address, d.path, d.interface, d.domain, d.node, d.reason };
+	for (size_t i = 0; i < sizeof vs / sizeof *vs; i++)
+		fuzz_check(same_str(vs[i], ds[i]));
+	fuzz_check(v->port == d.port && v->code == d.code && !d.has_key);
+	fuzz_check(v->data_kind == d.data_kind && v->data_len == d.data_len);
+	fuzz_check(!v->data_len || !memcmp(v->data, d.data, v->data_len));
+	frame_clear(&d);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
 {
 	static const enum frame_format fmts[] = { FORMAT_JSON, FORMAT_CBOR };
 	struct frame f;
-	char err[160];
+	char err[160], store[512];
 	size_t il;
 
+	if (frame_decode_view(&f, p, n, store, sizeof store) == 0)
+		check_view(&f, p, n);
 	for (size_t i = 0; i < 2; i++) {
 		enum frame_action peeked = frame_peek_action(fmts[i], p, n);
 		if (frame_decode(&f, fmts[i], p, n, err, sizeof err) < 0)
