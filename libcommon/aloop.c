@@ -212,10 +212,19 @@ io_in_cb(AvahiWatch *w, int fd, AvahiWatchEvent ev, void *arg)
 static void
 io_out_cb(AvahiWatch *w, int fd, AvahiWatchEvent ev, void *arg)
 {
+	struct aloop_pipe *io = arg;
+
 	(void)w;
 	(void)fd;
-	(void)ev;
-	io_flush(arg);
+	/* poll(2) reports a pipe whose reader went away even when nothing is asked of it,
+	 * and would report it at once forever: with nothing queued no write would fail,
+	 * and the loop would spin. The output is gone, as when a write fails. */
+	if ((ev & (AVAHI_WATCH_ERR | AVAHI_WATCH_HUP)) && !(ev & AVAHI_WATCH_OUT)) {
+		log_debug("output closed");
+		aloop_quit(io->al, NWS_EXIT_FAIL);
+		return;
+	}
+	io_flush(io);
 }
 
 struct aloop_pipe *

@@ -5,14 +5,16 @@ stderr (issue 9; under make check-asan the tools are the sanitizer build).
 States: no channel; deriving (Argon2id still running on the worker); listening or
 advertised (keys derived, nothing linked); linked to a peer on another test host. The
 states that need avahi or links run on test hosts; the others on loopback."""
+import os
+import subprocess
 import time
 
 import pytest
 
 from hosts import wait_for
-from proc import Proc
+from proc import Proc, assert_no_sanitizer
 from linknode import LinkNode, link_pair
-from nwsproxy import Agent
+from nwsproxy import NO_DBUS, Agent
 
 EXIT_SECS = 2
 # Argon2id runs one channel at a time: with this many queued, a tool whose input ends at
@@ -89,6 +91,31 @@ def test_link_linked(hosts, nws_bin):
     b.wait_action("disconnect", target="a1")
     b.wait_action("unlinked")
     node_at_eof(b)
+
+
+# ---------------------------------------------------------------- output gone
+
+@pytest.mark.parametrize("tool", ["nws-browse", "nws-advertise"])
+def test_avahi_tools_end_when_their_reader_goes(nws_bin, tool):
+    # `nws-browse chat | head -1`, or nws-link leaving a pipeline first: with nothing to
+    # write, poll(2) reports the dead pipe at once and forever; the tool must end, not
+    # spin. No avahi-daemon here: the tool waits for one, its input open.
+    r, w = os.pipe()
+    p = subprocess.Popen([nws_bin(tool)], stdin=subprocess.PIPE, stdout=w,
+                         stderr=subprocess.PIPE,
+                         env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": NO_DBUS})
+    os.close(w)
+    try:
+        os.close(r)
+        rc = p.wait(EXIT_SECS)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stdin.close()
+    err = p.stderr.read().decode()
+    assert rc == 1, err
+    assert_no_sanitizer(err)
 
 
 # ---------------------------------------------------------------- nws-browse
