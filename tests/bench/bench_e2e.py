@@ -61,9 +61,9 @@ SWEEP_RATES = (20000, 40000, 60000, 80000, 100000, 125000, 150000, 200000, 25000
 SWEEP_SECS = 2
 REPEAT = int(os.environ.get("NWS_BENCH_REPEAT", 3))
 VERBOSE = bool(os.environ.get("NWS_BENCH_VERBOSE"))
-PERF = os.environ.get("NWS_BENCH_PERF")
+PERF = os.environ.get("NWS_BENCH_PERF")  # a perf.data path: profile the flat-out runs
 # Another build's bin directory, measured in the same run as scenario "base" (before/after).
-BASE = os.environ.get("NWS_BENCH_BASE")  # a perf.data path: profile the flat-out runs
+BASE = os.environ.get("NWS_BENCH_BASE")
 
 
 class Proc:
