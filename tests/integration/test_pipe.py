@@ -4,7 +4,6 @@ Each nws-pipe runs its own browse | link | advertise pipeline inside its host. E
 polls with a deadline; nothing asserts speed (tests/bench/bench_pipe.py measures it)."""
 import json
 import os
-import re
 import signal
 import subprocess
 import threading
@@ -13,7 +12,7 @@ import time
 import pytest
 
 from hosts import wait_for
-from proc import Proc, assert_no_sanitizer
+from proc import Proc, assert_no_sanitizer, wakeups
 
 _started = []
 
@@ -367,12 +366,6 @@ def test_dying_stage_is_restarted_with_backoff(tmp_path, pipe_bin):
     assert all(g >= 0.25 * 2 ** i - 0.02 for i, g in enumerate(gaps)), (gaps, err)
     assert "nws-link exited with status 3" in err
     assert p.returncode == 0, err
-
-
-def wakeups(pid):
-    """How many times pid's main thread has slept and been woken."""
-    with open(f"/proc/{pid}/task/{pid}/status") as f:
-        return int(re.search(r"^voluntary_ctxt_switches:\s*(\d+)", f.read(), re.M)[1])
 
 
 def test_idle_pipe_does_not_wake(tmp_path, pipe_bin):

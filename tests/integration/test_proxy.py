@@ -22,6 +22,7 @@ import websockets
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from hosts import wait_for  # noqa: E402
 from nwsproxy import T, Agent, connectable  # noqa: E402
+from proc import wakeups  # noqa: E402
 
 
 def run(coro):
@@ -527,6 +528,39 @@ def test_killing_nws_link_keeps_clients_and_peers_come_back(hosts, host_proxy):
         assert m == {"action": "broadcast", "source": idb, "data": "after the restart"}
         assert ca.status() == ida   # the same connection, the same id
         assert pa.proc.poll() is None
+    except Exception:
+        print(f"--- A\n{pa.stderr()[-3000:]}\n--- B\n{pb.stderr()[-3000:]}")
+        raise
+    finally:
+        ca.close()
+        cb.close()
+
+
+def test_broadcasts_between_proxies_wake_only_nws_link(hosts, host_proxy):
+    # The peers' frames go to and come from nws-link on its --data-fds: nws-browse and
+    # nws-advertise, which only passed them on, are not woken by them (they were, once per
+    # burst, on each side).
+    N = 300
+    a, b = hosts(2)
+    pa, pb = host_proxy(a), host_proxy(b)
+    ca = Agent(a, "ws://localhost:9009/quiet")
+    cb = Agent(b, "ws://localhost:9009/quiet")
+    try:
+        ida, idb = ca.status(), cb.status()
+        ca.until(lambda m: m.get("action") == "connect" and m["target"] == idb, timeout=20)
+        cb.until(lambda m: m.get("action") == "connect" and m["target"] == ida, timeout=20)
+        stages = {f"{side}:{c.strip()}": pid for side, p in (("A", pa), ("B", pb))
+                  for pid, c in children(p.pid).items()
+                  if c.strip() in ("nws-browse", "nws-advertise")}
+        assert len(stages) == 4, stages
+        before = {k: wakeups(pid) for k, pid in stages.items()}
+        for i in range(N):
+            ca.send({"action": "broadcast", "data": f"m{i}"})
+            # One at a time, as a page that waits for an answer would: each its own burst.
+            assert cb.until(lambda m: m.get("action") == "broadcast")["data"] == f"m{i}"
+        woke = {k: wakeups(pid) - before[k] for k, pid in stages.items()}
+        # mDNS goes on meanwhile (announcements, cache expiry): a few wake-ups, not N.
+        assert all(n < N // 10 for n in woke.values()), woke
     except Exception:
         print(f"--- A\n{pa.stderr()[-3000:]}\n--- B\n{pb.stderr()[-3000:]}")
         raise

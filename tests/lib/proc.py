@@ -11,6 +11,7 @@ started in a test host or here, its stdout and stderr collected by threads, stop
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import threading
@@ -27,6 +28,12 @@ def json_or_none(line):
         return json.loads(line)
     except ValueError:
         return None
+
+
+def wakeups(pid):
+    """How many times pid's main thread has slept and been woken."""
+    with open(f"/proc/{pid}/task/{pid}/status") as f:
+        return int(re.search(r"^voluntary_ctxt_switches:\s*(\d+)", f.read(), re.M)[1])
 
 
 def assert_no_sanitizer(err):
