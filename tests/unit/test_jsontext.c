@@ -156,6 +156,42 @@ test_plain_run(void **state)
 			}
 }
 
+/* jsontext_utf8 a byte at a time (the reference for its word-at-a-time paths). */
+static int
+utf8_ref(const unsigned char *s, size_t n)
+{
+	unsigned long cp;
+	for (size_t i = 0, k; i < n; i += k)
+		if (!(k = jsontext_utf8_char(s + i, n - i, &cp)))
+			return 0;
+	return 1;
+}
+
+static void
+test_utf8_every_length(void **state)
+{
+	/* A bad byte (or the first half of a character) at every position; e-acute and a
+	 * character cut by the end at every position; past n, bytes that would make it
+	 * invalid, which must not be looked at. */
+	static const char *const ins[] = { "\xff", "\xc3", "\xc3\xa9", "\x80", "\xe2\x82\xac" };
+	unsigned char s[100 + 4];
+	(void)state;
+	for (size_t n = 0; n <= 100; n++)
+		for (size_t at = 0; at <= n; at++)
+			for (size_t k = 0; k <= sizeof ins / sizeof *ins; k++) {
+				memset(s, 'a', n);
+				memset(s + n, 0xff, 4);
+				if (k < sizeof ins / sizeof *ins && at < n)
+					memcpy(s + at, ins[k], strlen(ins[k]) < n - at ?
+					    strlen(ins[k]) : n - at);
+				assert_int_equal(jsontext_utf8(s, n), utf8_ref(s, n));
+			}
+	memset(s, 'a', 64);
+	s[64] = 0xff;
+	assert_true(jsontext_utf8(s, 32));
+	assert_true(jsontext_utf8(s, 64));
+}
+
 int
 main(void)
 {
@@ -165,6 +201,7 @@ main(void)
 		cmocka_unit_test(test_structure_errors),
 		cmocka_unit_test(test_span_and_compact),
 		cmocka_unit_test(test_plain_run),
+		cmocka_unit_test(test_utf8_every_length),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
