@@ -7,6 +7,7 @@ each host's namespace (Agent, tests/lib/nwsproxy.py: a WebSocket client driven o
 stdin/stdout). Every proxy must exit clean at the end (the fixtures in tests/conftest.py)."""
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -506,14 +507,28 @@ def children(pid):
     return {int(p): c for p, c in (line.split(None, 1) for line in out.strip().splitlines())}
 
 
-def test_killing_nws_link_keeps_clients_and_peers_come_back(hosts, host_proxy):
+@contextlib.contextmanager
+def two_proxies(hosts, host_proxy, channel):
+    """A client on each of two hosts' proxies, a's having seen b's connect: (pa, pb, ca,
+    cb, ida, idb). The proxies' stderr is printed when the test fails."""
     a, b = hosts(2)
     pa, pb = host_proxy(a), host_proxy(b)
-    ca = Agent(a, "ws://localhost:9009/survive")
-    cb = Agent(b, "ws://localhost:9009/survive")
+    ca = Agent(a, f"ws://localhost:9009/{channel}")
+    cb = Agent(b, f"ws://localhost:9009/{channel}")
     try:
         ida, idb = ca.status(), cb.status()
         ca.until(lambda m: m.get("action") == "connect" and m["target"] == idb, timeout=20)
+        yield pa, pb, ca, cb, ida, idb
+    except Exception:
+        print(f"--- A\n{pa.stderr()[-3000:]}\n--- B\n{pb.stderr()[-3000:]}")
+        raise
+    finally:
+        ca.close()
+        cb.close()
+
+
+def test_killing_nws_link_keeps_clients_and_peers_come_back(hosts, host_proxy):
+    with two_proxies(hosts, host_proxy, "survive") as (pa, pb, ca, cb, ida, idb):
         # The proxy is run through ip netns exec, which execs: pa.pid is nws-proxy.
         link = wait_for(lambda: [p for p, c in children(pa.pid).items()
                                  if c.strip() == "nws-link"], T, "nws-link of host A")
@@ -528,12 +543,6 @@ def test_killing_nws_link_keeps_clients_and_peers_come_back(hosts, host_proxy):
         assert m == {"action": "broadcast", "source": idb, "data": "after the restart"}
         assert ca.status() == ida   # the same connection, the same id
         assert pa.proc.poll() is None
-    except Exception:
-        print(f"--- A\n{pa.stderr()[-3000:]}\n--- B\n{pb.stderr()[-3000:]}")
-        raise
-    finally:
-        ca.close()
-        cb.close()
 
 
 def test_broadcasts_between_proxies_wake_only_nws_link(hosts, host_proxy):
@@ -541,13 +550,7 @@ def test_broadcasts_between_proxies_wake_only_nws_link(hosts, host_proxy):
     # nws-advertise, which only passed them on, are not woken by them (they were, once per
     # burst, on each side).
     N = 300
-    a, b = hosts(2)
-    pa, pb = host_proxy(a), host_proxy(b)
-    ca = Agent(a, "ws://localhost:9009/quiet")
-    cb = Agent(b, "ws://localhost:9009/quiet")
-    try:
-        ida, idb = ca.status(), cb.status()
-        ca.until(lambda m: m.get("action") == "connect" and m["target"] == idb, timeout=20)
+    with two_proxies(hosts, host_proxy, "quiet") as (pa, pb, ca, cb, ida, idb):
         cb.until(lambda m: m.get("action") == "connect" and m["target"] == ida, timeout=20)
         stages = {f"{side}:{c.strip()}": pid for side, p in (("A", pa), ("B", pb))
                   for pid, c in children(p.pid).items()
@@ -561,12 +564,6 @@ def test_broadcasts_between_proxies_wake_only_nws_link(hosts, host_proxy):
         woke = {k: wakeups(pid) - before[k] for k, pid in stages.items()}
         # mDNS goes on meanwhile (announcements, cache expiry): a few wake-ups, not N.
         assert all(n < N // 10 for n in woke.values()), woke
-    except Exception:
-        print(f"--- A\n{pa.stderr()[-3000:]}\n--- B\n{pb.stderr()[-3000:]}")
-        raise
-    finally:
-        ca.close()
-        cb.close()
 
 
 def test_without_avahi_then_joins_the_network_when_it_starts(hosts, host_proxy):
