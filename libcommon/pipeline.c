@@ -340,10 +340,10 @@ kid_add(struct pipeline *p, pid_t pid, int stage)
 	waitpid(pid, NULL, 0);
 }
 
-static void on_tail_frame(void *ctx, struct loop_pipe *lp, enum frame_format fmt,
+static void on_stage_frame(void *ctx, struct loop_pipe *lp, enum frame_format fmt,
     const unsigned char *raw, size_t len);
 static void on_pipe_close(void *ctx, struct loop_pipe *lp);
-static void on_head_drained(void *ctx, struct loop_pipe *lp);
+static void on_stages_drained(void *ctx, struct loop_pipe *lp);
 
 static void
 send_state(struct pipeline *p, enum frame_action a, const char *channel, const char *peer)
@@ -383,7 +383,7 @@ static struct loop_pipe *
 adopt(struct pipeline *p, int fd, int write)
 {
 	struct loop_pipe *lp = loop_pipe_adopt(p->vh, write ? -1 : fd, write ? fd : -1,
-	    FORMAT_CBOR, p->max_frame, p->max_queue, write ? NULL : on_tail_frame,
+	    FORMAT_CBOR, p->max_frame, p->max_queue, write ? NULL : on_stage_frame,
 	    on_pipe_close, p);
 	if (!lp) {
 		close(fd);
@@ -391,7 +391,7 @@ adopt(struct pipeline *p, int fd, int write)
 	}
 	p->pipes_open++;
 	if (write)
-		loop_pipe_on_drain(lp, p->max_queue / 2, on_head_drained, p);
+		loop_pipe_on_drain(lp, p->max_queue / 2, on_stages_drained, p);
 	else
 		loop_pipe_pause(lp, p->paused);
 	return lp;
@@ -752,7 +752,7 @@ track_remote(struct pipeline *p, enum frame_format fmt, const unsigned char *raw
 }
 
 static void
-on_tail_frame(void *ctx, struct loop_pipe *lp, enum frame_format fmt,
+on_stage_frame(void *ctx, struct loop_pipe *lp, enum frame_format fmt,
     const unsigned char *raw, size_t len)
 {
 	struct pipeline *p = ctx;
@@ -766,7 +766,7 @@ on_tail_frame(void *ctx, struct loop_pipe *lp, enum frame_format fmt,
 }
 
 static void
-on_head_drained(void *ctx, struct loop_pipe *lp)
+on_stages_drained(void *ctx, struct loop_pipe *lp)
 {
 	struct pipeline *p = ctx;
 
@@ -918,6 +918,14 @@ track_local(struct pipeline *p, const struct frame *f)
 	return ch && ch->job;
 }
 
+/* f, or raw when f is NULL, queued on lp. */
+static int
+put(struct loop_pipe *lp, const struct frame *f, enum frame_format fmt,
+    const unsigned char *raw, size_t len)
+{
+	return f ? loop_pipe_send(lp, f) : loop_pipe_send_raw(lp, fmt, raw, len);
+}
+
 /* Queues f (or raw, when f is NULL) for nws-link, and an open or close for nws-browse
  * too. Returns -1 refused, else 1 (and on_drain later) once the queues are over half
  * full, so callers stop feeding before a frame is ever refused. */
@@ -927,9 +935,8 @@ send_stages(struct pipeline *p, enum frame_action a, const struct frame *f,
 {
 	if (p->state != RUNNING || !p->head || !p->link_in)
 		return 0;
-	int rc = f ? loop_pipe_send(p->link_in, f) : loop_pipe_send_raw(p->link_in, fmt, raw, len);
-	if ((a == ACTION_OPEN || a == ACTION_CLOSE) &&
-	    (f ? loop_pipe_send(p->head, f) : loop_pipe_send_raw(p->head, fmt, raw, len)) < 0)
+	int rc = put(p->link_in, f, fmt, raw, len);
+	if ((a == ACTION_OPEN || a == ACTION_CLOSE) && put(p->head, f, fmt, raw, len) < 0)
 		rc = -1;
 	if (rc == 0 && pipeline_pending(p) <= p->max_queue / 2)
 		return 0;
