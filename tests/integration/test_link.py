@@ -563,7 +563,7 @@ class DataFds:
     """nws-link --data-fds: the peers' frames written to fd IN, those it writes on OUT
     collected as JSON lines by a thread."""
 
-    def __init__(self, link_bin):
+    def __init__(self, link_bin, read_out=True):
         din_r, self.din = os.pipe()
         self.dout, dout_w = os.pipe()
         self.frames = []
@@ -572,7 +572,8 @@ class DataFds:
                              pass_fds=(din_r, dout_w))
         os.close(din_r)
         os.close(dout_w)
-        threading.Thread(target=self._read, daemon=True).start()
+        if read_out:
+            threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
         pending = b""
@@ -630,6 +631,59 @@ def test_data_fds_carry_the_peers_and_stdin_discovery(link_bin):
         a.wait("b's peer leaving", action="disconnect", target="b1")
     finally:
         a.stop()
+        b.stop()
+
+
+def test_data_fds_found_never_passes_the_open_it_answers(link_bin):
+    # The open goes on fd IN, nws-browse's found for it on stdin. With nws-link stopped
+    # while both are written, both inputs are readable when it runs again, and stdin
+    # was adopted first: the found must still wait for the open still unread on IN.
+    a, b = LinkNode(link_bin, []), DataFds(link_bin)
+    try:
+        a.send(action="open", channel=CH)
+        a.send(action="connect", channel=CH, target="a1")
+        found = a.found(CH)
+        os.kill(b.node.pid, signal.SIGSTOP)
+        try:
+            b.send(action="open", channel=CH)
+            b.send(action="connect", channel=CH, target="b1")
+            b.node.send(**found)
+        finally:
+            os.kill(b.node.pid, signal.SIGCONT)
+        b.wait("a's peer, dialled from that found", action="connect", target="a1")
+        assert not b.node.of("found"), "the found was passed on as for an unknown channel"
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_data_fds_reader_that_stops_is_disconnected_with_bounded_memory(link_bin):
+    # b's OUT is never read: its queue fills, b stops reading its links, and a closes the
+    # link as too slow, while b's memory stays bounded (as with stdout, in
+    # test_slow_consumer_is_disconnected_with_bounded_memory).
+    a, b = LinkNode(link_bin, [CH]), DataFds(link_bin, read_out=False)
+    try:
+        a.send(action="connect", channel=CH, target="a1")
+        b.send(action="open", channel=CH)
+        b.send(action="connect", channel=CH, target="b1")
+        b.node.send(**a.found(CH))
+        linked(a)
+        chunk = base64.b64encode(os.urandom(48 << 10)).decode()
+        line = f'{{"action":"broadcast","channel":"{CH}","source":"a1","data":"{chunk}"}}'
+        peak = sent = 0
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and (sent < (64 << 20) or not a.of("unlinked")):
+            a.write_lines([line] * 20)
+            sent += 20 * len(line)
+            peak = max(peak, b.node.rss_kib())
+        un = a.wait_action("unlinked", timeout=30)
+        assert un[0].get("reason") == "too slow"
+        peak = max(peak, b.node.rss_kib())
+        assert sent > (32 << 20)
+        assert peak < (100 << 10), f"b grew to {peak} KiB"
+    finally:
+        a.stop()
+        os.close(b.dout)
         b.stop()
 
 
