@@ -8,6 +8,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n);
 
@@ -17,6 +20,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n);
 			abort(); \
 		} \
 	} while (0)
+
+static inline int
+fuzz_str_same(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* a and b hold the same frame: every field, the data byte for byte (not the key). */
+static inline int
+fuzz_frame_same(const struct frame *a, const struct frame *b)
+{
+	return a->action == b->action && fuzz_str_same(a->action_name, b->action_name) &&
+	    fuzz_str_same(a->channel, b->channel) && fuzz_str_same(a->source, b->source) &&
+	    fuzz_str_same(a->target, b->target) && fuzz_str_same(a->instance, b->instance) &&
+	    fuzz_str_same(a->host, b->host) && fuzz_str_same(a->address, b->address) &&
+	    fuzz_str_same(a->path, b->path) && fuzz_str_same(a->interface, b->interface) &&
+	    fuzz_str_same(a->domain, b->domain) && fuzz_str_same(a->node, b->node) &&
+	    fuzz_str_same(a->reason, b->reason) && a->port == b->port && a->code == b->code &&
+	    a->data_kind == b->data_kind && a->data_len == b->data_len &&
+	    (a->data_len == 0 || memcmp(a->data, b->data, a->data_len) == 0);
+}
 
 /* A small deterministic generator for chunk sizes and choices drawn from the input. */
 static inline uint32_t

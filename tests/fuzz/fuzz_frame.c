@@ -6,26 +6,6 @@
 #include "frame.h"
 #include "fuzz.h"
 
-static int
-str_same(const char *a, const char *b)
-{
-	return a == b || (a && b && strcmp(a, b) == 0);
-}
-
-static int
-frame_same(const struct frame *a, const struct frame *b)
-{
-	return a->action == b->action && str_same(a->action_name, b->action_name) &&
-	    str_same(a->channel, b->channel) && str_same(a->source, b->source) &&
-	    str_same(a->target, b->target) && str_same(a->instance, b->instance) &&
-	    str_same(a->host, b->host) && str_same(a->address, b->address) &&
-	    str_same(a->path, b->path) && str_same(a->interface, b->interface) &&
-	    str_same(a->domain, b->domain) && str_same(a->node, b->node) &&
-	    str_same(a->reason, b->reason) && a->port == b->port && a->code == b->code &&
-	    a->data_kind == b->data_kind && a->data_len == b->data_len &&
-	    (a->data_len == 0 || memcmp(a->data, b->data, a->data_len) == 0);
-}
-
 static void
 round_trip(const struct frame *f, enum frame_format fmt)
 {
@@ -40,7 +20,7 @@ round_trip(const struct frame *f, enum frame_format fmt)
 		fprintf(stderr, "an encoded frame does not decode: %s\n", err);
 		abort();
 	}
-	fuzz_check(frame_same(f, &g));
+	fuzz_check(fuzz_frame_same(f, &g));
 	fuzz_check(frame_encode(&g, fmt, &twice) == 0);
 	fuzz_check(twice.len == once.len && memcmp(buf_data(&twice), buf_data(&once),
 	    once.len) == 0);
