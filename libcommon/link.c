@@ -48,7 +48,6 @@ struct link {
 	lws_usec_t progress;     /* when the queue last moved (or last became non-empty) */
 	unsigned char our_node[LINK_NODE_LEN], node[LINK_NODE_LEN];
 	unsigned char hash[NOISE_HASHLEN];
-	unsigned char mask[4];   /* a client masks its frames (RFC 6455 5.3) */
 	char address[64];
 	struct noise_handshake hs;
 	struct noise_session s;
@@ -169,7 +168,6 @@ link_new(const struct link_conf *c, int initiator)
 	l->ctx = c->ctx;
 	l->max_queue = c->max_queue;
 	memcpy(l->our_node, c->node, LINK_NODE_LEN);
-	randombytes_buf(l->mask, sizeof l->mask);
 	noise_reassembly_init(&l->re, c->max_frame);
 	/* One entry past the bound is allowed (see link_send), so the buffer is not capped
 	 * below max_queue + max_frame + the pieces' overhead. */
@@ -210,7 +208,7 @@ link_free(struct link *l)
 static int
 link_queue(struct link *l, const unsigned char *msg, size_t len)
 {
-	return ws_frame_append(&l->out, WS_OP_BINARY, msg, len, l->initiator ? l->mask : NULL);
+	return ws_frame_append(&l->out, WS_OP_BINARY, msg, len, l->initiator);
 }
 
 static int
@@ -470,7 +468,7 @@ link_writeable(struct link *l, struct lws *wsi)
 		pl[1] = (unsigned char)l->close_status;
 		memcpy(pl + 2, l->close_reason, rl);
 		buf_reset(&l->out);
-		if (l->wsc.open && ws_frame_append(&l->out, WS_OP_CLOSE, pl, 2 + rl, l->mask) == 0)
+		if (l->wsc.open && ws_frame_append(&l->out, WS_OP_CLOSE, pl, 2 + rl, 1) == 0)
 			lws_write(wsi, buf_data(&l->out), l->out.len, LWS_WRITE_RAW);
 		return -1;
 	}
@@ -555,7 +553,7 @@ link_ws_frame(void *ctx, int op, int fin, const unsigned char *p, size_t n)
 		buf_reset(&l->msg);
 		return r;
 	case WS_OP_PING:
-		if (ws_frame_append(&l->out, WS_OP_PONG, p, n, l->mask) == 0)
+		if (ws_frame_append(&l->out, WS_OP_PONG, p, n, 1) == 0)
 			link_want_write(l);
 		return 0;
 	case WS_OP_PONG:

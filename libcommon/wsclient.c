@@ -260,29 +260,10 @@ wsc_feed(struct wsc *w, const unsigned char *p, size_t n, wsc_frame_fn fn, void 
 	return 0;
 }
 
-static void
-mask_bytes(unsigned char *p, size_t n, const unsigned char key[4])
+unsigned char *
+ws_frame_put(struct buf *out, int opcode, size_t n, int masked)
 {
-	uint64_t k;
-	size_t i = 0;
-
-	memcpy(&k, key, 4);
-	memcpy((unsigned char *)&k + 4, key, 4);
-	for (; i + 8 <= n; i += 8) {
-		uint64_t x;
-		memcpy(&x, p + i, 8);
-		x ^= k;
-		memcpy(p + i, &x, 8);
-	}
-	for (; i < n; i++)
-		p[i] ^= key[i & 3];
-}
-
-int
-ws_frame_append(struct buf *out, int opcode, const void *p, size_t n,
-    const unsigned char *mask)
-{
-	unsigned char h[WS_HDR_MAX];
+	unsigned char h[WS_HDR_MAX] = { 0 };
 	size_t hl = 2;
 
 	h[0] = (unsigned char)(0x80 | opcode);
@@ -299,20 +280,27 @@ ws_frame_append(struct buf *out, int opcode, const void *p, size_t n,
 			h[2 + i] = (unsigned char)((uint64_t)n >> (56 - 8 * i));
 		hl = 10;
 	}
-	if (mask) {
+	if (masked) {
 		h[1] |= 0x80;
-		memcpy(h + hl, mask, 4);
-		hl += 4;
+		hl += 4;    /* the zero key */
 	}
 	if (buf_reserve(out, hl + n) < 0)
-		return -1;
+		return NULL;
 	unsigned char *d = out->p + out->off + out->len;
 	memcpy(d, h, hl);
-	if (n)
-		memcpy(d + hl, p, n);
-	if (mask)
-		mask_bytes(d + hl, n, mask);
 	out->len += hl + n;
+	return d + hl;
+}
+
+int
+ws_frame_append(struct buf *out, int opcode, const void *p, size_t n, int masked)
+{
+	unsigned char *d = ws_frame_put(out, opcode, n, masked);
+
+	if (!d)
+		return -1;
+	if (n)
+		memcpy(d, p, n);
 	return 0;
 }
 

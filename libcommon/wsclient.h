@@ -40,10 +40,19 @@ typedef int (*wsc_frame_fn)(void *ctx, int opcode, int fin, const unsigned char 
 int wsc_feed(struct wsc *w, const unsigned char *p, size_t n, wsc_frame_fn fn, void *ctx,
     const char **err);
 
-/* Appends a final frame of opcode with payload p to out, masked with mask (a client's
- * frames) or not (mask NULL, a server's). -1 when out is past its bound. */
-int ws_frame_append(struct buf *out, int opcode, const void *p, size_t n,
-    const unsigned char *mask);
+/* Appends a final frame of opcode with payload p to out: a client's (masked) or a
+ * server's. -1 when out is past its bound.
+ *
+ * A client frame's masking key is all zeros, so its payload goes out as it is. Masking
+ * (RFC 6455 5.3) keeps a script from putting bytes of its choice on the wire, where an
+ * intermediary could take them for a request of its own. The only client here is the
+ * dialling end of a link, whose payloads are Noise ciphertext: no one chooses or foresees
+ * those bytes, not even a member who chose the plaintext. The zero key spares both ends a
+ * pass over every message (lws skips unmasking when the key is zero). */
+int ws_frame_append(struct buf *out, int opcode, const void *p, size_t n, int masked);
+/* Appends the header of the same frame and returns where its n payload bytes go, for
+ * the caller to write; NULL when out is past its bound. */
+unsigned char *ws_frame_put(struct buf *out, int opcode, size_t n, int masked);
 /* The length of the frame at p, which holds at least its header (frames we built). */
 size_t ws_frame_len(const unsigned char *p);
 

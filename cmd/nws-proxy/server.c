@@ -202,7 +202,7 @@ client_send(void *conn, int binary, const void *p, size_t n)
 	struct client *c = conn;
 	if (c->dead)
 		return 0;
-	if (ws_frame_append(&c->tx, binary ? WS_OP_BINARY : WS_OP_TEXT, p, n, NULL) < 0)
+	if (ws_frame_append(&c->tx, binary ? WS_OP_BINARY : WS_OP_TEXT, p, n, 0) < 0)
 		return client_full(c);
 	client_want_write(c);
 	return 0;
