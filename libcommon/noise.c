@@ -320,37 +320,37 @@ noise_session_clear(struct noise_session *s)
 
 int
 noise_send_frame(struct noise_cipher *c, const void *frame, size_t len,
-    noise_emit_fn emit, void *ctx)
+    noise_place_fn place, void *ctx)
 {
-	/* One message at a time, encrypted in place, so memory stays at one message. */
-	unsigned char msg[NOISE_MAX_MSG];
 	const unsigned char *p = frame;
-	int r = 0;
 
 	do {
 		size_t n = len < NOISE_MAX_PIECE ? len : NOISE_MAX_PIECE;
-		long m;
+		unsigned char *msg = place(ctx, n + 1 + NOISE_TAGLEN);
 
+		if (!msg)
+			return -1;
+		/* Encrypted where it will be sent from: the piece is copied once. */
 		msg[0] = n == len ? NOISE_PIECE_FINAL : 0;
-		if (n) {
+		if (n)
 			memcpy(msg + 1, p, n);
-			p += n;
-			len -= n;
+		if (noise_encrypt(c, msg, n + 1, msg) < 0) {
+			sodium_memzero(msg, n + 1);
+			return -1;
 		}
-		if ((m = noise_encrypt(c, msg, n + 1, msg)) < 0) {
-			r = -1;
-			break;
-		}
-		if ((r = emit(ctx, msg, (size_t)m)) != 0)
-			break;
+		p += n;
+		len -= n;
 	} while (len > 0);
-	return r;
+	return 0;
 }
 
+/* acc holds one spare byte, then the frame so far. A piece decrypts straight to its place
+ * after the frame, its flag byte onto the byte before it (kept and put back): the
+ * plaintext is neither copied nor left on the stack. */
 void
 noise_reassembly_init(struct noise_reassembly *r, size_t max_frame)
 {
-	buf_init(&r->acc, max_frame);
+	buf_init(&r->acc, max_frame + 1);
 }
 
 void
@@ -359,26 +359,46 @@ noise_reassembly_clear(struct noise_reassembly *r)
 	buf_wipe(&r->acc);
 }
 
+const unsigned char *
+noise_reassembly_frame(const struct noise_reassembly *r, size_t *len)
+{
+	*len = r->acc.len ? r->acc.len - 1 : 0;
+	return r->acc.len ? buf_data(&r->acc) + 1 : (const unsigned char *)"";
+}
+
+void
+noise_reassembly_reset(struct noise_reassembly *r)
+{
+	buf_reset(&r->acc);
+}
+
 int
 noise_recv_piece(struct noise_cipher *c, struct noise_reassembly *r,
     const unsigned char *msg, size_t len)
 {
-	unsigned char pt[NOISE_MAX_MSG];
-	long n;
-	int ret = -1;
+	unsigned char *at, keep, flag;
 
-	if (len < NOISE_TAGLEN + 1 || len > NOISE_MAX_MSG ||
-	    (n = noise_decrypt(c, msg, len, pt)) < 1)
+	if (len < NOISE_TAGLEN + 1 || len > NOISE_MAX_MSG)
 		goto fail;
-	if (pt[0] & ~NOISE_PIECE_FINAL)
+	if (r->acc.len == 0 && buf_append(&r->acc, "", 1) < 0)
 		goto fail;
-	if (buf_append(&r->acc, pt + 1, (size_t)n - 1) < 0)
+	if (buf_reserve(&r->acc, len - NOISE_TAGLEN - 1) < 0)
 		goto fail;
-	ret = pt[0] == NOISE_PIECE_FINAL;
-	sodium_memzero(pt, (size_t)n);
-	return ret;
+	at = buf_data(&r->acc) + r->acc.len - 1;
+	keep = *at;
+	if (noise_decrypt(c, msg, len, at) < 0) {
+		*at = keep;
+		goto fail;
+	}
+	flag = *at;
+	*at = keep;
+	if (flag & ~NOISE_PIECE_FINAL) {
+		sodium_memzero(at + 1, len - NOISE_TAGLEN - 1);
+		goto fail;
+	}
+	r->acc.len += len - NOISE_TAGLEN - 1;
+	return flag == NOISE_PIECE_FINAL;
 fail:
-	sodium_memzero(pt, len < sizeof pt ? len : sizeof pt);
 	buf_reset(&r->acc);
 	return -1;
 }

@@ -73,28 +73,31 @@ long noise_decrypt(struct noise_cipher *c, const unsigned char *ct, size_t len,
 void noise_session_clear(struct noise_session *s);
 
 /* Pieces: a frame of any size goes out as ceil(len / NOISE_MAX_PIECE) transport messages
- * (at least one), each emitted through emit(ctx, msg, msglen). Every piece but the last is
- * full and has flag 0; the last has flag NOISE_PIECE_FINAL (an empty frame is one final
- * message with no piece bytes). Returns 0, -1 when the cipher refuses (nonce spent), or
- * the first non-zero value emit returned. Uses 64 KiB of stack. */
-typedef int (*noise_emit_fn)(void *ctx, const unsigned char *msg, size_t len);
+ * (at least one). Every piece but the last is full and has flag 0; the last has flag
+ * NOISE_PIECE_FINAL (an empty frame is one final message with no piece bytes). Each
+ * message is written and encrypted where place(ctx, msglen) says it goes, in the caller's
+ * queue. Returns 0, or -1 when place returns NULL or the cipher refuses (nonce spent):
+ * then the caller drops what was placed for this frame. */
+typedef unsigned char *(*noise_place_fn)(void *ctx, size_t len);
 int noise_send_frame(struct noise_cipher *c, const void *frame, size_t len,
-    noise_emit_fn emit, void *ctx);
+    noise_place_fn place, void *ctx);
 
-/* Reassembles frames from transport messages. acc is bounded by max_frame (> 0; buf's 0
- * would mean unbounded). The receiver accepts non-final pieces of any size, empty ones
- * included (a sender may flush early), and rejects flag bytes other than 0 and
- * NOISE_PIECE_FINAL. */
+/* Reassembles frames from transport messages, bounded by max_frame (> 0). The receiver
+ * accepts non-final pieces of any size, empty ones included (a sender may flush early),
+ * and rejects flag bytes other than 0 and NOISE_PIECE_FINAL. */
 struct noise_reassembly {
-	struct buf acc;
+	struct buf acc;     /* a spare byte, then the frame so far (noise.c) */
 };
 void noise_reassembly_init(struct noise_reassembly *r, size_t max_frame);
 void noise_reassembly_clear(struct noise_reassembly *r);
-/* Decrypts one transport message into r: 1 when a whole frame is ready in r->acc (the
- * caller uses it, then buf_reset(&r->acc)), 0 when more pieces are needed, -1 when the
- * message fails to decrypt, is malformed, or the frame would pass max_frame (then the
- * partial frame is dropped and the link should close). Uses 64 KiB of stack. */
+/* Decrypts one transport message into r: 1 when a whole frame is ready (the caller reads
+ * it with noise_reassembly_frame, then calls noise_reassembly_reset), 0 when more pieces
+ * are needed, -1 when the message fails to decrypt, is malformed, or the frame would pass
+ * max_frame (then the partial frame is dropped and the link should close). */
 int noise_recv_piece(struct noise_cipher *c, struct noise_reassembly *r,
     const unsigned char *msg, size_t len);
+const unsigned char *noise_reassembly_frame(const struct noise_reassembly *r, size_t *len);
+/* Empties r for the next frame; its memory stays for it (noise_reassembly_clear frees). */
+void noise_reassembly_reset(struct noise_reassembly *r);
 
 #endif
