@@ -12,6 +12,8 @@
 
 /* Most read(2) calls ask for this much: a pipe holds 64 KiB, so one read empties it. */
 #define READ_CHUNK (64u << 10)
+/* A frame at least this big, with nothing queued before it, skips the queue. */
+#define WRITE_THROUGH (64u << 10)
 /* An empty buffer bigger than this (after a large frame) is given back to the system. */
 #define SHRINK_ABOVE (1u << 20)
 
@@ -260,6 +262,30 @@ raw_copyable(enum frame_format fmt, const unsigned char *raw, size_t *len)
 	return n && raw[0] == '{' && raw[n - 1] == '}' && !memchr(raw, '\n', n);
 }
 
+/* Appends p (and a '\n' when nl) to the queue; but a big frame with nothing queued
+ * before it is written from where it lies, and only what the fd does not take is queued:
+ * one copy less of each 1 MiB broadcast at every stage that passes it on. The bound is
+ * checked first, so a frame is queued whole or not at all; a write error is left for
+ * stream_writer_flush to report. */
+static int
+queue_or_write(struct stream_writer *w, const unsigned char *p, size_t n, int nl)
+{
+	ssize_t k = 0;
+
+	if (w->out.max && n + (size_t)nl > w->out.max - w->out.len)
+		return -1;
+	if (w->out.len == 0 && n >= WRITE_THROUGH) {
+		do
+			k = write(w->fd, p, n);
+		while (k < 0 && errno == EINTR);
+		if (k < 0)
+			k = 0;
+	}
+	if (buf_append(&w->out, p + k, n - (size_t)k) < 0)
+		return -1;
+	return nl ? buf_append(&w->out, "\n", 1) : 0;
+}
+
 int
 stream_writer_raw(struct stream_writer *w, enum frame_format fmt, const unsigned char *raw,
     size_t len)
@@ -270,12 +296,7 @@ stream_writer_raw(struct stream_writer *w, enum frame_format fmt, const unsigned
 		w->fmt = fmt == FORMAT_UNKNOWN ? FORMAT_JSON : fmt;
 	size_t n = len;
 	if (fmt == w->fmt && raw_copyable(fmt, raw, &n)) {
-		if (fmt == FORMAT_CBOR)
-			return buf_append(&w->out, raw, n);
-		if (buf_reserve(&w->out, n + 1) < 0)
-			return -1;
-		buf_append(&w->out, raw, n);
-		return buf_append(&w->out, "\n", 1);
+		return queue_or_write(w, raw, n, fmt == FORMAT_JSON);
 	}
 	struct frame f;
 	if (frame_decode(&f, fmt, raw, len, NULL, 0) < 0)

@@ -624,6 +624,91 @@ test_writer_raw(void **state)
 	raw_case(FORMAT_CBOR, FORMAT_JSON, "{\"channel\":\"c\"}", 15, -1, NULL, 0);
 }
 
+/* Everything the pipe's read end holds. */
+static size_t
+drain_pipe(int fd, struct buf *into)
+{
+	unsigned char b[65536];
+	ssize_t n;
+	size_t got = 0;
+	while ((n = read(fd, b, sizeof b)) > 0) {
+		assert_int_equal(buf_append(into, b, (size_t)n), 0);
+		got += (size_t)n;
+	}
+	return got;
+}
+
+/* A big frame with nothing queued goes straight to the fd, only what it does not take
+ * is queued; behind a queued frame it queues whole; either way the bytes arrive in
+ * order, and JSON gets its '\n'. */
+static void
+test_writer_raw_big_skips_the_queue(void **state)
+{
+	static const char small[] = "{\"action\":\"open\",\"channel\":\"c\"}";
+	struct frame f;
+	struct buf enc, got;
+	struct stream_writer w;
+	int p[2];
+	char *data = malloc(200000);
+	(void)state;
+	assert_non_null(data);
+	memset(data, 'x', 200000);
+	for (int fmt = FORMAT_JSON; fmt <= FORMAT_CBOR; fmt++) {
+		frame_init(&f);
+		f.action = ACTION_BROADCAST;
+		frame_set(&f.channel, "chat");
+		frame_set_data(&f, DATA_TEXT, data, 200000);
+		buf_init(&enc, 0);
+		assert_int_equal(frame_encode(&f, (enum frame_format)fmt, &enc), 0);
+		frame_clear(&f);
+		size_t len = enc.len - (fmt == FORMAT_JSON);   /* without the '\n' */
+		buf_init(&got, 0);
+
+		assert_int_equal(pipe(p), 0);
+		nonblocking(p[0]);
+		nonblocking(p[1]);
+		assert_true(fcntl(p[1], F_SETPIPE_SZ, 1 << 20) >= 1 << 20);
+		stream_writer_init(&w, p[1], (enum frame_format)fmt, 0);
+		assert_int_equal(stream_writer_raw(&w, (enum frame_format)fmt, buf_data(&enc), len), 0);
+		assert_int_equal(stream_writer_pending(&w), fmt == FORMAT_JSON);
+		assert_int_equal(drain_pipe(p[0], &got), len);
+
+		/* A small pipe takes part; the rest is queued and flushed after it. */
+		assert_true(fcntl(p[1], F_SETPIPE_SZ, 65536) >= 65536);
+		assert_int_equal(stream_writer_flush(&w), 1);
+		drain_pipe(p[0], &got);
+		assert_int_equal(stream_writer_raw(&w, (enum frame_format)fmt, buf_data(&enc), len), 0);
+		size_t first = drain_pipe(p[0], &got);
+		assert_true(first > 0 && first < len);
+		assert_int_equal(stream_writer_pending(&w), enc.len - first);
+		while (stream_writer_flush(&w) == 0)
+			drain_pipe(p[0], &got);
+		drain_pipe(p[0], &got);
+
+		/* Behind a queued frame, the big one queues whole. */
+		assert_int_equal(stream_writer_raw(&w, FORMAT_JSON, (const unsigned char *)small,
+		    sizeof small - 1), 0);
+		size_t q = stream_writer_pending(&w);
+		assert_int_equal(stream_writer_raw(&w, (enum frame_format)fmt, buf_data(&enc), len), 0);
+		assert_int_equal(stream_writer_pending(&w), q + enc.len);
+		while (stream_writer_flush(&w) == 0)
+			drain_pipe(p[0], &got);
+		drain_pipe(p[0], &got);
+
+		/* Two whole frames, the small one, the big one again. */
+		assert_int_equal(got.len, 3 * enc.len + q);
+		assert_memory_equal(buf_data(&got), buf_data(&enc), enc.len);
+		assert_memory_equal(buf_data(&got) + enc.len, buf_data(&enc), enc.len);
+		assert_memory_equal(buf_data(&got) + 2 * enc.len + q, buf_data(&enc), enc.len);
+		stream_writer_free(&w);
+		buf_clear(&got);
+		buf_clear(&enc);
+		close(p[0]);
+		close(p[1]);
+	}
+	free(data);
+}
+
 struct slow_arg {
 	int fd;
 	size_t got;
@@ -686,6 +771,7 @@ main(void)
 		cmocka_unit_test(test_writer_partial_eagain),
 		cmocka_unit_test(test_writer_bound_and_epipe),
 		cmocka_unit_test(test_writer_raw),
+		cmocka_unit_test(test_writer_raw_big_skips_the_queue),
 		cmocka_unit_test(test_writer_drain),
 	};
 	/* Writes to a pipe whose reader is gone must fail with EPIPE, not kill the test. */
