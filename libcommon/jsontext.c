@@ -94,12 +94,22 @@ special8(uint64_t w)
 	return (w | ((w - ONES * 0x20) & ~w) | ((q - ONES) & ~q) | ((b - ONES) & ~b)) & HIGHS;
 }
 
+/* special8 over 32 bytes, one branch for all four words (vector code, as ascii32). */
+static uint64_t
+special32(const unsigned char *s)
+{
+	return special8(load8(s)) | special8(load8(s + 8)) | special8(load8(s + 16)) |
+	    special8(load8(s + 24));
+}
+
 size_t
 jsontext_plain_run(const unsigned char *s, size_t n)
 {
 	size_t i = 0;
 
 	for (;;) {
+		while (i + 32 <= n && !special32(s + i))
+			i += 32;
 		while (i + 8 <= n && !special8(load8(s + i)))
 			i += 8;
 		if (i >= n || s[i] < 0x20 || s[i] == '"' || s[i] == '\\')
@@ -509,6 +519,10 @@ static const unsigned char *
 plain_string(const unsigned char *p, const unsigned char *e)
 {
 	while (p < e) {
+		if (e - p >= 32 && !special32(p)) {
+			p += 32;
+			continue;
+		}
 		if (e - p >= 8 && !special8(load8(p))) {
 			p += 8;
 			continue;
