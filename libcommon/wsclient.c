@@ -260,12 +260,13 @@ wsc_feed(struct wsc *w, const unsigned char *p, size_t n, wsc_frame_fn fn, void 
 	return 0;
 }
 
-unsigned char *
-ws_frame_put(struct buf *out, int opcode, size_t n, int masked)
+/* A final frame's header; its length. */
+static size_t
+frame_header(unsigned char h[WS_HDR_MAX], int opcode, size_t n, int masked)
 {
-	unsigned char h[WS_HDR_MAX] = { 0 };
 	size_t hl = 2;
 
+	memset(h, 0, WS_HDR_MAX);
 	h[0] = (unsigned char)(0x80 | opcode);
 	if (n < 126)
 		h[1] = (unsigned char)n;
@@ -284,12 +285,35 @@ ws_frame_put(struct buf *out, int opcode, size_t n, int masked)
 		h[1] |= 0x80;
 		hl += 4;    /* the zero key */
 	}
+	return hl;
+}
+
+unsigned char *
+ws_frame_put(struct buf *out, int opcode, size_t n, int masked)
+{
+	unsigned char h[WS_HDR_MAX];
+	size_t hl = frame_header(h, opcode, n, masked);
+
 	if (buf_reserve(out, hl + n) < 0)
 		return NULL;
 	unsigned char *d = out->p + out->off + out->len;
 	memcpy(d, h, hl);
 	out->len += hl + n;
 	return d + hl;
+}
+
+void
+ws_frame_close_up(struct buf *out, int opcode, size_t n)
+{
+	unsigned char h[WS_HDR_MAX];
+	const size_t room = WS_HDR_MAX - 4;
+	size_t hl = frame_header(h, opcode, n, 0);
+	unsigned char *d = buf_data(out) + out->len - n - room;
+
+	if (hl < room)
+		memmove(d + hl, d + room, n);
+	memcpy(d, h, hl);
+	out->len -= room - hl;
 }
 
 int

@@ -53,6 +53,11 @@ int ws_frame_append(struct buf *out, int opcode, const void *p, size_t n, int ma
 /* Appends the header of the same frame and returns where its n payload bytes go, for
  * the caller to write; NULL when out is past its bound. */
 unsigned char *ws_frame_put(struct buf *out, int opcode, size_t n, int masked);
+/* Makes the n bytes at out's end, appended after WS_HDR_MAX - 4 bytes of room, a server's
+ * frame of opcode: its header goes into the room, and a payload shorter than 65536 bytes
+ * (whose header is shorter) moves up to it. For payloads whose length is known only once
+ * they are written in place. */
+void ws_frame_close_up(struct buf *out, int opcode, size_t n);
 /* The length of the frame at p, which holds at least its header (frames we built). */
 size_t ws_frame_len(const unsigned char *p);
 

@@ -270,27 +270,50 @@ tell_error(struct route *r, struct peer *to, int code, const char *reason)
 	peer_send_frame(r, to, &f);
 }
 
-/* f (no channel) to every local client of ch but except, encoded once per format. A
- * broadcast of bytes reaches a JSON client as a binary message of those bytes (the seed's
- * form, without its sender), or, if it asked with ?bytes=base64, as a JSON broadcast
- * with its source and the bytes in base64, as JSON clients receive bytes elsewhere. */
+/* How client c takes a fanned-out f: not at all, CBOR, JSON, or a broadcast's bytes
+ * as they are (a JSON client's binary message: the seed's form, without its sender; one
+ * that asked with ?bytes=base64 gets a JSON broadcast with its source and the bytes in
+ * base64, as JSON clients receive bytes elsewhere). */
+enum takes { TAKES_NOTHING, TAKES_CBOR, TAKES_JSON, TAKES_BYTES };
+
+static enum takes
+takes(const struct peer *c, const struct peer *except, const struct frame *f)
+{
+	if (c == except || c->dead)
+		return TAKES_NOTHING;
+	if (c->info.cbor)
+		return TAKES_CBOR;
+	if (f->action == ACTION_BROADCAST && f->data_kind == DATA_BYTES &&
+	    !c->info.bytes_base64)
+		return TAKES_BYTES;
+	return TAKES_JSON;
+}
+
+/* f (no channel) to every local client of ch but except. Encoded once per format when
+ * several clients take it; a lone client of a format has it encoded straight into its
+ * queue (one pass over a 1 MiB broadcast instead of two). */
 static void
 fanout(struct route *r, struct channel *ch, struct peer *except, const struct frame *f)
 {
-	int json = 0, cbor = 0;
+	int json = 0, cbor = 0, n[4] = { 0 };
+
+	for (struct peer *c = ch->clients; c; c = c->next)
+		n[takes(c, except, f)]++;
 	for (struct peer *c = ch->clients; c; c = c->next) {
-		if (c == except || c->dead)
+		enum takes t = takes(c, except, f);
+		if (t == TAKES_NOTHING)
 			continue;
-		if (c->info.cbor) {
+		if (t == TAKES_BYTES) {
+			peer_send(r, c, 1, f->data, f->data_len);
+		} else if (n[t] == 1) {
+			peer_send_frame(r, c, f);
+		} else if (t == TAKES_CBOR) {
 			if (!cbor) {
 				buf_reset(&r->enc_cbor);
 				cbor = frame_encode(f, FORMAT_CBOR, &r->enc_cbor) < 0 ? -1 : 1;
 			}
 			if (cbor > 0)
 				peer_send(r, c, 1, buf_data(&r->enc_cbor), r->enc_cbor.len);
-		} else if (f->action == ACTION_BROADCAST && f->data_kind == DATA_BYTES &&
-		    !c->info.bytes_base64) {
-			peer_send(r, c, 1, f->data, f->data_len);
 		} else {
 			if (!json) {
 				buf_reset(&r->enc_json);

@@ -84,7 +84,6 @@ static size_t nclients;
 static int stopping, route_done, finished;
 static lws_sorted_usec_list_t stop_sul;
 static char hostname[256];
-static struct buf enc;         /* one frame being encoded for a client */
 static struct client *dirty;   /* clients with messages queued in this pass of the loop */
 static struct client *leaving; /* closed clients whose leave route is owed */
 
@@ -208,19 +207,29 @@ client_send(void *conn, int binary, const void *p, size_t n)
 	return 0;
 }
 
+/* Encoded straight into the queue after room for its header (ws_frame_close_up): a
+ * 1 MiB broadcast is written there once, not encoded aside and then copied. */
 static int
 client_send_frame(void *conn, const struct frame *f)
 {
 	struct client *c = conn;
+	const size_t room = WS_HDR_MAX - 4;
+	size_t at = c->tx.len;
+
 	if (c->dead)
 		return 0;
-	buf_reset(&enc);
-	if (frame_encode(f, c->cbor ? FORMAT_CBOR : FORMAT_JSON, &enc) < 0)
+	if (buf_reserve(&c->tx, room) < 0)
 		return client_full(c);
-	size_t n = enc.len;
-	if (!c->cbor && n && buf_data(&enc)[n - 1] == '\n')
-		n--;
-	return client_send(c, c->cbor, buf_data(&enc), n);
+	c->tx.len += room;
+	if (frame_encode(f, c->cbor ? FORMAT_CBOR : FORMAT_JSON, &c->tx) < 0) {
+		c->tx.len = at;
+		return client_full(c);
+	}
+	if (!c->cbor && buf_data(&c->tx)[c->tx.len - 1] == '\n')
+		c->tx.len--;
+	ws_frame_close_up(&c->tx, c->cbor ? WS_OP_BINARY : WS_OP_TEXT, c->tx.len - at - room);
+	client_want_write(c);
+	return 0;
 }
 
 /* Route is not called from here (this may run inside its fan-out): the client's leave
@@ -970,7 +979,6 @@ server_start(const struct proxy_config *c, const struct proxy_route_ops *ops, vo
 	cfg = &live;
 	route = ops;
 	route_ctx = ctx;
-	buf_init(&enc, 0);   /* bounded by the frames encoded into it */
 	if (gethostname(hostname, sizeof hostname) < 0)
 		hostname[0] = '\0';
 	hostname[sizeof hostname - 1] = '\0';
@@ -1002,7 +1010,6 @@ void
 server_free(void)
 {
 	lws_sul_cancel(&stop_sul);
-	buf_clear(&enc);
 	if (context)
 		lws_context_destroy(context);
 	context = NULL;

@@ -250,6 +250,37 @@ test_frame_build(void **state)
 	buf_clear(&b);
 }
 
+/* A payload written after room for the longest header ends up as the frame
+ * ws_frame_append builds, behind what the buffer held, for each header length. */
+static void
+test_frame_close_up(void **state)
+{
+	static unsigned char p[70000];
+	const size_t sizes[] = { 0, 5, 125, 126, 300, 65535, 65536, 70000 };
+	struct buf a, b;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof p; i++)
+		p[i] = (unsigned char)(i * 7);
+	buf_init(&a, 0);
+	buf_init(&b, 0);
+	for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+		buf_reset(&a);
+		buf_reset(&b);
+		assert_int_equal(buf_append(&a, "head", 4), 0);
+		assert_int_equal(ws_frame_append(&a, WS_OP_TEXT, p, sizes[k], 0), 0);
+		assert_int_equal(buf_append(&b, "head", 4), 0);
+		assert_int_equal(buf_reserve(&b, WS_HDR_MAX - 4), 0);
+		b.len += WS_HDR_MAX - 4;
+		assert_int_equal(buf_append(&b, p, sizes[k]), 0);
+		ws_frame_close_up(&b, WS_OP_TEXT, sizes[k]);
+		assert_int_equal(b.len, a.len);
+		assert_memory_equal(buf_data(&b), buf_data(&a), a.len);
+	}
+	buf_clear(&a);
+	buf_clear(&b);
+}
+
 int
 main(void)
 {
@@ -259,6 +290,7 @@ main(void)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_answer_bound_is_the_answers_alone),
 		cmocka_unit_test(test_frame_build),
+		cmocka_unit_test(test_frame_close_up),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
