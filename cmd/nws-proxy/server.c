@@ -669,8 +669,12 @@ client_receive(struct lws *wsi, struct client *c, const void *in, size_t len)
 	if (lws_is_first_fragment(wsi)) {
 		buf_reset(&c->rx);
 		c->rx_binary = lws_frame_is_binary(wsi) != 0;
-		/* The usual case, a message in one piece of lws's read: routed where it lies. */
+		/* The usual case, a message in one piece of lws's read: routed where it lies.
+		 * A buffer grown for big messages is kept while they keep coming (growing it
+		 * again per message cost a copy of each); the first small one frees it. */
 		if (whole && len <= cfg->max_message) {
+			if (c->rx.cap > 65536)
+				buf_clear(&c->rx);
 			client_input(c, in, len);
 			return 0;
 		}
@@ -688,9 +692,6 @@ client_receive(struct lws *wsi, struct client *c, const void *in, size_t len)
 		return 0;
 	client_input(c, buf_data(&c->rx), c->rx.len);
 	buf_reset(&c->rx);
-	/* Keep a big buffer only while big messages keep coming. */
-	if (c->rx.cap > 65536)
-		buf_clear(&c->rx);
 	return 0;
 }
 
