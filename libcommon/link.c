@@ -17,9 +17,7 @@
 /* msg1 has exactly this length: e, then the encrypted payload. */
 #define LINK_MSG1_LEN (NOISE_DHLEN + LINK_PAYLOAD_LEN + NOISE_TAGLEN)
 /* The queue holds finished WebSocket frames (header, mask, payload), so a burst of them
- * goes out in one write(2) through lws_write's raw mode instead of one per message.
- * Bytes written per writeable callback, cut at a frame boundary: */
-#define LINK_WRITE_BUDGET (256u << 10)
+ * goes out in one send(2) (ws_queue_send) instead of one per message. */
 /* Partly received frames of every link together (nws(7) LINKS): a member that starts big
  * frames on many links and finishes none cannot grow memory past this; the link whose
  * piece passes it is closed. A finished frame's buffer stays for the next one (growing
@@ -460,7 +458,7 @@ link_receive(struct link *l, struct lws *wsi, const unsigned char *in, size_t le
 static int
 link_writeable(struct link *l, struct lws *wsi)
 {
-	size_t budget = LINK_WRITE_BUDGET, before = l->out.len;
+	size_t before = l->out.len;
 
 	if (l->closing && (!l->flush || l->out.len == 0)) {
 		if (!l->initiator) {
@@ -479,19 +477,9 @@ link_writeable(struct link *l, struct lws *wsi)
 			lws_write(wsi, buf_data(&l->out), l->out.len, LWS_WRITE_RAW);
 		return -1;
 	}
-	if (l->out.len) {
-		unsigned char *e = buf_data(&l->out);
-		size_t n = 0;
-
-		while (n < l->out.len && n < budget)
-			n += ws_frame_len(e + n);
-		/* Raw mode: lws writes the bytes as they are and keeps what the socket did not
-		 * take, sending it before anything else (its own pings and pongs included). */
-		if (lws_write(wsi, e, n, LWS_WRITE_HTTP) < (int)n) {
-			snprintf(l->why, sizeof l->why, "write failed");
-			return -1;
-		}
-		buf_consume(&l->out, n);
+	if (l->out.len && ws_queue_send(wsi, &l->out) < 0) {
+		snprintf(l->why, sizeof l->why, "write failed");
+		return -1;
 	}
 	if (l->out.len < before) {
 		l->progress = lws_now_usecs();

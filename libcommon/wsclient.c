@@ -1,9 +1,11 @@
 #include "wsclient.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sodium.h>
 #include <libwebsockets.h>
 
@@ -343,4 +345,25 @@ ws_frame_len(const unsigned char *p)
 		hl = 10;
 	}
 	return hl + ((p[1] & 0x80) ? 4 : 0) + n;
+}
+
+long
+ws_queue_send(struct lws *wsi, struct buf *q)
+{
+	unsigned char *p = buf_data(q);
+	ssize_t w = send(lws_get_socket_fd(wsi), p, q->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+	if (w < 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			return -1;
+		w = 0;
+	}
+	size_t end = 0;
+	while (end < (size_t)w)
+		end += ws_frame_len(p + end);
+	if (end > (size_t)w &&
+	    lws_write(wsi, p + w, end - (size_t)w, LWS_WRITE_HTTP) < (int)(end - (size_t)w))
+		return -1;
+	buf_consume(q, end);
+	return (long)w;
 }

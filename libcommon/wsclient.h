@@ -61,4 +61,13 @@ void ws_frame_close_up(struct buf *out, int opcode, size_t n);
 /* The length of the frame at p, which holds at least its header (frames we built). */
 size_t ws_frame_len(const unsigned char *p);
 
+struct lws;
+/* Writes the frames queued in q to wsi's socket with one send(2), past lws: lws_write
+ * would copy what the socket does not take into a buffer of its own. What the kernel
+ * refused stays in q, except the rest of a frame it took only part of: that goes to
+ * lws, which writes its pending bytes before anything else (its pongs and close frames
+ * included), so nothing cuts into the frame. Call it only when lws holds no bytes for
+ * wsi (lws_partial_buffered). Returns the bytes the socket took, -1 on an error. */
+long ws_queue_send(struct lws *wsi, struct buf *q);
+
 #endif

@@ -308,30 +308,15 @@ client_input(struct client *c, const unsigned char *p, size_t n)
 		route->input(route_ctx, c->peer, c->rx_binary, p, n);
 }
 
-/* Writes the whole queue with one send(2), past lws: lws_write would take at most its
- * rx_buffer_size per call and copy the rest into a buffer of its own. What the kernel
- * refused stays queued, except the rest of a frame it took only part of: that goes to
- * lws, which writes its pending bytes before anything else (its pongs and close frames
- * included), so nothing can cut into the frame. */
 static int
 client_flush(struct client *c)
 {
-	unsigned char *p = buf_data(&c->tx);
-	ssize_t w = send(lws_get_socket_fd(c->wsi), p, c->tx.len, MSG_NOSIGNAL | MSG_DONTWAIT);
-	if (w < 0) {
-		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-			return -1;
-		w = 0;
-	}
+	long w = ws_queue_send(c->wsi, &c->tx);
+
+	if (w < 0)
+		return -1;
 	if (w > 0)
 		c->progress_us = lws_now_usecs();
-	size_t end = 0;
-	while (end < (size_t)w)
-		end += ws_frame_len(p + end);
-	if (end > (size_t)w &&
-	    lws_write(c->wsi, p + w, end - (size_t)w, LWS_WRITE_HTTP) < (int)(end - (size_t)w))
-		return -1;
-	buf_consume(&c->tx, end);
 	if (c->tx.len > cfg->max_queue)
 		client_full(c);
 	return 0;
