@@ -412,6 +412,8 @@ link_message(struct link *l, const unsigned char *msg, size_t len)
 	if (!l->up)
 		link_up(l);
 	if (r == 0) {
+		if (!l->re.acc.len)
+			return 0;   /* an empty piece between frames: the other end's keepalive */
 		/* Counted by capacity: that is the memory it holds. */
 		partial_total += l->re.acc.cap - l->partial;
 		l->partial = l->re.acc.cap;

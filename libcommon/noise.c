@@ -380,6 +380,13 @@ noise_recv_piece(struct noise_cipher *c, struct noise_reassembly *r,
 
 	if (len < NOISE_TAGLEN + 1 || len > NOISE_MAX_MSG)
 		goto fail;
+	if (r->acc.len == 0 && len == NOISE_TAGLEN + 1) {
+		/* An empty piece with no frame begun (a keepalive, or an empty frame): the
+		 * flag alone, so it takes no memory. */
+		if (noise_decrypt(c, msg, len, &flag) < 0 || (flag & ~NOISE_PIECE_FINAL))
+			goto fail;
+		return flag == NOISE_PIECE_FINAL;
+	}
 	if (r->acc.len == 0 && buf_append(&r->acc, "", 1) < 0)
 		goto fail;
 	if (buf_reserve(&r->acc, len - NOISE_TAGLEN - 1) < 0)

@@ -464,6 +464,16 @@ test_pieces_reject(void **state)
 		assert_int_equal(noise_recv_piece(&sr.recv, &r, m, (size_t)n), -1);
 	}
 
+	/* An empty piece between frames (a keepalive) takes no memory. */
+	noise_reassembly_clear(&r);
+	n = noise_encrypt(&si.send, "", 1, m);
+	assert_int_equal(noise_recv_piece(&sr.recv, &r, m, (size_t)n), 0);
+	assert_int_equal(r.acc.cap, 0);
+	n = noise_encrypt(&si.send, "\1", 1, m);
+	assert_int_equal(noise_recv_piece(&sr.recv, &r, m, (size_t)n), 1);
+	assert_int_equal(r.acc.cap, 0);
+	assert_frame(&r, NULL, 0);
+
 	/* Short non-final pieces, an empty one included, are accepted. */
 	memcpy(pt, "\0ab", 3);
 	n = noise_encrypt(&si.send, pt, 3, m);
