@@ -20,13 +20,16 @@
  * goes out in one send(2) (ws_queue_send) instead of one per message. */
 /* Partly received frames of every link together (nws(7) LINKS): a member that starts big
  * frames on many links and finishes none cannot grow memory past this; the link whose
- * piece passes it is closed. A finished frame's buffer stays for the next one (growing
- * and faulting in 1 MiB again per frame was a tenth of a receiving link's time), but one
- * past LINK_ACC_KEEP is freed at the liveness tick that finds no frame in it, so idle
- * links hold no big buffers. */
+ * piece passes it is closed. */
 #define LINK_PARTIAL_BUDGET ((size_t)64 << 20)
-#define LINK_ACC_KEEP ((size_t)2 * NOISE_MAX_MSG)
 static size_t partial_total;
+/* A finished frame's buffer stays for the next frame (growing and faulting in 1 MiB again
+ * per frame was a tenth of a receiving link's time) while the buffers kept by every link
+ * together stay within LINK_KEPT_BUDGET; one past LINK_ACC_KEEP is freed at the liveness
+ * tick that finds no frame in it, so idle links hold no big buffers. */
+#define LINK_KEPT_BUDGET ((size_t)16 << 20)
+#define LINK_ACC_KEEP ((size_t)2 * NOISE_MAX_MSG)
+static size_t kept_total;
 /* Liveness is checked this often, at both ends: */
 #define LINK_LIVE_TICK_US (2 * LWS_US_PER_SEC)
 
@@ -53,6 +56,7 @@ struct link {
 	struct noise_session s;
 	struct noise_reassembly re;
 	size_t partial;      /* what re holds of an unfinished frame, counted in partial_total */
+	size_t kept;         /* re's buffer kept between frames, counted in kept_total */
 	struct buf out;      /* WebSocket frames ready to write */
 	struct buf msg;      /* one WebSocket message arriving in fragments */
 	/* The dialling end speaks WebSocket itself over a raw socket (wsclient.h). */
@@ -185,13 +189,39 @@ link_partial_done(struct link *l)
 	l->partial = 0;
 }
 
+/* Frees re's buffer (wiped). */
+static void
+link_acc_free(struct link *l)
+{
+	kept_total -= l->kept;
+	l->kept = 0;
+	noise_reassembly_clear(&l->re);
+}
+
+/* A frame was taken out of re: its buffer stays for the next one if the budget allows. */
+static void
+link_acc_done(struct link *l)
+{
+	size_t cap = l->re.acc.cap;
+
+	noise_reassembly_reset(&l->re);
+	if (cap <= LINK_ACC_KEEP)
+		return;
+	if (kept_total - l->kept + cap > LINK_KEPT_BUDGET) {
+		link_acc_free(l);
+		return;
+	}
+	kept_total += cap - l->kept;
+	l->kept = cap;
+}
+
 static void
 link_free(struct link *l)
 {
 	partial_total -= l->partial;
 	noise_handshake_clear(&l->hs);
 	noise_session_clear(&l->s);
-	noise_reassembly_clear(&l->re);
+	link_acc_free(l);
 	lws_sul_cancel(&l->live);
 	lws_sul_cancel(&l->sul_flush);
 	wsc_free(&l->wsc);
@@ -419,7 +449,7 @@ link_message(struct link *l, const unsigned char *msg, size_t len)
 		l->partial = l->re.acc.cap;
 		if (partial_total > LINK_PARTIAL_BUDGET) {
 			link_partial_done(l);
-			noise_reassembly_clear(&l->re);
+			link_acc_free(l);
 			snprintf(l->why, sizeof l->why, "unfinished frames past the budget");
 			return -1;
 		}
@@ -428,8 +458,8 @@ link_message(struct link *l, const unsigned char *msg, size_t len)
 	size_t n;
 	const unsigned char *f = noise_reassembly_frame(&l->re, &n);
 	l->ops->frame(l->ctx, l, f, n);
-	noise_reassembly_reset(&l->re);
 	link_partial_done(l);
+	link_acc_done(l);
 	return 0;
 }
 
@@ -576,7 +606,7 @@ link_live(lws_sorted_usec_list_t *sul)
 	if (!l->wsi)
 		return;
 	if (!l->re.acc.len && l->re.acc.cap > LINK_ACC_KEEP)
-		noise_reassembly_clear(&l->re);
+		link_acc_free(l);
 	if (age > LINK_HANGUP_SECS * LWS_US_PER_SEC) {
 		snprintf(l->why, sizeof l->why, "silent for %d s", LINK_HANGUP_SECS);
 		log_info("closing the link to %s: %s", l->address, l->why);
