@@ -17,7 +17,8 @@ rising rates until one is not delivered whole at 95% of its rate ("sustained"). 
 lost messages or was closed is listed with where it lost them. Per-process CPU (from /proc;
 the generators report their own) and wake-ups during the flat-out run show which stage is
 the bottleneck. NWS_BENCH_ONLY=ceiling,node,nws picks scenarios, NWS_BENCH_REPEAT the runs
-per figure, NWS_BENCH_VERBOSE=1 prints every run, NWS_BENCH_PERF=FILE profiles.
+per figure, NWS_BENCH_ROUNDS the rounds of all scenarios in turn (their runs pooled),
+NWS_BENCH_VERBOSE=1 prints every run, NWS_BENCH_PERF=FILE profiles.
 
 Each is also run flat out with 1 MiB broadcasts (BIG_N of them: "1MiB MB/s"), and
 NWS_BENCH_BASE=DIR measures another build's nws-proxy as scenario "base" in the same run.
@@ -60,6 +61,10 @@ BIG_N = int(os.environ.get("NWS_BENCH_BIG_N", 200))
 SWEEP_RATES = (20000, 40000, 60000, 80000, 100000, 125000, 150000, 200000, 250000, 300000)
 SWEEP_SECS = 2
 REPEAT = int(os.environ.get("NWS_BENCH_REPEAT", 3))
+# Rounds of every scenario in turn, REPEAT runs each: a noisy minute of this shared VM
+# then falls on each build and the node relay alike, not on one of them.
+ROUNDS = int(os.environ.get("NWS_BENCH_ROUNDS", 1))
+ROUND = 0
 VERBOSE = bool(os.environ.get("NWS_BENCH_VERBOSE"))
 PERF = os.environ.get("NWS_BENCH_PERF")  # a perf.data path: profile the flat-out runs
 # Another build's bin directory, measured in the same run as scenario "base" (before/after).
@@ -320,22 +325,42 @@ def measure(label, rx_host, rx_url, tx_host, tx_url, raw, peer=False, watch=None
             n=THROUGHPUT_N, rates=None):
     """REPEAT runs of each kind (a 2-core VM is noisy): the median by rate, and by p50."""
     watch = watch or {}
-    thr_runs = [run_pair(rx_host, rx_url, tx_host, tx_url, n, 0, raw, peer, watch)
-                for _ in range(REPEAT)]
-    lat_runs = [run_pair(rx_host, rx_url, tx_host, tx_url, LATENCY_N, LATENCY_RATE, raw,
-                         peer, watch) for _ in range(REPEAT)]
-    big_runs = [run_pair(rx_host, rx_url, tx_host, tx_url, BIG_N, 0, raw, peer, watch,
-                         size=BIG_SIZE) for _ in range(REPEAT)]
-    thr, sent, cpu = median_run("rate", thr_runs)
-    lat, _, _ = median_run("p50_us", lat_runs)
-    big, _, _ = median_run("rate", big_runs)
+    runs = {
+        "thr": [run_pair(rx_host, rx_url, tx_host, tx_url, n, 0, raw, peer, watch)
+                for _ in range(REPEAT)],
+        "lat": [run_pair(rx_host, rx_url, tx_host, tx_url, LATENCY_N, LATENCY_RATE, raw,
+                         peer, watch) for _ in range(REPEAT)],
+        "big": [run_pair(rx_host, rx_url, tx_host, tx_url, BIG_N, 0, raw, peer, watch,
+                         size=BIG_SIZE) for _ in range(REPEAT)],
+    }
+    # The sweep takes long and moves little: the first round's stands for all.
+    sustained = sweep(rx_host, rx_url, tx_host, tx_url, raw, peer,
+                      SWEEP_RATES if rates is None else rates) if not ROUND else 0
+    return summarize(label, runs, sustained)
+
+
+def summarize(label, runs, sustained):
+    """The figures of a scenario from its runs (of every round so far)."""
+    thr, sent, cpu = median_run("rate", runs["thr"])
+    lat, _, _ = median_run("p50_us", runs["lat"])
+    big, _, bigcpu = median_run("rate", runs["big"])
     return {"label": label, "thr": thr, "sent": sent, "lat": lat, "cpu": cpu, "big": big,
-            "lat_runs": [(r[0]["p50_us"], r[0]["p99_us"]) for r in lat_runs],
-            "incomplete": [r[0] for r in thr_runs + lat_runs + big_runs
+            "big_cpu": bigcpu,
+            "lat_runs": [(r[0]["p50_us"], r[0]["p99_us"]) for r in runs["lat"]],
+            "incomplete": [r[0] for r in runs["thr"] + runs["lat"] + runs["big"]
                            if not complete(r[0])],
-            "runs": len(thr_runs) + len(lat_runs) + len(big_runs),
-            "sustained": sweep(rx_host, rx_url, tx_host, tx_url, raw, peer,
-                               SWEEP_RATES if rates is None else rates)}
+            "runs": sum(len(v) for v in runs.values()),
+            "sustained": sustained, "raw": runs}
+
+
+def merge(old, new):
+    """One scenario's figures over two rounds: the medians of all their runs."""
+    runs = {k: old["raw"][k] + new["raw"][k] for k in old["raw"]}
+    r = summarize(old["label"], runs, old["sustained"])
+    if "local" in old:
+        r["local_runs"] = old["local_runs"] + new["local_runs"]
+        r["local"], _, _ = median_run("p50_us", r["local_runs"])
+    return r
 
 
 def sweep(rx_host, rx_url, tx_host, tx_url, raw, peer, rates):
@@ -408,9 +433,9 @@ def scenario_nws(a, b, bindir=NWS_BIN, label="nws"):
         r = measure(f"{label}: A proxy -> link -> link -> B proxy", b, url, a, url, False,
                     peer=True, watch={procs[0].p.pid: "A", procs[1].p.pid: "B"})
         # Both clients on B's proxy: the proxy's own share of the one-way latency.
-        r["local"], _, _ = median_run("p50_us", [
-            run_pair(b, url, b, url, LATENCY_N, LATENCY_RATE, False, True, {})
-            for _ in range(REPEAT)])
+        r["local_runs"] = [run_pair(b, url, b, url, LATENCY_N, LATENCY_RATE, False, True, {})
+                           for _ in range(REPEAT)]
+        r["local"], _, _ = median_run("p50_us", r["local_runs"])
         return r
     finally:
         for p in procs:
@@ -462,20 +487,29 @@ def run_all(results, failed):
         only = os.environ.get("NWS_BENCH_ONLY")
         if only:
             scenarios = [s for s in scenarios if s[0] in only.split(",")]
-        for name, fn in scenarios:
-            try:
-                results.append((name, fn()))
-                print(f"  {name}: done", flush=True)
-            except (RuntimeError, TimeoutError, subprocess.TimeoutExpired, OSError,
-                    ValueError) as e:
-                failed.append((name, str(e)))
-                print(f"  {name}: FAILED: {e}", flush=True)
+        global ROUND
+        got = {}
+        for ROUND in range(ROUNDS):
+            for name, fn in scenarios:
+                if any(f[0] == name for f in failed):
+                    continue
+                try:
+                    r = fn()
+                    got[name] = merge(got[name], r) if name in got else r
+                    print(f"  {name}: done" + (f" (round {ROUND + 1})" if ROUNDS > 1 else ""),
+                          flush=True)
+                except (RuntimeError, TimeoutError, subprocess.TimeoutExpired, OSError,
+                        ValueError) as e:
+                    failed.append((name, str(e)))
+                    print(f"  {name}: FAILED: {e}", flush=True)
+        results.extend((name, got[name]) for name, _ in scenarios if name in got)
 
 
 def report(results, failed):
     print()
     print(f"100-byte broadcasts; flat out: {THROUGHPUT_N} msgs (bounded by {RUN_SECS} s); "
-          f"latency: {LATENCY_N} msgs at {LATENCY_RATE}/s, one way; median of {REPEAT} runs")
+          f"latency: {LATENCY_N} msgs at {LATENCY_RATE}/s, one way; median of "
+          f"{REPEAT * ROUNDS} runs" + (f" ({ROUNDS} rounds)" if ROUNDS > 1 else ""))
     print(f"{'scenario':<55} {'msgs/s':>10} {'p50 us':>8} {'p99 us':>8} "
           f"{'p50 load ms':>9} {'lost':>6} {'reord':>5} {'sustained':>9} {'1MiB MB/s':>9}")
     got = dict(results)
@@ -508,6 +542,13 @@ def report(results, failed):
                       f"{count / max(wakes, 1):12.1f}")
         total = sum(row[1] for row in r["cpu"])
         print(f"  {'total':<22} {100 * total / t['window_s']:7.1f} {1e6 * total / count:7.2f}")
+    print(f"\nCPU per 1 MiB broadcast (ms, the median 1 MiB run; the load generators "
+          f"are the same in every scenario):")
+    for name, r in results:
+        rows = r["big_cpu"]
+        ours = sum(row[1] for row in rows if "nws-load" not in row[0])
+        print(f"  {name:<8} {1e3 * sum(row[1] for row in rows) / BIG_N:6.2f} all, "
+              f"{1e3 * ours / BIG_N:6.2f} without the load generators")
     if "nws" in got:
         loc = got["nws"]["local"]
         print(f"\nnws with both clients on one proxy (B), at {LATENCY_RATE}/s: p50 "
