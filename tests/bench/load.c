@@ -137,7 +137,15 @@ frame_put(struct conn *c, int opcode, const void *p, size_t n, int masked)
 		memcpy(m, &k, 4);
 		memcpy(o, m, 4);
 		o += 4;
-		for (i = 0; i < n; i++)
+		/* Eight bytes a step, as a browser's masking is: a byte loop here was a tenth of
+		 * a 1 MiB run's CPU, taken from the cores the relay under test shares. */
+		uint64_t k8 = (uint64_t)k << 32 | k, w;
+		for (i = 0; i + 8 <= n; i += 8) {
+			memcpy(&w, (const unsigned char *)p + i, 8);
+			w ^= k8;
+			memcpy(o + i, &w, 8);
+		}
+		for (; i < n; i++)
 			o[i] = ((const unsigned char *)p)[i] ^ m[i & 3];
 	} else {
 		memcpy(o, p, n);
