@@ -1,6 +1,6 @@
 /* wsclient: the client end of RFC 6455 for links, over a raw lws socket: the upgrade
  * request, the check of the server's answer, a parser of server frames that works on
- * whole buffers, and frame building for both ends. lws 4.1's own client parser handles a
+ * whole buffers; and for both ends, frame building and writing a queue of frames. lws 4.1's own client parser handles a
  * byte at a time (about 250 MB/s a core); this one costs a header per message. */
 #ifndef NWS_WSCLIENT_H
 #define NWS_WSCLIENT_H
