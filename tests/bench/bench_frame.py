@@ -2,7 +2,7 @@
 """CPU cost per frame of libcommon's frame and stream modules (tests/README.md).
 
 Builds tests/bench/frame_speed.c against just the modules it measures (frame, stream,
-jsontext, buf), so it runs without root and without the rest of the tree, and prints
+jsontext, cbortext, buf), so it runs without root and without the rest of the tree, and prints
 its figures: a pass-through stage's cost per 100-byte frame (read framing, action peek,
 queueing the bytes as they are) and a consuming stage's (decode + encode)."""
 import os
@@ -13,7 +13,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 SRC = ["tests/bench/frame_speed.c"] + [f"libcommon/{m}.c" for m in
-                                       ("frame", "stream", "jsontext", "buf")]
+                                       ("frame", "stream", "jsontext", "cbortext", "buf")]
 
 
 def main():
