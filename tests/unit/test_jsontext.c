@@ -192,6 +192,37 @@ test_utf8_every_length(void **state)
 	assert_true(jsontext_utf8(s, 64));
 }
 
+/* The block scans against byte-at-a-time references over text that is ASCII, not
+ * ASCII, or both, for every length to 200 with a special byte (or a bad one) at every
+ * position: the blocks and the words must hand over at every boundary. */
+static void
+test_scans_every_length(void **state)
+{
+	static const char *const fill[] = { "a", "\xc3\xa9", "ab\xe4\xb8\x80" };
+	static const unsigned char put[] = { '"', '\\', 0x1f, 0xff };
+	unsigned char s[200 + 8];
+	(void)state;
+	for (size_t f = 0; f < sizeof fill / sizeof *fill; f++) {
+		size_t fl = strlen(fill[f]);
+		for (size_t i = 0; i < sizeof s; i++)
+			s[i] = (unsigned char)fill[f][i % fl];
+		for (size_t n = 0; n <= 200; n++)
+			for (size_t at = 0; at <= n; at++)
+				for (size_t k = 0; k <= sizeof put; k++) {
+					unsigned char keep = s[at];
+					if (k < sizeof put)
+						s[at] = put[k];
+					size_t want = 0;
+					while (want < n && s[want] >= 0x20 && s[want] != '"' &&
+					    s[want] != '\\')
+						want++;
+					assert_int_equal(jsontext_plain_run(s, n), want);
+					assert_int_equal(jsontext_utf8(s, n), utf8_ref(s, n));
+					s[at] = keep;
+				}
+	}
+}
+
 int
 main(void)
 {
@@ -202,6 +233,7 @@ main(void)
 		cmocka_unit_test(test_span_and_compact),
 		cmocka_unit_test(test_plain_run),
 		cmocka_unit_test(test_utf8_every_length),
+		cmocka_unit_test(test_scans_every_length),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
