@@ -444,7 +444,10 @@ link_message(struct link *l, const unsigned char *msg, size_t len)
 	if (r == 0) {
 		if (!l->re.acc.len)
 			return 0;   /* an empty piece between frames: the other end's keepalive */
-		/* Counted by capacity: that is the memory it holds. */
+		/* Counted by capacity: that is the memory it holds; a kept buffer it began in
+		 * counts as unfinished now, not twice (link_acc_done keeps it again). */
+		kept_total -= l->kept;
+		l->kept = 0;
 		partial_total += l->re.acc.cap - l->partial;
 		l->partial = l->re.acc.cap;
 		if (partial_total > LINK_PARTIAL_BUDGET) {
