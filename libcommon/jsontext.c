@@ -127,14 +127,14 @@ jsontext_plain_run(const unsigned char *s, size_t n)
 	size_t i = 0, stop = BLOCK;
 
 	for (;;) {
-		while (i + 8 <= n && !special8(load8(s + i)))
-			if ((i += 8) >= stop)
-				goto blocks;
-		if (i >= n || s[i] < 0x20 || s[i] == '"' || s[i] == '\\')
-			return i < n ? i : n;
-		if (++i < stop)
-			continue;
-blocks:
+		while (i < stop) {
+			if (i + 8 <= n && !special8(load8(s + i)))
+				i += 8;
+			else if (i < n && s[i] >= 0x20 && s[i] != '"' && s[i] != '\\')
+				i++;
+			else
+				return i;
+		}
 		while (n - i >= BLOCK && !special64(s + i))
 			i += BLOCK;
 		stop = i + BLOCK;
