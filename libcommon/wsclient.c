@@ -304,18 +304,30 @@ ws_frame_put(struct buf *out, int opcode, size_t n, int masked)
 	return d + hl;
 }
 
+/* Room for a server frame's longest header (no masking key). */
+#define SERVER_HDR_MAX (WS_HDR_MAX - 4)
+
+int
+ws_frame_open(struct buf *out)
+{
+	if (buf_reserve(out, SERVER_HDR_MAX) < 0)
+		return -1;
+	out->len += SERVER_HDR_MAX;
+	return 0;
+}
+
 void
-ws_frame_close_up(struct buf *out, int opcode, size_t n)
+ws_frame_close_up(struct buf *out, size_t at, int opcode)
 {
 	unsigned char h[WS_HDR_MAX];
-	const size_t room = WS_HDR_MAX - 4;
+	unsigned char *d = buf_data(out) + at;
+	size_t n = out->len - at - SERVER_HDR_MAX;
 	size_t hl = frame_header(h, opcode, n, 0);
-	unsigned char *d = buf_data(out) + out->len - n - room;
 
-	if (hl < room)
-		memmove(d + hl, d + room, n);
+	if (hl < SERVER_HDR_MAX)
+		memmove(d + hl, d + SERVER_HDR_MAX, n);
 	memcpy(d, h, hl);
-	out->len -= room - hl;
+	out->len -= SERVER_HDR_MAX - hl;
 }
 
 int

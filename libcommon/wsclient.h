@@ -1,7 +1,8 @@
 /* wsclient: the client end of RFC 6455 for links, over a raw lws socket: the upgrade
  * request, the check of the server's answer, a parser of server frames that works on
- * whole buffers; and for both ends, frame building and writing a queue of frames. lws 4.1's own client parser handles a
- * byte at a time (about 250 MB/s a core); this one costs a header per message. */
+ * whole buffers; and for both ends, building frames and writing queues of them. lws
+ * 4.1's own client parser handles a byte at a time (about 250 MB/s a core); this one
+ * costs a header per message. */
 #ifndef NWS_WSCLIENT_H
 #define NWS_WSCLIENT_H
 
@@ -53,11 +54,13 @@ int ws_frame_append(struct buf *out, int opcode, const void *p, size_t n, int ma
 /* Appends the header of the same frame and returns where its n payload bytes go, for
  * the caller to write; NULL when out is past its bound. */
 unsigned char *ws_frame_put(struct buf *out, int opcode, size_t n, int masked);
-/* Makes the n bytes at out's end, appended after WS_HDR_MAX - 4 bytes of room, a server's
- * frame of opcode: its header goes into the room, and a payload shorter than 65536 bytes
- * (whose header is shorter) moves up to it. For payloads whose length is known only once
- * they are written in place. */
-void ws_frame_close_up(struct buf *out, int opcode, size_t n);
+/* A server frame whose payload's length is known only once it is written in place: at =
+ * out->len, then ws_frame_open(out) leaves room for the header (-1 when out is past its
+ * bound), the caller appends the payload, and ws_frame_close_up(out, at, opcode) puts
+ * the header in (moving a payload shorter than 65536 bytes, whose header is shorter, up
+ * to it). */
+int ws_frame_open(struct buf *out);
+void ws_frame_close_up(struct buf *out, size_t at, int opcode);
 /* The length of the frame at p, which holds at least its header (frames we built). */
 size_t ws_frame_len(const unsigned char *p);
 

@@ -213,21 +213,19 @@ static int
 client_send_frame(void *conn, const struct frame *f)
 {
 	struct client *c = conn;
-	const size_t room = WS_HDR_MAX - 4;
 	size_t at = c->tx.len;
 
 	if (c->dead)
 		return 0;
-	if (buf_reserve(&c->tx, room) < 0)
+	if (ws_frame_open(&c->tx) < 0)
 		return client_full(c);
-	c->tx.len += room;
 	if (frame_encode(f, c->cbor ? FORMAT_CBOR : FORMAT_JSON, &c->tx) < 0) {
 		c->tx.len = at;
 		return client_full(c);
 	}
 	if (!c->cbor && buf_data(&c->tx)[c->tx.len - 1] == '\n')
 		c->tx.len--;
-	ws_frame_close_up(&c->tx, c->cbor ? WS_OP_BINARY : WS_OP_TEXT, c->tx.len - at - room);
+	ws_frame_close_up(&c->tx, at, c->cbor ? WS_OP_BINARY : WS_OP_TEXT);
 	client_want_write(c);
 	return 0;
 }

@@ -250,8 +250,9 @@ test_frame_build(void **state)
 	buf_clear(&b);
 }
 
-/* A payload written after room for the longest header ends up as the frame
- * ws_frame_append builds, behind what the buffer held, for each header length. */
+/* A payload written after ws_frame_open ends up, once closed up, as the frame
+ * ws_frame_append builds, behind what the buffer held, for each header length; and
+ * ws_frame_open keeps out's bound. */
 static void
 test_frame_close_up(void **state)
 {
@@ -270,14 +271,18 @@ test_frame_close_up(void **state)
 		assert_int_equal(buf_append(&a, "head", 4), 0);
 		assert_int_equal(ws_frame_append(&a, WS_OP_TEXT, p, sizes[k], 0), 0);
 		assert_int_equal(buf_append(&b, "head", 4), 0);
-		assert_int_equal(buf_reserve(&b, WS_HDR_MAX - 4), 0);
-		b.len += WS_HDR_MAX - 4;
+		assert_int_equal(ws_frame_open(&b), 0);
 		assert_int_equal(buf_append(&b, p, sizes[k]), 0);
-		ws_frame_close_up(&b, WS_OP_TEXT, sizes[k]);
+		ws_frame_close_up(&b, 4, WS_OP_TEXT);
 		assert_int_equal(b.len, a.len);
 		assert_memory_equal(buf_data(&b), buf_data(&a), a.len);
 	}
 	buf_clear(&a);
+	buf_clear(&b);
+	buf_init(&b, 4 + 9);
+	assert_int_equal(buf_append(&b, "head", 4), 0);
+	assert_int_equal(ws_frame_open(&b), -1);
+	assert_int_equal(b.len, 4);
 	buf_clear(&b);
 }
 
