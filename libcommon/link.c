@@ -16,8 +16,6 @@
 #define LINK_PAYLOAD_LEN (1 + 5 + 1 + LINK_NODE_LEN)
 /* msg1 has exactly this length: e, then the encrypted payload. */
 #define LINK_MSG1_LEN (NOISE_DHLEN + LINK_PAYLOAD_LEN + NOISE_TAGLEN)
-/* The queue holds finished WebSocket frames (header, mask, payload), so a burst of them
- * goes out in one send(2) (ws_queue_send) instead of one per message. */
 /* Partly received frames of every link together (nws(7) LINKS): a member that starts big
  * frames on many links and finishes none cannot grow memory past this; the link whose
  * piece passes it is closed. */
@@ -26,7 +24,7 @@ static size_t partial_total;
 /* A finished frame's buffer stays for the next frame (growing and faulting in 1 MiB again
  * per frame was a tenth of a receiving link's time) while the buffers kept by every link
  * together stay within LINK_KEPT_BUDGET; one past LINK_ACC_KEEP is freed at the liveness
- * tick that finds no frame in it, so idle links hold no big buffers. */
+ * tick when nothing came in since the last, so idle links hold no big buffers. */
 #define LINK_KEPT_BUDGET ((size_t)16 << 20)
 #define LINK_ACC_KEEP ((size_t)2 * NOISE_MAX_MSG)
 static size_t kept_total;
@@ -55,9 +53,8 @@ struct link {
 	struct noise_handshake hs;
 	struct noise_session s;
 	struct noise_reassembly re;
-	size_t partial;      /* what re holds of an unfinished frame, counted in partial_total */
-	size_t kept;         /* re's buffer kept between frames, counted in kept_total */
-	struct buf out;      /* WebSocket frames ready to write */
+	size_t partial, kept;  /* re's buffer as counted in partial_total or kept_total */
+	struct buf out;      /* WebSocket frames ready to write: a burst goes in one send(2) */
 	struct buf msg;      /* one WebSocket message arriving in fragments */
 	/* The dialling end speaks WebSocket itself over a raw socket (wsclient.h). */
 	struct wsc wsc;
@@ -181,20 +178,22 @@ link_new(const struct link_conf *c, int initiator)
 	return l;
 }
 
-/* re holds no unfinished frame any more. */
+/* Counts re's buffer, by capacity (the memory it holds), as an unfinished frame's, as
+ * kept for the next frame, or (both 0) as neither. */
 static void
-link_partial_done(struct link *l)
+link_acc_count(struct link *l, size_t partial, size_t kept)
 {
-	partial_total -= l->partial;
-	l->partial = 0;
+	partial_total += partial - l->partial;
+	kept_total += kept - l->kept;
+	l->partial = partial;
+	l->kept = kept;
 }
 
 /* Frees re's buffer (wiped). */
 static void
 link_acc_free(struct link *l)
 {
-	kept_total -= l->kept;
-	l->kept = 0;
+	link_acc_count(l, 0, 0);
 	noise_reassembly_clear(&l->re);
 }
 
@@ -205,20 +204,18 @@ link_acc_done(struct link *l)
 	size_t cap = l->re.acc.cap;
 
 	noise_reassembly_reset(&l->re);
+	link_acc_count(l, 0, 0);
 	if (cap <= LINK_ACC_KEEP)
 		return;
-	if (kept_total - l->kept + cap > LINK_KEPT_BUDGET) {
+	if (kept_total + cap > LINK_KEPT_BUDGET)
 		link_acc_free(l);
-		return;
-	}
-	kept_total += cap - l->kept;
-	l->kept = cap;
+	else
+		link_acc_count(l, 0, cap);
 }
 
 static void
 link_free(struct link *l)
 {
-	partial_total -= l->partial;
 	noise_handshake_clear(&l->hs);
 	noise_session_clear(&l->s);
 	link_acc_free(l);
@@ -434,7 +431,7 @@ link_message(struct link *l, const unsigned char *msg, size_t len)
 	}
 	int r = noise_recv_piece(&l->s.recv, &l->re, msg, len);
 	if (r < 0) {
-		link_partial_done(l);
+		link_acc_free(l);
 		snprintf(l->why, sizeof l->why, "message does not decrypt");
 		return -1;
 	}
@@ -444,14 +441,8 @@ link_message(struct link *l, const unsigned char *msg, size_t len)
 	if (r == 0) {
 		if (!l->re.acc.len)
 			return 0;   /* an empty piece between frames: the other end's keepalive */
-		/* Counted by capacity: that is the memory it holds; a kept buffer it began in
-		 * counts as unfinished now, not twice (link_acc_done keeps it again). */
-		kept_total -= l->kept;
-		l->kept = 0;
-		partial_total += l->re.acc.cap - l->partial;
-		l->partial = l->re.acc.cap;
+		link_acc_count(l, l->re.acc.cap, 0);
 		if (partial_total > LINK_PARTIAL_BUDGET) {
-			link_partial_done(l);
 			link_acc_free(l);
 			snprintf(l->why, sizeof l->why, "unfinished frames past the budget");
 			return -1;
@@ -461,7 +452,6 @@ link_message(struct link *l, const unsigned char *msg, size_t len)
 	size_t n;
 	const unsigned char *f = noise_reassembly_frame(&l->re, &n);
 	l->ops->frame(l->ctx, l, f, n);
-	link_partial_done(l);
 	link_acc_done(l);
 	return 0;
 }
@@ -608,7 +598,7 @@ link_live(lws_sorted_usec_list_t *sul)
 
 	if (!l->wsi)
 		return;
-	if (!l->re.acc.len && l->re.acc.cap > LINK_ACC_KEEP)
+	if (l->kept && age >= LINK_LIVE_TICK_US)
 		link_acc_free(l);
 	if (age > LINK_HANGUP_SECS * LWS_US_PER_SEC) {
 		snprintf(l->why, sizeof l->why, "silent for %d s", LINK_HANGUP_SECS);
