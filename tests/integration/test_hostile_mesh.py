@@ -298,11 +298,17 @@ def test_links_bounded_per_channel_and_per_address(hosts, link_bin):
     assert linked_count(n) == 3 and not a2.closed_within(0.1)
 
 
-def no_quarantine(monkeypatch):
-    """AddressSanitizer keeps freed memory in quarantine, where it counts as resident."""
+def many_members(hosts, link_bin, monkeypatch, links):
+    """A test host's nws-link with links members linked to it, for measuring its memory."""
     if os.environ.get("NWS_ASAN"):
+        # AddressSanitizer keeps freed memory in quarantine, where it counts as resident.
         opts = os.environ.get("ASAN_OPTIONS")
         monkeypatch.setenv("ASAN_OPTIONS", (opts + ":" if opts else "") + "quarantine_size_mb=0")
+    (h,) = hosts(1, avahi=False)
+    n = LinkNode(link_bin, [CH], host=h)
+    peers = [member(n, h, i + 1) for i in range(links)]
+    wait_for(lambda: linked_count(n) == links, 15, "every member linked")
+    return h, n, peers
 
 
 def rss_growth(node, fn):
@@ -329,12 +335,8 @@ def test_partial_frames_on_many_links_keep_memory_bounded(hosts, link_bin, monke
     """12 links each send 15 MiB of a frame and never finish it: past the process-wide
     budget for unfinished frames (64 MiB) the links are closed, and nws-link's memory
     stays near its budget instead of 12 times 15 MiB."""
-    no_quarantine(monkeypatch)
-    (h,) = hosts(1, avahi=False)
-    n = LinkNode(link_bin, [CH], host=h)
     links, size = 12, 15 << 20
-    peers = [member(n, h, i + 1) for i in range(links)]
-    wait_for(lambda: linked_count(n) == links, 15, "every member linked")
+    h, n, peers = many_members(hosts, link_bin, monkeypatch, links)
     piece = os.urandom(MAX_PIECE)
 
     def over():
@@ -370,12 +372,8 @@ def test_finished_frames_on_many_links_keep_memory_bounded(hosts, link_bin, monk
     """12 links each deliver a whole 6 MiB frame at once. A link keeps its buffer for the
     next frame, but all of them together keep at most 16 MiB: the rest are freed as their
     frame is done, so nws-link does not hold 12 times 6 MiB; and no link is closed."""
-    no_quarantine(monkeypatch)
-    (h,) = hosts(1, avahi=False)
-    n = LinkNode(link_bin, [CH], host=h)
     links, size = 12, 6 << 20
-    peers = [member(n, h, i + 1) for i in range(links)]
-    wait_for(lambda: linked_count(n) == links, 15, "every member linked")
+    _, n, peers = many_members(hosts, link_bin, monkeypatch, links)
     for i, p in enumerate(peers):
         p.send_frame({"action": "connect", "channel": CH, "target": f"m{i}"})
     n.wait_action("connect", count=links)
